@@ -1,0 +1,34 @@
+"""jsms-receipts: never lose an SMS receipt from JiGuang SMS."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+
+from app import api, callbacks, cli, db, errors, health
+from app.config import Settings
+
+MAX_BODY_BYTES = 1024 * 1024
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build the Flask app: settings, database, blueprints, error handlers, CLI. Nothing else."""
+    app = Flask(__name__, instance_relative_config=True)
+    settings = settings or Settings()
+    app.config.update(
+        SETTINGS=settings,
+        MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
+        MAX_FORM_MEMORY_SIZE=MAX_BODY_BYTES,
+        JSON_SORT_KEYS=False,
+    )
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(levelname)s %(name)s %(message)s"
+    )
+    db.init_app(app, db.Database(settings.sqlalchemy_url(app.instance_path)))
+    errors.register(app)
+    app.register_blueprint(health.bp)
+    app.register_blueprint(callbacks.bp)
+    app.register_blueprint(api.bp)
+    cli.register(app)
+    return app

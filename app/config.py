@@ -1,0 +1,54 @@
+"""The one reader of the environment: every setting the service has, parsed once."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Typed settings from the environment (and `.env` in development)."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    database_url: str | None = None
+    jsms_apps: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
+    jsms_api_base_url: str = "https://api.sms.jpush.cn"
+    jsms_rate_limit_seconds: float = Field(default=5.0, gt=0)
+    api_tokens: Annotated[tuple[str, ...], NoDecode] = ()
+    port: int = 5000
+    log_level: str = "INFO"
+
+    @field_validator("jsms_apps", mode="before")
+    @classmethod
+    def _parse_apps(cls, value: object) -> object:
+        """`appKey:masterSecret[,appKey:masterSecret…]` into {appKey: masterSecret}."""
+        if not isinstance(value, str):
+            return value
+        apps: dict[str, str] = {}
+        for pair in filter(None, (p.strip() for p in value.split(","))):
+            key, sep, secret = pair.partition(":")
+            if not sep or not key.strip() or not secret.strip():
+                raise ValueError(
+                    f"JSMS_APPS entry {pair.split(':')[0]!r} is not appKey:masterSecret"
+                )
+            apps[key.strip()] = secret.strip()
+        return apps
+
+    @field_validator("api_tokens", mode="before")
+    @classmethod
+    def _parse_tokens(cls, value: object) -> object:
+        """Comma-separated tokens; blanks ignored."""
+        if isinstance(value, str):
+            return tuple(t.strip() for t in value.split(",") if t.strip())
+        return value
+
+    def sqlalchemy_url(self, instance_path: str) -> str:
+        """The database URL to connect to, with Heroku's `postgres://` and the default resolved."""
+        url = self.database_url or f"sqlite:///{instance_path}/jsms-receipts.sqlite3"
+        for prefix in ("postgres://", "postgresql://"):
+            if url.startswith(prefix):
+                return "postgresql+psycopg://" + url[len(prefix) :]
+        return url

@@ -1,0 +1,119 @@
+"""The store's connection lifetime: one engine per process, one session per request or pass."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from flask import Flask, current_app, g
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+
+
+def make_engine(url: str) -> Engine:
+    """An engine tuned for the backend: WAL + immediate transactions on SQLite, pre-ping on PG."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 30})
+        _make_sqlite_transactional(engine)
+        return engine
+    return create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=5,
+        max_overflow=5,
+        pool_timeout=5,
+        connect_args={"connect_timeout": 5},
+    )
+
+
+def _make_sqlite_transactional(engine: Engine) -> None:
+    """Let SQLAlchemy own BEGIN, and take the write lock up front.
+
+    pysqlite's own transaction handling defers BEGIN; a deferred transaction that read first can
+    fail with 'database is locked' without waiting. BEGIN IMMEDIATE waits (busy timeout) instead.
+    """
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+class Database:
+    """An engine and its session factory."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session for one unit of work (a sync pass, a CLI command); always closed."""
+        session = self.sessions()
+        try:
+            yield session
+        finally:
+            session.close()
+
+    def ping(self) -> None:
+        """Raise if the database cannot answer a trivial query."""
+        with self.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+
+
+def init_app(app: Flask, database: Database) -> None:
+    """Attach the database to the app and close each request's session when it ends."""
+    app.extensions["database"] = database
+    app.teardown_appcontext(_close_request_session)
+
+
+def get_database() -> Database:
+    """The current app's database."""
+    database: Database = current_app.extensions["database"]
+    return database
+
+
+def get_session() -> Session:
+    """The current request's session, opened on first use."""
+    if "db_session" not in g:
+        g.db_session = get_database().sessions()
+    session: Session = g.db_session
+    return session
+
+
+def _close_request_session(_exc: BaseException | None) -> None:
+    session = g.pop("db_session", None)
+    if session is not None:
+        session.close()
+
+
+def alembic_config(url: str) -> Config:
+    """Alembic's configuration pointed at our migrations and the given database."""
+    config = Config(str(MIGRATIONS_DIR / "alembic.ini"))
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.attributes["sqlalchemy_url"] = url
+    return config
+
+
+def upgrade_to_head(url: str) -> None:
+    """Bring the schema to the newest migration (what the `release` process does)."""
+    command.upgrade(alembic_config(url), "head")

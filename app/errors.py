@@ -1,0 +1,83 @@
+"""The service's named errors and their one mapping to the contract's JSON error shape."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from flask import Flask, Response, jsonify
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger(__name__)
+
+# Errors that mean "the database cannot be reached right now", not "this input is bad".
+DATABASE_UNAVAILABLE = (OperationalError, InterfaceError, DisconnectionError, PoolTimeoutError)
+
+
+class ServiceError(Exception):
+    """An error the client should see: a snake_case code, a message and an HTTP status."""
+
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code:
+            self.code = code
+
+
+class BadInput(ServiceError):
+    """The request is malformed; nothing was stored."""
+
+
+class Unauthenticated(ServiceError):
+    status = 401
+    code = "unauthorized"
+
+
+class NotFound(ServiceError):
+    status = 404
+    code = "not_found"
+
+
+class DatabaseUnavailable(ServiceError):
+    status = 503
+    code = "database_unavailable"
+
+
+def error_response(status: int, code: str, message: str) -> Response:
+    """`{"error": {"code", "message"}}` with the given status."""
+    response = jsonify({"error": {"code": code, "message": message}})
+    response.status_code = status
+    return response
+
+
+def register(app: Flask) -> None:
+    """Make every error, expected or not, leave as JSON of the contract's shape."""
+
+    @app.errorhandler(ServiceError)
+    def _service_error(exc: ServiceError) -> Response:
+        return error_response(exc.status, exc.code, exc.message)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> Response:
+        code = re.sub(r"[^a-z0-9]+", "_", (exc.name or "error").lower()).strip("_")
+        response = error_response(exc.code or 500, code, exc.description or exc.name)
+        if exc.code == 405 and exc.valid_methods:
+            response.headers["Allow"] = ", ".join(exc.valid_methods)
+        return response
+
+    def _database_unavailable(exc: Exception) -> Response:
+        log.warning("database unavailable: %s", type(exc).__name__)
+        return error_response(503, "database_unavailable", "the database is unavailable; retry")
+
+    for exc_class in DATABASE_UNAVAILABLE:
+        app.register_error_handler(exc_class, _database_unavailable)
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Response:
+        log.exception("unhandled error")
+        return error_response(500, "internal_error", "internal error")

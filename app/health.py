@@ -1,0 +1,26 @@
+"""Liveness and readiness probes (no token)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify
+
+from app.db import get_database
+from app.errors import DATABASE_UNAVAILABLE, error_response
+
+bp = Blueprint("health", __name__)
+
+
+@bp.get("/healthz")
+def healthz() -> Response:
+    """The process is up."""
+    return jsonify({"status": "ok"})
+
+
+@bp.get("/readyz")
+def readyz() -> Response:
+    """The database answers; 503 otherwise."""
+    try:
+        get_database().ping()
+    except DATABASE_UNAVAILABLE:
+        return error_response(503, "database_unavailable", "the database is unreachable")
+    return jsonify({"status": "ok", "database": "ok"})

@@ -1,0 +1,4 @@
+"""What we know about the JSMS upstream: signatures, record shapes, code tables, the REST client.
+
+Nothing in this package knows about Flask or the database.
+"""

@@ -1,0 +1,175 @@
+"""The store: typed SQLAlchemy models. Every table is documented in README.md for BI users."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# BIGINT identity on PostgreSQL; plain INTEGER on SQLite, where only that is a rowid alias.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """An aware UTC datetime: `timestamptz` on PostgreSQL, naive-UTC text on SQLite."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    """Now, as an aware UTC datetime."""
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class RawEvent(Base):
+    """A signed callback or a pulled batch exactly as received, with what ingesting it did."""
+
+    __tablename__ = "raw_events"
+    __table_args__ = (
+        Index("ix_raw_events_received_at", "received_at"),
+        Index("ix_raw_events_quarantined", "quarantined"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    app_key: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(16))  # callback | pull
+    type: Mapped[str] = mapped_column(String(64))  # SMS_REPORT, SMS_REPLY, … as sent
+    payload: Mapped[str] = mapped_column(Text)  # the callback's `data`, or the pulled JSON body
+    nonce: Mapped[str | None] = mapped_column(String(64))
+    callback_timestamp: Mapped[int | None] = mapped_column(BigInteger)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    records: Mapped[int] = mapped_column(Integer, default=0)
+    stored: Mapped[int] = mapped_column(Integer, default=0)
+    duplicates: Mapped[int] = mapped_column(Integer, default=0)
+    quarantined: Mapped[int] = mapped_column(Integer, default=0)
+    # Why records were quarantined: one line per rejected record ("#index: reason").
+    quarantine_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class DeliveryReport(Base):
+    """One row per (app, msg_id, phone): the latest delivery status known for it."""
+
+    __tablename__ = "delivery_reports"
+    __table_args__ = (
+        UniqueConstraint("app_key", "msg_id", "phone"),
+        Index("ix_delivery_reports_app_key_received_at", "app_key", "received_at"),
+        Index("ix_delivery_reports_received_at", "received_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    app_key: Mapped[str] = mapped_column(String(64))
+    msg_id: Mapped[str] = mapped_column(String(64))
+    phone: Mapped[str] = mapped_column(String(32))
+    status: Mapped[int] = mapped_column(Integer)
+    delivered: Mapped[bool] = mapped_column(Boolean)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    source: Mapped[str] = mapped_column(String(16))
+    ingested_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    raw_event_id: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class Reply(Base):
+    """An uplink SMS a user sent back; `dedup_key` makes a repeat a no-op."""
+
+    __tablename__ = "replies"
+    __table_args__ = (
+        UniqueConstraint("dedup_key"),
+        Index("ix_replies_app_key_replied_at", "app_key", "replied_at"),
+        Index("ix_replies_replied_at", "replied_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    app_key: Mapped[str] = mapped_column(String(64))
+    phone: Mapped[str] = mapped_column(String(32))
+    content: Mapped[str] = mapped_column(Text)
+    replied_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    extra: Mapped[str | None] = mapped_column(Text)  # unknown upstream fields, as JSON
+    source: Mapped[str] = mapped_column(String(16))
+    ingested_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    raw_event_id: Mapped[int | None] = mapped_column(BigInteger)
+    dedup_key: Mapped[str] = mapped_column(String(64))
+
+
+class ReviewResult(Base):
+    """A template (SMS_TEMPLATE) or signature (SMS_SIGN) review outcome."""
+
+    __tablename__ = "review_results"
+    __table_args__ = (UniqueConstraint("dedup_key"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    app_key: Mapped[str] = mapped_column(String(64))
+    review_type: Mapped[str] = mapped_column(String(16))  # template | sign
+    subject_id: Mapped[str] = mapped_column(String(64))  # tempId or signId
+    status: Mapped[int] = mapped_column(Integer)
+    refuse_reason: Mapped[str | None] = mapped_column(Text)
+    extra: Mapped[str | None] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(String(16))
+    ingested_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    raw_event_id: Mapped[int | None] = mapped_column(BigInteger)
+    dedup_key: Mapped[str] = mapped_column(String(64))
+
+
+class SyncState(Base):
+    """Per app and kind (report | reply): how receipts reach us and how pulling has gone."""
+
+    __tablename__ = "sync_state"
+
+    app_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    mode: Mapped[str] = mapped_column(String(16), default="pull")  # pull | callback | paused
+    last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_success_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error_code: Mapped[int | None] = mapped_column(Integer)
+    last_error_message: Mapped[str | None] = mapped_column(Text)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    records_pulled: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class PullLease(Base):
+    """Who may call the upstream for an app right now, and when it last did (the rate window)."""
+
+    __tablename__ = "pull_leases"
+
+    app_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str | None] = mapped_column(String(128))
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_call_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
