@@ -1,0 +1,520 @@
+"""Callback ingest under load: the service vs a hello-world Flask app, same gunicorn, same wrk.
+
+Run through `bench/ingest/run.sh` (it installs wrk and the bench extra). Steps, all on loopback:
+1. create a throwaway PostgreSQL database and migrate it;
+2. start `gunicorn --config python:app.gunicorn_config` twice, on `wsgi:app` and on
+   `hello:app` (the command lines differ only in the app module);
+3. warm both up, then alternate wrk rounds (hello, service, hello, service, …) sending unique,
+   signed SMS_REPORT callbacks; after each service round check that the rows stored equal the
+   2xx answers counted (no loss, no double counting);
+4. optionally profile the service with py-spy, and measure a worker's RSS over N callbacks;
+5. print medians (req/s, p50, p99), the ratio, the checks; write JSON to bench/results/;
+6. stop everything and drop the database.
+
+Exit status: 0 when every check held (non-2xx, rows vs 2xx), 1 otherwise. The performance target
+is printed, not enforced: figures from a shared 2-core machine are noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlencode
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+BIN = Path(sys.executable).parent
+sys.path.insert(0, str(ROOT))
+
+from app.db import upgrade_to_head  # noqa: E402
+from app.jsms.signature import sign  # noqa: E402
+
+APP_KEY, SECRET = "bench-app", "bench-secret"
+CALLBACK_PATH = "/callbacks/jsms"
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+# --- the database -----------------------------------------------------------------------------
+
+
+@contextmanager
+def throwaway_database(admin_url: str) -> Iterator[str]:
+    """A fresh migrated database `jsms_bench_<random>`; dropped on the way out, whatever happens."""
+    name = f"jsms_bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(admin_url, autocommit=True, connect_timeout=5) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = admin_url.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        upgrade_to_head(url.replace("postgresql://", "postgresql+psycopg://", 1))
+        log(f"database {name} created and migrated")
+        yield url
+    finally:
+        with psycopg.connect(admin_url, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        log(f"database {name} dropped")
+
+
+def count_rows(url: str) -> tuple[int, int]:
+    """(delivery_reports, raw_events) right now."""
+    with psycopg.connect(url, connect_timeout=5) as conn:
+        reports = conn.execute("SELECT count(*) FROM delivery_reports").fetchone()
+        raws = conn.execute("SELECT count(*) FROM raw_events").fetchone()
+    return int(reports[0]), int(raws[0])  # type: ignore[index]
+
+
+# --- the load ---------------------------------------------------------------------------------
+
+
+def write_bodies(path: Path, count: int, tag: str) -> None:
+    """`count` signed SMS_REPORT callbacks, one form body a line, each with its own msgId."""
+    rng = random.Random(tag)
+    now_ms = int(time.time() * 1000)
+    with path.open("w") as out:
+        for i in range(count):
+            nonce, timestamp = str(rng.getrandbits(62)), str(now_ms + i)
+            data = {
+                "msgId": f"{tag}-{i}",
+                "status": 4001 if i % 10 else 4003,
+                "receiveTime": now_ms - 5000,
+                "phone": f"13{rng.randrange(10**9):09d}",
+            }
+            body = {
+                "nonce": nonce,
+                "timestamp": timestamp,
+                "signature": sign(APP_KEY, SECRET, nonce, timestamp),
+                "type": "SMS_REPORT",
+                "data": json.dumps(data, separators=(",", ":")),
+            }
+            out.write(urlencode(body) + "\n")
+
+
+@dataclass
+class Load:
+    """What one wrk run did (the BENCH_RESULT line callbacks.lua prints)."""
+
+    app: str
+    result: dict[str, float]
+    rows: int | None = None  # delivery_reports added during the run (service only)
+    raws: int | None = None  # raw_events added during the run (service only)
+
+    @property
+    def non_2xx(self) -> int:
+        r = self.result
+        return int(r["not_ok"] + (r["sent"] - r["answered"]))
+
+    def check(self) -> list[str]:
+        """What went wrong with this run's accounting, if anything."""
+        r, problems = self.result, []
+        if r["sent"] != r["answered"]:
+            problems.append(f"{r['sent'] - r['answered']:.0f} callbacks sent got no answer")
+        if r["not_ok"]:
+            problems.append(f"{r['not_ok']:.0f} non-2xx answers ({r['statuses']})")
+        if self.rows is not None and self.rows != r["ok"]:
+            problems.append(f"rows stored {self.rows} != 2xx answers {r['ok']:.0f}")
+        if self.raws is not None and self.raws != r["ok"]:
+            problems.append(f"raw events {self.raws} != 2xx answers {r['ok']:.0f}")
+        if self.rows is not None and r["stored_sum"] != r["ok"]:
+            problems.append(f"answers said stored {r['stored_sum']:.0f}, expected {r['ok']:.0f}")
+        if r["exhausted"]:
+            problems.append("bodies ran out before the load window ended (raise --max-rate)")
+        return problems
+
+
+def run_wrk(
+    port: int, bodies: Path, per_thread: int, load_seconds: float, args: argparse.Namespace
+) -> dict[str, float]:
+    """One wrk run; its BENCH_RESULT as a dict. wrk's own -d bounds it whatever happens."""
+    budget = (load_seconds or args.count_timeout) + args.drain_seconds
+    command = [
+        "wrk",
+        f"-t{args.threads}",
+        f"-c{args.connections}",
+        f"-d{int(budget)}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(HERE / "callbacks.lua"),
+        f"http://127.0.0.1:{port}{CALLBACK_PATH}",
+        "--",
+        str(bodies),
+        str(per_thread),
+        str(load_seconds),
+    ]
+    out = subprocess.run(command, capture_output=True, text=True, timeout=budget + 60, check=True)
+    for line in out.stdout.splitlines():
+        if line.startswith("BENCH_RESULT "):
+            parsed: dict[str, float] = json.loads(line.removeprefix("BENCH_RESULT "))
+            return parsed
+    raise RuntimeError(f"wrk printed no BENCH_RESULT:\n{out.stdout}\n{out.stderr}")
+
+
+# --- the servers ------------------------------------------------------------------------------
+
+
+@dataclass
+class Server:
+    name: str
+    port: int
+    process: subprocess.Popen[bytes]
+
+    def workers(self) -> list[int]:
+        """The worker pids (children of the gunicorn arbiter)."""
+        pid = self.process.pid
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        return [int(c) for c in children]
+
+
+def gunicorn_command(app_module: str, port: int) -> list[str]:
+    """The one command line both apps run under; only `app_module` differs."""
+    return [
+        str(BIN / "gunicorn"),
+        "--config",
+        "python:app.gunicorn_config",
+        "--pythonpath",
+        str(HERE),
+        "--bind",
+        f"127.0.0.1:{port}",  # loopback only, whatever the config binds
+        app_module,
+    ]
+
+
+@contextmanager
+def gunicorn(name: str, app_module: str, port: int, env: dict[str, str], log_path: Path):
+    """A running gunicorn; stopped (TERM, then KILL) on the way out."""
+    command = gunicorn_command(app_module, port)
+    log(f"starting {name}: {' '.join(command)}")
+    with log_path.open("ab") as log_file:
+        process = subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT
+        )
+    server = Server(name, port, process)
+    try:
+        wait_until_up(server, 30)
+        yield server
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+def wait_until_up(server: Server, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    url = f"http://127.0.0.1:{server.port}/healthz"
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise RuntimeError(f"{server.name} exited with {server.process.returncode}")
+        with suppress(OSError):
+            with urllib.request.urlopen(url, timeout=1) as answer:
+                if answer.status == 200:
+                    return
+        time.sleep(0.2)
+    raise TimeoutError(f"{server.name} did not come up in {timeout} s")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time the given processes have used so far."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        with suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / ticks
+
+
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine so far, all cores."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (sum(fields) - idle) / ticks, sum(fields) / ticks
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+# --- the steps --------------------------------------------------------------------------------
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, db_url: str, out_dir: Path) -> None:
+        self.args, self.db_url, self.out_dir = args, db_url, out_dir
+        self.tag = uuid.uuid4().hex[:8]
+        self.files = 0
+
+    def bodies(self, count: int) -> Path:
+        """A fresh file of `count` unique callbacks (unique across the whole run)."""
+        self.files += 1
+        path = self.out_dir / f"bodies-{self.files}.txt"
+        write_bodies(path, count, f"{self.tag}-{self.files}")
+        return path
+
+    def per_thread(self, load_seconds: float) -> int:
+        return int(self.args.max_rate * load_seconds / self.args.threads) + 1
+
+    def load(self, server: Server, bodies: Path, per_thread: int, seconds: float) -> Load:
+        """One round against `server`; for the service, with the rows it added."""
+        before = count_rows(self.db_url) if server.name == "service" else None
+        workers = server.workers()
+        cpu0, (busy0, all0) = cpu_seconds(workers), machine_busy()
+        result = run_wrk(server.port, bodies, per_thread, seconds, self.args)
+        cpu1, (busy1, all1) = cpu_seconds(workers), machine_busy()
+        answered = max(result["answered"] + result["drained"], 1)
+        result["worker_cpu_ms_per_request"] = round(1000 * (cpu1 - cpu0) / answered, 3)
+        result["machine_busy_pct"] = round(100 * (busy1 - busy0) / max(all1 - all0, 1e-9), 1)
+        load = Load(server.name, result)
+        if before is not None:
+            after = count_rows(self.db_url)
+            load.rows, load.raws = after[0] - before[0], after[1] - before[1]
+        return load
+
+    def rounds(self, hello: Server, service: Server) -> list[Load]:
+        a = self.args
+        runs: list[Load] = []
+        per_thread = self.per_thread(a.warmup)
+        bodies = self.bodies(per_thread * a.threads)
+        for server in (hello, service):
+            warm = self.load(server, bodies, per_thread, a.warmup)
+            log(f"warm-up {server.name}: {warm.result['rate']:.0f} req/s {warm.check() or ''}")
+        per_thread = self.per_thread(a.duration)
+        for number in range(1, a.rounds + 1):
+            bodies = self.bodies(per_thread * a.threads)
+            for server in (hello, service):
+                load = self.load(server, bodies, per_thread, a.duration)
+                runs.append(load)
+                r = load.result
+                log(
+                    f"round {number} {server.name:7}: {r['rate']:8.1f} req/s  "
+                    f"p50 {r['p50_us'] / 1000:6.2f} ms  p99 {r['p99_us'] / 1000:6.2f} ms  "
+                    f"2xx {r['ok']:.0f}  non-2xx {load.non_2xx}  rows {load.rows}  "
+                    f"worker CPU {r['worker_cpu_ms_per_request']:.2f} ms/req  "
+                    f"machine busy {r['machine_busy_pct']:.0f}%  "
+                    f"{'; '.join(load.check()) or 'ok'}"
+                )
+            bodies.unlink()
+        return runs
+
+    def profile(self, service: Server) -> dict[str, object]:
+        """py-spy on every worker during one more service round (not a measured one).
+
+        Two views: "wall" samples every busy thread (time a request spends, waits included);
+        "cpu" (--gil) samples only the thread holding the GIL (what burns the workers' CPU).
+        """
+        a = self.args
+        outputs = {
+            "wall": (self.out_dir / "profile-wall.txt", "raw", []),
+            "cpu": (self.out_dir / "profile-cpu.txt", "raw", ["--gil"]),
+            "cpu-svg": (self.out_dir / "profile-cpu.svg", "flamegraph", ["--gil"]),
+        }
+        per_thread = self.per_thread(a.profile_seconds)
+        bodies = self.bodies(per_thread * a.threads)
+        spies = [
+            subprocess.Popen(
+                [
+                    str(BIN / "py-spy"), "record", "--pid", str(service.process.pid),
+                    "--subprocesses", "--rate", "100", "--duration", str(a.profile_seconds),
+                    "--format", fmt, "--output", str(path), "--nonblocking", *extra,
+                ],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )
+            for path, fmt, extra in outputs.values()
+        ]
+        time.sleep(1)
+        load = self.load(service, bodies, per_thread, a.profile_seconds)
+        for spy in spies:
+            spy.wait(timeout=a.profile_seconds + 60)
+        bodies.unlink()
+        log(f"profiles in {self.out_dir} ({load.result['rate']:.0f} req/s under py-spy)")
+        summaries = {}
+        for view in ("wall", "cpu"):
+            summary = subprocess.run(
+                [sys.executable, str(HERE / "profile_summary.py"), str(outputs[view][0])],
+                capture_output=True, text=True, check=False,
+            )
+            summaries[view] = summary.stdout
+            print(f"--- profile, {view} view ---\n{summary.stdout}", flush=True)
+        return {"files": {k: str(v[0]) for k, v in outputs.items()}, "summaries": summaries,
+                "checks": load.check()}
+
+    def memory(self, env: dict[str, str]) -> dict[str, object]:
+        """One worker, N callbacks; its RSS sampled against the rows stored so far."""
+        a = self.args
+        env = {**env, "WEB_CONCURRENCY": "1"}
+        per_thread = a.memory // a.threads
+        bodies = self.bodies(per_thread * a.threads)
+        port = free_port()
+        samples: list[tuple[int, int]] = []
+        with gunicorn("service", "wsgi:app", port, env, self.out_dir / "memory.log") as service:
+            (worker,) = service.workers()
+            start_rows = count_rows(self.db_url)[0]
+            samples.append((0, rss_kib(worker)))
+            wrk = subprocess.Popen(
+                [
+                    "wrk", f"-t{a.threads}", f"-c{a.connections}",
+                    f"-d{a.count_timeout + a.drain_seconds}s", "--timeout", "10s",
+                    "-s", str(HERE / "callbacks.lua"),
+                    f"http://127.0.0.1:{port}{CALLBACK_PATH}", "--", str(bodies),
+                    str(per_thread), "0",
+                ],
+                stdout=subprocess.PIPE, text=True,
+            )
+            deadline = time.monotonic() + a.count_timeout + a.drain_seconds + 30
+            while wrk.poll() is None and time.monotonic() < deadline:
+                time.sleep(a.memory_interval)
+                samples.append((count_rows(self.db_url)[0] - start_rows, rss_kib(worker)))
+            stdout, _ = wrk.communicate(timeout=60)
+            samples.append((count_rows(self.db_url)[0] - start_rows, rss_kib(worker)))
+        bodies.unlink()
+        result = next(
+            json.loads(line.removeprefix("BENCH_RESULT "))
+            for line in stdout.splitlines()
+            if line.startswith("BENCH_RESULT ")
+        )
+        load = Load("service", result, rows=samples[-1][0])
+        log(f"memory: {len(samples)} samples, {load.check() or 'accounting ok'}")
+        for rows, kib in thin(samples, a.memory):
+            log(f"  after {rows:7d} callbacks: worker RSS {kib / 1024:6.1f} MiB")
+        return {"samples": samples, "checks": load.check(), "result": result}
+
+
+def thin(samples: list[tuple[int, int]], total: int) -> list[tuple[int, int]]:
+    """The samples nearest to 0, 10%, 20%, …, 100% of the callbacks."""
+    marks = [total * k // 10 for k in range(11)]
+    picked = []
+    for mark in marks:
+        best = min(samples, key=lambda s: abs(s[0] - mark))
+        if best not in picked:
+            picked.append(best)
+    return picked
+
+
+def median(loads: list[Load], key: str) -> float:
+    return statistics.median(load.result[key] for load in loads)
+
+
+def report(runs: list[Load]) -> dict[str, object]:
+    hello = [r for r in runs if r.app == "hello"]
+    service = [r for r in runs if r.app == "service"]
+    figures = {
+        app: {
+            "rate": median(loads, "rate"),
+            "p50_ms": median(loads, "p50_us") / 1000,
+            "p99_ms": median(loads, "p99_us") / 1000,
+            "rates": [round(r.result["rate"], 1) for r in loads],
+        }
+        for app, loads in (("hello", hello), ("service", service))
+    }
+    ratio = figures["service"]["rate"] / figures["hello"]["rate"]
+    non_2xx = sum(r.non_2xx for r in service)
+    ok = sum(int(r.result["ok"]) for r in service)
+    rows = sum(r.rows or 0 for r in service)
+    raws = sum(r.raws or 0 for r in service)
+    print()
+    print(f"{'app':8} {'req/s (median)':>15} {'p50 ms':>8} {'p99 ms':>8}   rounds req/s")
+    for app, f in figures.items():
+        print(
+            f"{app:8} {f['rate']:15.1f} {f['p50_ms']:8.2f} {f['p99_ms']:8.2f}   {f['rates']}"
+        )
+    print(f"ratio service/hello: {ratio:.2f}")
+    print(f"service non-2xx: {non_2xx}; 2xx {ok}; delivery_reports rows {rows}; raw_events {raws}")
+    met = ratio >= 0.6 and figures["service"]["p99_ms"] < 50 and non_2xx == 0
+    print(f"target (>= 0.6 of hello, p99 < 50 ms, zero non-2xx): {'MET' if met else 'NOT MET'}")
+    return {"figures": figures, "ratio": ratio, "non_2xx": non_2xx, "ok": ok, "rows": rows,
+            "raw_events": raws, "target_met": met}
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--rounds", type=int, default=3, help="measured rounds per app (alternating)")
+    p.add_argument("--duration", type=float, default=15, help="seconds of load per round")
+    p.add_argument("--warmup", type=float, default=3, help="seconds of warm-up per app")
+    p.add_argument("--connections", type=int, default=32)
+    p.add_argument("--threads", type=int, default=2, help="wrk threads")
+    p.add_argument("--max-rate", type=float, default=8000,
+                   help="req/s the bodies file is sized for (unique bodies per round)")
+    p.add_argument("--drain-seconds", type=float, default=3,
+                   help="wrk's -d is the load plus this: time to collect the last answers")
+    p.add_argument("--profile", action="store_true", help="also profile the service (py-spy)")
+    p.add_argument("--profile-seconds", type=int, default=15)
+    p.add_argument("--memory", type=int, default=0, help="callbacks for the RSS curve (0: skip)")
+    p.add_argument("--memory-interval", type=float, default=1.0)
+    p.add_argument("--count-timeout", type=int, default=300,
+                   help="upper bound in seconds for the --memory run")
+    p.add_argument("--admin-url", default=os.environ.get(
+        "BENCH_POSTGRES_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"))
+    p.add_argument("--skip-rounds", action="store_true", help="only --profile / --memory")
+    return p.parse_args()
+
+
+def main() -> int:
+    args = parse_args()
+    out_dir = ROOT / "bench" / "results" / time.strftime("ingest-%Y%m%d-%H%M%S")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    log(f"results in {out_dir}; WEB_CONCURRENCY={os.environ.get('WEB_CONCURRENCY', '(default)')}"
+        f" GUNICORN_THREADS={os.environ.get('GUNICORN_THREADS', '(default)')}; nproc "
+        f"{os.cpu_count()}; load average {os.getloadavg()}")
+    outcome: dict[str, object] = {"args": vars(args)}
+    problems: list[str] = []
+    with throwaway_database(args.admin_url) as db_url:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("JSMS_", "API_TOKENS"))}
+        env.update(DATABASE_URL=db_url, JSMS_APPS=f"{APP_KEY}:{SECRET}", PYTHONUNBUFFERED="1")
+        bench = Bench(args, db_url, out_dir)
+        if not args.skip_rounds or args.profile:
+            with (
+                gunicorn("hello", "hello:app", free_port(), env, out_dir / "hello.log") as hello,
+                gunicorn("service", "wsgi:app", free_port(), env, out_dir / "service.log") as svc,
+            ):
+                if not args.skip_rounds:
+                    runs = bench.rounds(hello, svc)
+                    outcome["rounds"] = [r.__dict__ for r in runs]
+                    outcome["report"] = report(runs)
+                    problems += [p for r in runs for p in r.check()]
+                if args.profile:
+                    outcome["profile"] = profile = bench.profile(svc)
+                    problems += profile["checks"]  # type: ignore[arg-type]
+        if args.memory:
+            outcome["memory"] = memory = bench.memory(env)
+            problems += memory["checks"]  # type: ignore[arg-type]
+    (out_dir / "result.json").write_text(json.dumps(outcome, indent=2, default=str))
+    for problem in problems:
+        print(f"CHECK FAILED: {problem}")
+    print(f"checks: {'all held' if not problems else f'{len(problems)} failed'}; "
+          f"details in {out_dir / 'result.json'}")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
