@@ -1,0 +1,136 @@
+"""The one write path's guarantees, on SQLite and PostgreSQL: what `ingest` stores and counts."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from flask.testing import FlaskClient
+from sqlalchemy import func, select
+
+from app.db import Database
+from app.ingest import IngestResult, RawPayload, ingest
+from app.jsms.records import parse_payload
+from app.models import DeliveryReport, RawEvent, Reply, ReviewResult
+from tests.conftest import APPS
+from tests.jsms_callbacks import report, signed_form
+
+
+def run(database: Database, record_type: str, data: object, source: str = "pull") -> IngestResult:
+    """Ingest one payload in its own transaction, committed."""
+    raw = RawPayload("app-one", source, record_type, str(data), None, None)
+    with database.session() as session:
+        result = ingest(session, raw, parse_payload(record_type, data))
+        session.commit()
+    return result
+
+
+def count(database: Database, model: type) -> int:
+    with database.session() as session:
+        return int(session.scalar(select(func.count()).select_from(model)) or 0)
+
+
+def test_reports_are_stored_with_their_raw_event(database: Database) -> None:
+    result = run(database, "SMS_REPORT", [report("m1"), report("m2", status=4003)])
+    assert (result.stored, result.duplicates, result.quarantined) == (2, 0, 0)
+    with database.session() as session:
+        event = session.get(RawEvent, result.raw_event_id)
+        assert event is not None
+        assert (event.records, event.stored, event.duplicates, event.quarantined) == (2, 2, 0, 0)
+        rows = session.scalars(select(DeliveryReport).order_by(DeliveryReport.msg_id)).all()
+    assert [(r.msg_id, r.status, r.delivered, r.source) for r in rows] == [
+        ("m1", 4001, True, "pull"),
+        ("m2", 4003, False, "pull"),
+    ]
+    assert {r.raw_event_id for r in rows} == {result.raw_event_id}
+    assert rows[0].received_at == datetime.fromtimestamp(1575015093, UTC)
+
+
+def test_a_repeat_is_a_duplicate_and_still_kept_raw(database: Database) -> None:
+    first = run(database, "SMS_REPORT", [report("m1")])
+    again = run(database, "SMS_REPORT", [report("m1")])
+    assert (again.stored, again.duplicates) == (0, 1)
+    assert count(database, DeliveryReport) == 1
+    assert count(database, RawEvent) == 2
+    with database.session() as session:
+        event = session.get(RawEvent, again.raw_event_id)
+        assert event is not None and (event.stored, event.duplicates) == (0, 1)
+        stored = session.scalars(select(DeliveryReport)).one()
+    assert stored.raw_event_id == first.raw_event_id
+
+
+def test_a_later_status_replaces_an_earlier_one_and_not_the_reverse(database: Database) -> None:
+    run(database, "SMS_REPORT", [report("m1", status=4003, receive_time=1575015093000)])
+    later = run(database, "SMS_REPORT", [report("m1", status=4001, receive_time=1575015099000)])
+    earlier = run(database, "SMS_REPORT", [report("m1", status=4004, receive_time=1575015000000)])
+    assert (later.stored, later.duplicates) == (1, 0)
+    assert (earlier.stored, earlier.duplicates) == (0, 1)
+    with database.session() as session:
+        stored = session.scalars(select(DeliveryReport)).one()
+    assert (stored.status, stored.delivered) == (4001, True)
+    assert stored.raw_event_id == later.raw_event_id
+
+
+def test_the_same_report_twice_in_one_batch_keeps_the_latest(database: Database) -> None:
+    result = run(
+        database,
+        "SMS_REPORT",
+        [report("m1", status=4001, receive_time=1575015099000), report("m1", status=4003)],
+    )
+    assert (result.stored, result.duplicates) == (1, 1)
+    with database.session() as session:
+        assert session.scalars(select(DeliveryReport.status)).one() == 4001
+
+
+def test_a_large_batch_is_stored_whole(database: Database) -> None:
+    items = [report(f"m{i}", phone=f"1380013{i:04d}") for i in range(1200)]
+    result = run(database, "SMS_REPORT", items + [report("m7", phone="13800130007")])
+    assert (result.stored, result.duplicates) == (1200, 1)
+    assert count(database, DeliveryReport) == 1200
+
+
+def test_unnormalizable_records_are_quarantined_with_the_reason(database: Database) -> None:
+    result = run(database, "SMS_REPORT", [report("m1"), {"msgId": "m2"}, "nonsense"])
+    assert (result.stored, result.duplicates, result.quarantined) == (1, 0, 2)
+    with database.session() as session:
+        event = session.get(RawEvent, result.raw_event_id)
+    assert event is not None and event.quarantine_reason is not None
+    assert event.quarantine_reason.startswith("#1: ") and "#2: " in event.quarantine_reason
+    assert (event.records, event.stored, event.quarantined) == (3, 1, 2)
+
+
+def test_an_unknown_type_is_kept_raw_and_quarantined(database: Database) -> None:
+    result = run(database, "SMS_SOMETHING", {"x": 1}, source="callback")
+    assert (result.stored, result.duplicates, result.quarantined) == (0, 0, 1)
+    with database.session() as session:
+        event = session.get(RawEvent, result.raw_event_id)
+    assert event is not None and event.type == "SMS_SOMETHING" and event.source == "callback"
+
+
+def test_replies_and_reviews_collapse_repeats(database: Database) -> None:
+    reply = {"phone": "13800138000", "replyTime": 1575015093000, "content": "TD", "x": 1}
+    assert run(database, "SMS_REPLY", [reply, reply]).stored == 1
+    assert run(database, "SMS_REPLY", [reply]).duplicates == 1
+    review = {"tempId": "7", "status": 2, "refuseReason": "no"}
+    assert run(database, "SMS_TEMPLATE", review).stored == 1
+    assert run(database, "SMS_TEMPLATE", review).stored == 0
+    assert (count(database, Reply), count(database, ReviewResult)) == (1, 1)
+
+
+def test_a_callback_answered_200_is_committed(client: FlaskClient, database: Database) -> None:
+    form = signed_form("app-two", APPS["app-two"], "SMS_REPORT", report("m1"))
+    answer = client.post("/callbacks/jsms", data=form)
+    assert answer.status_code == 200
+    assert answer.json == {"stored": 1, "duplicates": 0, "quarantined": 0}
+    again = client.post("/callbacks/jsms/app-two", data=form)
+    assert again.json == {"stored": 0, "duplicates": 1, "quarantined": 0}
+    # Read through a connection of its own: what 200 promised must already be committed.
+    other = Database(database.url)
+    with other.session() as session:
+        assert session.scalar(select(func.count()).select_from(DeliveryReport)) == 1
+        events = session.scalars(select(RawEvent).order_by(RawEvent.id)).all()
+    other.engine.dispose()
+    assert [(e.app_key, e.nonce, e.stored, e.duplicates) for e in events] == [
+        ("app-two", form["nonce"], 1, 0),
+        ("app-two", form["nonce"], 0, 1),
+    ]
+    assert events[0].callback_timestamp == int(form["timestamp"])
