@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, TextClause, bindparam, insert, text, update
+from sqlalchemy import Connection, Table, TextClause, bindparam, insert, text, update
 from sqlalchemy.orm import Session
 
 from app.jsms.records import ParsedBatch, Rejected, ReplyMessage, Report, Review
@@ -59,11 +59,13 @@ class IngestResult:
 
 def ingest(session: Session, raw: RawPayload, batch: ParsedBatch) -> IngestResult:
     """Store the raw payload and every record in it, skipping duplicates. The caller commits."""
+    # Core statements only: run them on the transaction's connection, not through the ORM.
+    connection = session.connection()
     now = utcnow()
     records = len(batch.records)
     # Written as if every record is new (the common case), corrected below when some were not:
     # one statement fewer per callback, and no one sees the row before the caller commits.
-    raw_event_id: int = session.execute(
+    raw_event_id: int = connection.execute(
         _RAW_EVENT,
         {
             "app_key": raw.app_key,
@@ -80,14 +82,14 @@ def ingest(session: Session, raw: RawPayload, batch: ParsedBatch) -> IngestResul
             "quarantine_reason": _reasons(batch.rejected),
         },
     ).scalar_one()
-    context = _Context(session, raw.app_key, raw.source, now, raw_event_id)
+    context = _Context(connection, raw.app_key, raw.source, now, raw_event_id)
     stored = (
         store_reports(context, [r for r in batch.records if isinstance(r, Report)])
         + store_replies(context, [r for r in batch.records if isinstance(r, ReplyMessage)])
         + store_reviews(context, [r for r in batch.records if isinstance(r, Review)])
     )
     if stored != records:
-        session.execute(
+        connection.execute(
             _RAW_EVENT_OUTCOME,
             {"event_id": raw_event_id, "stored": stored, "duplicates": records - stored},
         )
@@ -105,7 +107,7 @@ _RAW_EVENT_OUTCOME = (
 
 @dataclass(frozen=True, slots=True)
 class _Context:
-    session: Session
+    connection: Connection
     app_key: str
     source: str
     now: datetime
@@ -139,7 +141,7 @@ def store_reports(context: _Context, reports: Sequence[Report]) -> int:
         )
         for r in latest.values()
     ]
-    return _write(context.session, _REPORTS, rows)
+    return _write(context.connection, _REPORTS, rows)
 
 
 def store_replies(context: _Context, replies: Sequence[ReplyMessage]) -> int:
@@ -154,7 +156,7 @@ def store_replies(context: _Context, replies: Sequence[ReplyMessage]) -> int:
             extra=_json_or_none(r.extra),
             dedup_key=key,
         )
-    return _write(context.session, _REPLIES, list(rows.values()))
+    return _write(context.connection, _REPLIES, list(rows.values()))
 
 
 def store_reviews(context: _Context, reviews: Sequence[Review]) -> int:
@@ -172,7 +174,7 @@ def store_reviews(context: _Context, reviews: Sequence[Review]) -> int:
             extra=_json_or_none(r.extra),
             dedup_key=key,
         )
-    return _write(context.session, _REVIEWS, list(rows.values()))
+    return _write(context.connection, _REVIEWS, list(rows.values()))
 
 
 @dataclass(frozen=True)
@@ -233,12 +235,12 @@ _REPLIES = _conflict_insert(Reply, "ON CONFLICT (dedup_key) DO NOTHING")
 _REVIEWS = _conflict_insert(ReviewResult, "ON CONFLICT (dedup_key) DO NOTHING")
 
 
-def _write(session: Session, insert_: _ConflictInsert, rows: list[dict[str, Any]]) -> int:
+def _write(connection: Connection, insert_: _ConflictInsert, rows: list[dict[str, Any]]) -> int:
     """Run the conflict-aware INSERT over `rows`; how many rows it inserted or updated."""
     changed = 0
     for start in range(0, len(rows), CHUNK):
         chunk = rows[start : start + CHUNK]
-        result = session.execute(insert_.statement(len(chunk)), insert_.parameters(chunk))
+        result = connection.execute(insert_.statement(len(chunk)), insert_.parameters(chunk))
         changed += len(result.all())
     return changed
 

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import psycopg
+import pytest
 from flask.testing import FlaskClient
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
+from app import db
 from app.db import Database
 from app.ingest import IngestResult, RawPayload, ingest
 from app.jsms.records import parse_payload
 from app.models import DeliveryReport, RawEvent, Reply, ReviewResult
-from tests.conftest import APPS
+from tests.conftest import ADMIN_URL, APPS
 from tests.jsms_callbacks import report, signed_form
 
 
@@ -134,3 +137,18 @@ def test_a_callback_answered_200_is_committed(client: FlaskClient, database: Dat
         ("app-two", form["nonce"], 0, 1),
     ]
     assert events[0].callback_timestamp == int(form["timestamp"])
+
+
+@pytest.mark.postgres
+def test_a_pooled_connection_that_died_while_idle_is_replaced(
+    postgres_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(db, "PING_AFTER_IDLE_SECONDS", 0.0)
+    database = Database(postgres_database)
+    with database.engine.connect() as connection:
+        backend = connection.execute(text("SELECT pg_backend_pid()")).scalar_one()
+    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (backend,))
+    with database.engine.connect() as connection:
+        assert connection.execute(text("SELECT pg_backend_pid()")).scalar_one() != backend
+    database.engine.dispose()
