@@ -251,6 +251,18 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / ticks
 
 
+def backends_of(database: str) -> list[int]:
+    """PostgreSQL backend pids serving `database` (their process title names it)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            with suppress(OSError):
+                title = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+                if title.startswith("postgres: ") and f" {database} " in title:
+                    pids.append(int(proc.name))
+    return pids
+
+
 def machine_busy() -> tuple[float, float]:
     """(busy, total) CPU seconds of the whole machine so far, all cores."""
     fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
@@ -289,11 +301,16 @@ class Bench:
         """One round against `server`; for the service, with the rows it added."""
         before = count_rows(self.db_url) if server.name == "service" else None
         workers = server.workers()
+        db_name = self.db_url.rsplit("/", 1)[1]
         cpu0, (busy0, all0) = cpu_seconds(workers), machine_busy()
+        db0 = {pid: cpu_seconds([pid]) for pid in backends_of(db_name)}
         result = run_wrk(server.port, bodies, per_thread, seconds, self.args)
         cpu1, (busy1, all1) = cpu_seconds(workers), machine_busy()
+        db1 = {pid: cpu_seconds([pid]) for pid in backends_of(db_name)}
+        db_cpu = sum(db1[pid] - db0.get(pid, 0.0) for pid in db1)
         answered = max(result["answered"] + result["drained"], 1)
         result["worker_cpu_ms_per_request"] = round(1000 * (cpu1 - cpu0) / answered, 3)
+        result["db_cpu_ms_per_request"] = round(1000 * db_cpu / answered, 3)
         result["machine_busy_pct"] = round(100 * (busy1 - busy0) / max(all1 - all0, 1e-9), 1)
         load = Load(server.name, result)
         if before is not None:
@@ -320,7 +337,8 @@ class Bench:
                     f"round {number} {server.name:7}: {r['rate']:8.1f} req/s  "
                     f"p50 {r['p50_us'] / 1000:6.2f} ms  p99 {r['p99_us'] / 1000:6.2f} ms  "
                     f"2xx {r['ok']:.0f}  non-2xx {load.non_2xx}  rows {load.rows}  "
-                    f"worker CPU {r['worker_cpu_ms_per_request']:.2f} ms/req  "
+                    f"CPU ms/req: workers {r['worker_cpu_ms_per_request']:.2f} "
+                    f"db {r['db_cpu_ms_per_request']:.2f}  "
                     f"machine busy {r['machine_busy_pct']:.0f}%  "
                     f"{'; '.join(load.check()) or 'ok'}"
                 )
