@@ -224,10 +224,9 @@ def wait_until_up(server: Server, timeout: float) -> None:
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
             raise RuntimeError(f"{server.name} exited with {server.process.returncode}")
-        with suppress(OSError):
-            with urllib.request.urlopen(url, timeout=1) as answer:
-                if answer.status == 200:
-                    return
+        with suppress(OSError), urllib.request.urlopen(url, timeout=1) as answer:
+            if answer.status == 200:
+                return
         time.sleep(0.2)
     raise TimeoutError(f"{server.name} did not come up in {timeout} s")
 
@@ -362,11 +361,24 @@ class Bench:
         spies = [
             subprocess.Popen(
                 [
-                    str(BIN / "py-spy"), "record", "--pid", str(service.process.pid),
-                    "--subprocesses", "--rate", "100", "--duration", str(a.profile_seconds),
-                    "--format", fmt, "--output", str(path), "--nonblocking", *extra,
+                    str(BIN / "py-spy"),
+                    "record",
+                    "--pid",
+                    str(service.process.pid),
+                    "--subprocesses",
+                    "--rate",
+                    "100",
+                    "--duration",
+                    str(a.profile_seconds),
+                    "--format",
+                    fmt,
+                    "--output",
+                    str(path),
+                    "--nonblocking",
+                    *extra,
                 ],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
             )
             for path, fmt, extra in outputs.values()
         ]
@@ -380,12 +392,17 @@ class Bench:
         for view in ("wall", "cpu"):
             summary = subprocess.run(
                 [sys.executable, str(HERE / "profile_summary.py"), str(outputs[view][0])],
-                capture_output=True, text=True, check=False,
+                capture_output=True,
+                text=True,
+                check=False,
             )
             summaries[view] = summary.stdout
             print(f"--- profile, {view} view ---\n{summary.stdout}", flush=True)
-        return {"files": {k: str(v[0]) for k, v in outputs.items()}, "summaries": summaries,
-                "checks": load.check()}
+        return {
+            "files": {k: str(v[0]) for k, v in outputs.items()},
+            "summaries": summaries,
+            "checks": load.check(),
+        }
 
     def memory(self, env: dict[str, str]) -> dict[str, object]:
         """One worker, N callbacks; its RSS sampled against the rows stored so far."""
@@ -401,13 +418,22 @@ class Bench:
             samples.append((0, rss_kib(worker)))
             wrk = subprocess.Popen(
                 [
-                    "wrk", f"-t{a.threads}", f"-c{a.connections}",
-                    f"-d{a.count_timeout + a.drain_seconds}s", "--timeout", "10s",
-                    "-s", str(HERE / "callbacks.lua"),
-                    f"http://127.0.0.1:{port}{CALLBACK_PATH}", "--", str(bodies),
-                    str(per_thread), "0",
+                    "wrk",
+                    f"-t{a.threads}",
+                    f"-c{a.connections}",
+                    f"-d{a.count_timeout + a.drain_seconds}s",
+                    "--timeout",
+                    "10s",
+                    "-s",
+                    str(HERE / "callbacks.lua"),
+                    f"http://127.0.0.1:{port}{CALLBACK_PATH}",
+                    "--",
+                    str(bodies),
+                    str(per_thread),
+                    "0",
                 ],
-                stdout=subprocess.PIPE, text=True,
+                stdout=subprocess.PIPE,
+                text=True,
             )
             deadline = time.monotonic() + a.count_timeout + a.drain_seconds + 30
             while wrk.poll() is None and time.monotonic() < deadline:
@@ -463,15 +489,20 @@ def report(runs: list[Load]) -> dict[str, object]:
     print()
     print(f"{'app':8} {'req/s (median)':>15} {'p50 ms':>8} {'p99 ms':>8}   rounds req/s")
     for app, f in figures.items():
-        print(
-            f"{app:8} {f['rate']:15.1f} {f['p50_ms']:8.2f} {f['p99_ms']:8.2f}   {f['rates']}"
-        )
+        print(f"{app:8} {f['rate']:15.1f} {f['p50_ms']:8.2f} {f['p99_ms']:8.2f}   {f['rates']}")
     print(f"ratio service/hello: {ratio:.2f}")
     print(f"service non-2xx: {non_2xx}; 2xx {ok}; delivery_reports rows {rows}; raw_events {raws}")
     met = ratio >= 0.6 and figures["service"]["p99_ms"] < 50 and non_2xx == 0
     print(f"target (>= 0.6 of hello, p99 < 50 ms, zero non-2xx): {'MET' if met else 'NOT MET'}")
-    return {"figures": figures, "ratio": ratio, "non_2xx": non_2xx, "ok": ok, "rows": rows,
-            "raw_events": raws, "target_met": met}
+    return {
+        "figures": figures,
+        "ratio": ratio,
+        "non_2xx": non_2xx,
+        "ok": ok,
+        "rows": rows,
+        "raw_events": raws,
+        "target_met": met,
+    }
 
 
 def parse_args() -> argparse.Namespace:
@@ -481,18 +512,31 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--warmup", type=float, default=3, help="seconds of warm-up per app")
     p.add_argument("--connections", type=int, default=32)
     p.add_argument("--threads", type=int, default=2, help="wrk threads")
-    p.add_argument("--max-rate", type=float, default=8000,
-                   help="req/s the bodies file is sized for (unique bodies per round)")
-    p.add_argument("--drain-seconds", type=float, default=3,
-                   help="wrk's -d is the load plus this: time to collect the last answers")
+    p.add_argument(
+        "--max-rate",
+        type=float,
+        default=8000,
+        help="req/s the bodies file is sized for (unique bodies per round)",
+    )
+    p.add_argument(
+        "--drain-seconds",
+        type=float,
+        default=3,
+        help="wrk's -d is the load plus this: time to collect the last answers",
+    )
     p.add_argument("--profile", action="store_true", help="also profile the service (py-spy)")
     p.add_argument("--profile-seconds", type=int, default=15)
     p.add_argument("--memory", type=int, default=0, help="callbacks for the RSS curve (0: skip)")
     p.add_argument("--memory-interval", type=float, default=1.0)
-    p.add_argument("--count-timeout", type=int, default=300,
-                   help="upper bound in seconds for the --memory run")
-    p.add_argument("--admin-url", default=os.environ.get(
-        "BENCH_POSTGRES_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"))
+    p.add_argument(
+        "--count-timeout", type=int, default=300, help="upper bound in seconds for the --memory run"
+    )
+    p.add_argument(
+        "--admin-url",
+        default=os.environ.get(
+            "BENCH_POSTGRES_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+        ),
+    )
     p.add_argument("--skip-rounds", action="store_true", help="only --profile / --memory")
     return p.parse_args()
 
@@ -501,9 +545,11 @@ def main() -> int:
     args = parse_args()
     out_dir = ROOT / "bench" / "results" / time.strftime("ingest-%Y%m%d-%H%M%S")
     out_dir.mkdir(parents=True, exist_ok=True)
-    log(f"results in {out_dir}; WEB_CONCURRENCY={os.environ.get('WEB_CONCURRENCY', '(default)')}"
+    log(
+        f"results in {out_dir}; WEB_CONCURRENCY={os.environ.get('WEB_CONCURRENCY', '(default)')}"
         f" GUNICORN_THREADS={os.environ.get('GUNICORN_THREADS', '(default)')}; nproc "
-        f"{os.cpu_count()}; load average {os.getloadavg()}")
+        f"{os.cpu_count()}; load average {os.getloadavg()}"
+    )
     outcome: dict[str, object] = {"args": vars(args)}
     problems: list[str] = []
     with throwaway_database(args.admin_url) as db_url:
@@ -529,8 +575,10 @@ def main() -> int:
     (out_dir / "result.json").write_text(json.dumps(outcome, indent=2, default=str))
     for problem in problems:
         print(f"CHECK FAILED: {problem}")
-    print(f"checks: {'all held' if not problems else f'{len(problems)} failed'}; "
-          f"details in {out_dir / 'result.json'}")
+    print(
+        f"checks: {'all held' if not problems else f'{len(problems)} failed'}; "
+        f"details in {out_dir / 'result.json'}"
+    )
     return 1 if problems else 0
 
 
