@@ -325,6 +325,7 @@ class Bench:
         for server in (hello, service):
             warm = self.load(server, bodies, per_thread, a.warmup)
             log(f"warm-up {server.name}: {warm.result['rate']:.0f} req/s {warm.check() or ''}")
+        bodies.unlink()
         per_thread = self.per_thread(a.duration)
         for number in range(1, a.rounds + 1):
             bodies = self.bodies(per_thread * a.threads)
