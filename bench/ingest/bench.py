@@ -530,7 +530,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--memory", type=int, default=0, help="callbacks for the RSS curve (0: skip)")
     p.add_argument("--memory-interval", type=float, default=1.0)
     p.add_argument(
-        "--count-timeout", type=int, default=300, help="upper bound in seconds for the --memory run"
+        "--count-timeout", type=int, default=900, help="upper bound in seconds for the --memory run"
     )
     p.add_argument(
         "--admin-url",
