@@ -8,7 +8,7 @@ import re
 from flask import Flask, Response, jsonify
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ def register(app: Flask) -> None:
     def _http_error(exc: HTTPException) -> Response:
         code = re.sub(r"[^a-z0-9]+", "_", (exc.name or "error").lower()).strip("_")
         response = error_response(exc.code or 500, code, exc.description or exc.name)
-        if exc.code == 405 and exc.valid_methods:
+        if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
             response.headers["Allow"] = ", ".join(exc.valid_methods)
         return response
 

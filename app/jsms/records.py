@@ -172,7 +172,7 @@ def _review_parser(review_type: str, id_field: str) -> Callable[[dict[str, Any]]
     return parse
 
 
-_PARSERS = {
+_PARSERS: dict[str, Callable[[dict[str, Any]], Record]] = {
     SMS_REPORT: _parse_report,
     SMS_REPLY: _parse_reply,
     SMS_TEMPLATE: _review_parser("template", "tempId"),
