@@ -46,7 +46,7 @@ def receive(app_key: str | None) -> Response:
     record_type, data = _field(form, "type"), _field(form, "data")
     try:
         payload = json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than json can read
         raise BadInput("the data field is not JSON", "invalid_data") from None
     batch = parse_payload(record_type, payload)
     raw = RawPayload(signer, "callback", record_type, data, nonce, _as_int(timestamp))

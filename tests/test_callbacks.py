@@ -160,6 +160,11 @@ def test_data_not_json_is_400_and_stores_nothing(client: FlaskClient, database: 
     assert count(database, RawEvent) == 0
 
 
+def test_data_nested_too_deep_is_400(client: FlaskClient, database: Database) -> None:
+    form = signed_form(ONE, SECRET, "SMS_REPORT", "[" * 100_000)
+    assert_error(post(client, form), 400, "invalid_data")
+
+
 def test_json_body_instead_of_form_is_refused_cleanly(client: FlaskClient) -> None:
     response = client.post("/callbacks/jsms", json={"type": "SMS_REPORT"})
     assert response.status_code == 401
