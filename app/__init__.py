@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import logging
-
 from flask import Flask
 
-from app import api, callbacks, cli, db, errors, health
+from app import api, callbacks, cli, db, errors, health, metrics
 from app.config import Settings
+from app.logs import configure_logging
 
 MAX_BODY_BYTES = 1024 * 1024
 
@@ -22,13 +21,12 @@ def create_app(settings: Settings | None = None) -> Flask:
         MAX_FORM_MEMORY_SIZE=MAX_BODY_BYTES,
         JSON_SORT_KEYS=False,
     )
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(levelname)s %(name)s %(message)s"
-    )
+    configure_logging(settings.log_level)
     db.init_app(app, db.Database(settings.sqlalchemy_url(app.instance_path)))
     errors.register(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(callbacks.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(metrics.bp)
     cli.register(app)
     return app

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from typing import Annotated
 
 from pydantic import Field, field_validator
@@ -20,6 +21,10 @@ class Settings(BaseSettings):
     api_tokens: Annotated[tuple[str, ...], NoDecode] = ()
     port: int = 5000
     log_level: str = "INFO"
+    # Only these networks may post callbacks (empty: anyone; the signature still decides).
+    callback_allowed_networks: Annotated[tuple[IPv4Network | IPv6Network, ...], NoDecode] = ()
+    # Proxies whose X-Forwarded-For is believed (the platform's router); others' is ignored.
+    trusted_proxies: Annotated[tuple[IPv4Network | IPv6Network, ...], NoDecode] = ()
 
     @field_validator("jsms_apps", mode="before")
     @classmethod
@@ -36,6 +41,14 @@ class Settings(BaseSettings):
                 )
             apps[key.strip()] = secret.strip()
         return apps
+
+    @field_validator("callback_allowed_networks", "trusted_proxies", mode="before")
+    @classmethod
+    def _parse_networks(cls, value: object) -> object:
+        """Comma-separated CIDRs or addresses (`10.0.0.0/8, 203.0.113.7`)."""
+        if isinstance(value, str):
+            return tuple(ip_network(n.strip(), strict=False) for n in value.split(",") if n.strip())
+        return value
 
     @field_validator("api_tokens", mode="before")
     @classmethod

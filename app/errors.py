@@ -38,6 +38,11 @@ class Unauthenticated(ServiceError):
     code = "unauthorized"
 
 
+class Forbidden(ServiceError):
+    status = 403
+    code = "forbidden"
+
+
 class NotFound(ServiceError):
     status = 404
     code = "not_found"

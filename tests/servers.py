@@ -38,7 +38,7 @@ def running_gunicorn(env: dict[str, str], workers: int = 2, timeout: float = 30)
     port = free_port()
     env = {**env, "PORT": str(port), "WEB_CONCURRENCY": str(workers)}
     process = subprocess.Popen(
-        [str(BIN / "gunicorn"), "--config", "python:app.gunicorn_config", "wsgi:app"],
+        [str(BIN / "gunicorn"), "wsgi:app"],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
