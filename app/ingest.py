@@ -17,7 +17,7 @@ from sqlalchemy import Insert
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from app.jsms.records import ParsedBatch, Rejected, ReplyMessage, Report, Review
+from app.jsms.records import ParsedBatch, Rejected, ReplyMessage, Report, Review, parse_payload
 from app.models import DeliveryReport, RawEvent, Reply, ReviewResult, utcnow
 
 # Rows per INSERT statement: well under SQLite's 32,766 bound parameters.
@@ -70,16 +70,38 @@ def ingest(session: Session, raw: RawPayload, batch: ParsedBatch) -> IngestResul
     )
     session.add(event)
     session.flush()
-    context = _Context(session, raw.app_key, raw.source, now, event.id)
-    stored = (
-        store_reports(context, [r for r in batch.records if isinstance(r, Report)])
-        + store_replies(context, [r for r in batch.records if isinstance(r, ReplyMessage)])
-        + store_reviews(context, [r for r in batch.records if isinstance(r, Review)])
-    )
+    stored = _store_records(_Context(session, raw.app_key, raw.source, now, event.id), batch)
     event.stored = stored
     event.duplicates = len(batch.records) - stored
     session.flush()
     return IngestResult(event.id, stored, event.duplicates, event.quarantined)
+
+
+def reprocess(session: Session, event: RawEvent) -> IngestResult:
+    """Normalize a quarantined raw event again with today's parser; the caller commits.
+
+    Records stored before are duplicates now, so running it twice changes nothing more.
+    """
+    try:
+        batch = parse_payload(event.type, json.loads(event.payload))
+    except (ValueError, RecursionError):
+        return IngestResult(event.id, 0, 0, event.quarantined)
+    context = _Context(session, event.app_key, event.source, utcnow(), event.id)
+    stored = _store_records(context, batch)
+    event.stored += stored
+    event.duplicates = event.records - event.stored - len(batch.rejected)
+    event.quarantined = len(batch.rejected)
+    event.quarantine_reason = _reasons(batch.rejected)
+    session.flush()
+    return IngestResult(event.id, stored, len(batch.records) - stored, event.quarantined)
+
+
+def _store_records(context: _Context, batch: ParsedBatch) -> int:
+    return (
+        store_reports(context, [r for r in batch.records if isinstance(r, Report)])
+        + store_replies(context, [r for r in batch.records if isinstance(r, ReplyMessage)])
+        + store_reviews(context, [r for r in batch.records if isinstance(r, Review)])
+    )
 
 
 @dataclass(frozen=True, slots=True)
