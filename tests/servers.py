@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,22 +33,33 @@ def service_env(database_url: str, **extra: str) -> dict[str, str]:
     return env
 
 
+class Gunicorn(str):
+    """A running gunicorn: the string is its base URL; `.pid` is the master's."""
+
+    pid: int
+
+    def worker_pids(self) -> list[int]:
+        """The master's current worker processes."""
+        children = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text().split()
+        return [int(pid) for pid in children]
+
+
 @contextmanager
-def running_gunicorn(env: dict[str, str], workers: int = 2, timeout: float = 30) -> Iterator[str]:
+def running_gunicorn(
+    env: dict[str, str], workers: int = 2, timeout: float = 30
+) -> Iterator[Gunicorn]:
     """Start `web` as the Procfile does, on a free port; yield its base URL; stop it."""
     port = free_port()
     env = {**env, "PORT": str(port), "WEB_CONCURRENCY": str(workers)}
+    # Output goes to a file: a pipe nobody reads fills up and blocks the workers' logging.
+    log = tempfile.NamedTemporaryFile("w+", prefix="gunicorn-", suffix=".log")  # noqa: SIM115
     process = subprocess.Popen(
-        [str(BIN / "gunicorn"), "wsgi:app"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+        [str(BIN / "gunicorn"), "wsgi:app"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
     )
-    base_url = f"http://127.0.0.1:{port}"
+    base_url = Gunicorn(f"http://127.0.0.1:{port}")
+    base_url.pid = process.pid
     try:
-        wait_until_up(base_url + "/healthz", process, timeout)
+        wait_until_up(base_url + "/healthz", process, timeout, log.name)
         yield base_url
     finally:
         process.send_signal(signal.SIGTERM)
@@ -55,14 +67,15 @@ def running_gunicorn(env: dict[str, str], workers: int = 2, timeout: float = 30)
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             process.kill()
+        log.close()
 
 
-def wait_until_up(url: str, process: subprocess.Popen[str], timeout: float) -> None:
+def wait_until_up(url: str, process: subprocess.Popen[bytes], timeout: float, log: str) -> None:
     """Poll `url` until it answers 200; fail with the process's output if it dies first."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            output = process.stdout.read() if process.stdout else ""
+            output = Path(log).read_text(errors="replace")
             raise RuntimeError(f"process exited with {process.returncode}:\n{output}")
         try:
             if httpx.get(url, timeout=1).status_code == 200:
