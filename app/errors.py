@@ -58,9 +58,7 @@ class DatabaseUnavailable(ServiceError):
     code = "database_unavailable"
 
 
-def error_response(
-    status: int, code: str, message: str, parameter: str | None = None
-) -> Response:
+def error_response(status: int, code: str, message: str, parameter: str | None = None) -> Response:
     """`{"error": {"code", "message"}}` with the given status, plus `parameter` if one is named."""
     error = {"code": code, "message": message}
     if parameter is not None:
@@ -75,9 +73,7 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(ServiceError)
     def _service_error(exc: ServiceError) -> Response:
-        return error_response(
-            exc.status, exc.code, exc.message, getattr(exc, "parameter", None)
-        )
+        return error_response(exc.status, exc.code, exc.message, getattr(exc, "parameter", None))
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:

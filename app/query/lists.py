@@ -3,9 +3,10 @@
 A walk only ever returns ids at or below a *committed horizon*: an id below which no insert is
 still in flight. On PostgreSQL, sequence values can commit out of order (a transaction holding
 id 99 may commit after one holding id 100 is visible), so the horizon is read under a brief
-SHARE lock on the table, which waits for in-flight writers and makes every id up to
-`max(id)` final. On SQLite writers are serialized and ids commit in order, so `max(id)` in the
-reading transaction is the horizon. Hence a cursor never passes a record that could still appear.
+SHARE lock on the table (`committed_horizon()`, created by migration 0002), which waits for
+in-flight writers and makes every id up to `max(id)` final. On SQLite writers are serialized
+and ids commit in order, so `max(id)` in the reading transaction is the horizon. Hence a cursor
+never passes a record that could still appear.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, func, select, text
+from sqlalchemy import ColumnElement, Row, func, literal_column, select
 from sqlalchemy.orm import Session
 
 from app.models import DeliveryReport, Reply
@@ -22,8 +23,6 @@ from app.query.params import ReplyFilter, ReportFilter
 
 # Rows per query when streaming a whole export.
 STREAM_CHUNK = 1000
-# How long a page may wait for in-flight ingest transactions before giving up (503).
-HORIZON_LOCK_TIMEOUT = "5s"
 
 ListModel = type[DeliveryReport] | type[Reply]
 
@@ -106,17 +105,19 @@ def reply_walk(reply_filter: ReplyFilter) -> Walk:
 
 
 def committed_horizon(session: Session, model: ListModel) -> int:
-    """The highest id below which every insert into the table has committed or rolled back."""
+    """The highest id below which every insert into the table has committed or rolled back.
+
+    Ends the session's transaction on PostgreSQL (releasing the brief lock), so the next
+    statement reads with a snapshot that holds every id up to the horizon.
+    """
     if session.get_bind().dialect.name != "postgresql":
         return session.scalar(select(func.max(model.id))) or 0
-    table = model.__tablename__
-    session.execute(text(f"SET LOCAL lock_timeout = '{HORIZON_LOCK_TIMEOUT}'"))
-    # SHARE conflicts with the ROW EXCLUSIVE every writer holds until it commits: taking it
-    # waits them out, and it is released at once, so new writers (ids above max) go on.
-    session.execute(text(f"LOCK TABLE {table} IN SHARE MODE"))
-    horizon = session.scalar(select(func.max(model.id))) or 0
+    # committed_horizon() is created by migration 0002: LOCK ... IN SHARE MODE, then max(id).
+    horizon = session.scalar(
+        select(func.committed_horizon(literal_column(f"'{model.__tablename__}'")))
+    )
     session.commit()
-    return horizon
+    return int(horizon or 0)
 
 
 def page_statement(walk: Walk, after: int, horizon: int, limit: int) -> Any:

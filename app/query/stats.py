@@ -6,7 +6,7 @@ from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, DateTime, String, func, literal_column, select
+from sqlalchemy import ColumnElement, DateTime, Select, String, func, literal_column, select
 from sqlalchemy.orm import Session
 
 from app.jsms.codes import DELIVERED
@@ -28,9 +28,8 @@ def bucket_start(dialect: str, bucket: str) -> ColumnElement[Any]:
     return func.strftime(literal_column(_SQLITE_FORMAT[bucket]), column, type_=String())
 
 
-def delivery_stats(session: Session, query: StatsQuery) -> list[dict[str, Any]]:
-    """One item per non-empty bucket, oldest first: totals, delivery rate and counts by status."""
-    dialect = session.get_bind().dialect.name
+def stats_statement(dialect: str, query: StatsQuery) -> Select[tuple[Any, int, int]]:
+    """`SELECT bucket, status, count(*) … GROUP BY bucket, status` for the query."""
     start = bucket_start(dialect, query.bucket)
     conditions: list[ColumnElement[bool]] = []
     if query.app_key is not None:
@@ -39,11 +38,16 @@ def delivery_stats(session: Session, query: StatsQuery) -> list[dict[str, Any]]:
         conditions.append(DeliveryReport.received_at >= query.since)
     if query.until is not None:
         conditions.append(DeliveryReport.received_at < query.until)
-    statement = (
+    return (
         select(start, DeliveryReport.status, func.count())
         .where(*conditions)
         .group_by(start, DeliveryReport.status)
     )
+
+
+def delivery_stats(session: Session, query: StatsQuery) -> list[dict[str, Any]]:
+    """One item per non-empty bucket, oldest first: totals, delivery rate and counts by status."""
+    statement = stats_statement(session.get_bind().dialect.name, query)
     buckets: dict[datetime, Counter[int]] = {}
     for bucket, status, count in session.execute(statement):
         buckets.setdefault(_as_utc(bucket), Counter())[status] += count

@@ -58,6 +58,25 @@ REPLACED_INDEXES = [
 
 VIEWS = ("daily_delivery_rate", "failures_by_status", "daily_replies")
 
+# PostgreSQL only: the id below which no insert into `table` is still in flight. SHARE conflicts
+# with the ROW EXCLUSIVE lock every writer holds until it commits, so taking it waits in-flight
+# writers out; max(id) is then read with a fresh snapshot (a VOLATILE function's statement).
+# The caller commits at once, releasing the lock; writers queue for at most that long.
+COMMITTED_HORIZON = """
+CREATE FUNCTION committed_horizon(target regclass) RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET lock_timeout = '5s'
+AS $$
+DECLARE
+    horizon bigint;
+BEGIN
+    EXECUTE format('LOCK TABLE %s IN SHARE MODE', target);
+    EXECUTE format('SELECT max(id) FROM %s', target) INTO horizon;
+    RETURN coalesce(horizon, 0);
+END
+$$
+"""
+
 
 def _utc_day(dialect: str, column: str) -> str:
     """The UTC calendar day of a stored time (a date on PostgreSQL, 'YYYY-MM-DD' on SQLite)."""
@@ -113,9 +132,13 @@ def upgrade() -> None:
         op.drop_index(name, table_name=table)
     for name, sql in _view_sql(dialect).items():
         op.execute(f"CREATE VIEW {name} AS {sql.strip()}")
+    if dialect == "postgresql":
+        op.execute(COMMITTED_HORIZON)
 
 
 def downgrade() -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute("DROP FUNCTION IF EXISTS committed_horizon(regclass)")
     for name in reversed(VIEWS):
         op.execute(f"DROP VIEW IF EXISTS {name}")
     for name, table, columns in REPLACED_INDEXES:
