@@ -133,7 +133,7 @@ def _callback_operations(app_param: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-APP_KEY_PATH = [{"name": "appKey", "in": "path", "required": True, "schema": {"type": "string"}}]
+APP_KEY_PATH = [{"name": "app_key", "in": "path", "required": True, "schema": {"type": "string"}}]
 STATUS_SCHEMA = {"type": "object", "properties": {"status": {"type": "string"}}}
 
 SCHEMAS: dict[str, Any] = {
@@ -262,7 +262,7 @@ PATHS: dict[str, Any] = {
         }
     },
     "/callbacks/jsms": _callback_operations([]),
-    "/callbacks/jsms/{appKey}": _callback_operations(APP_KEY_PATH),
+    "/callbacks/jsms/{app_key}": _callback_operations(APP_KEY_PATH),
     "/api/v1/reports": {
         "get": _list_operation(
             "Delivery reports, keyset-paginated by id.",
