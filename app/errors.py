@@ -33,6 +33,16 @@ class BadInput(ServiceError):
     """The request is malformed; nothing was stored."""
 
 
+class InvalidParameter(BadInput):
+    """A query parameter is unknown, repeated or has a bad value; `parameter` names it."""
+
+    code = "invalid_parameter"
+
+    def __init__(self, parameter: str, message: str) -> None:
+        super().__init__(f"parameter {parameter!r}: {message}")
+        self.parameter = parameter
+
+
 class Unauthenticated(ServiceError):
     status = 401
     code = "unauthorized"
@@ -53,9 +63,12 @@ class DatabaseUnavailable(ServiceError):
     code = "database_unavailable"
 
 
-def error_response(status: int, code: str, message: str) -> Response:
-    """`{"error": {"code", "message"}}` with the given status."""
-    response = jsonify({"error": {"code": code, "message": message}})
+def error_response(status: int, code: str, message: str, parameter: str | None = None) -> Response:
+    """`{"error": {"code", "message"}}` with the given status, plus `parameter` if one is named."""
+    error = {"code": code, "message": message}
+    if parameter is not None:
+        error["parameter"] = parameter
+    response = jsonify({"error": error})
     response.status_code = status
     return response
 
@@ -65,7 +78,7 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(ServiceError)
     def _service_error(exc: ServiceError) -> Response:
-        return error_response(exc.status, exc.code, exc.message)
+        return error_response(exc.status, exc.code, exc.message, getattr(exc, "parameter", None))
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:
