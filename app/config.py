@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from typing import Annotated
 
@@ -20,6 +21,8 @@ class Settings(BaseSettings):
     jsms_rate_limit_seconds: float = Field(default=5.0, gt=0)
     api_tokens: Annotated[tuple[str, ...], NoDecode] = ()
     port: int = 5000
+    # Signs the status page's session cookie; derived from API_TOKENS when unset.
+    secret_key: str | None = None
     log_level: str = "INFO"
     # Only these networks may post callbacks (empty: anyone; the signature still decides).
     callback_allowed_networks: Annotated[tuple[IPv4Network | IPv6Network, ...], NoDecode] = ()
@@ -57,6 +60,14 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return tuple(t.strip() for t in value.split(",") if t.strip())
         return value
+
+    def session_secret(self) -> str:
+        """The cookie-signing key: SECRET_KEY, or one derived from the tokens (so changing the
+        tokens also ends every session)."""
+        if self.secret_key:
+            return self.secret_key
+        material = "\n".join(sorted(self.api_tokens)) or "no tokens: nobody can sign in"
+        return hashlib.sha256(f"jsms-receipts session\n{material}".encode()).hexdigest()
 
     def sqlalchemy_url(self, instance_path: str) -> str:
         """The database URL to connect to, with Heroku's `postgres://` and the default resolved."""

@@ -25,6 +25,9 @@ def _param(name: str, description: str, schema: dict[str, Any] | None = None) ->
     }
 
 
+HTML = {"type": "string"}
+
+
 def _error(description: str) -> dict[str, Any]:
     """A response carrying the contract's error shape."""
     return {
@@ -107,6 +110,7 @@ def _callback_operations(app_param: list[dict[str, Any]]) -> dict[str, Any]:
             "responses": {
                 "200": {"description": "The echostr", "content": {"text/plain": {}}},
                 "400": _error("No echostr."),
+                "403": _error("The caller is outside CALLBACK_ALLOWED_NETWORKS."),
                 **not_found,
             },
         },
@@ -125,6 +129,7 @@ def _callback_operations(app_param: list[dict[str, Any]]) -> dict[str, Any]:
                 "200": _json_body("Stored (after commit).", "#/components/schemas/IngestResult"),
                 "400": _error("A field is missing or `data` is not JSON."),
                 "401": _error("Signature missing or wrong."),
+                "403": _error("The caller is outside CALLBACK_ALLOWED_NETWORKS."),
                 **not_found,
                 "413": _error("Body over 1 MiB."),
                 "503": _error("The database is unavailable; JSMS will retry."),
@@ -259,6 +264,54 @@ PATHS: dict[str, Any] = {
                 "200": {"description": "ready", "content": {JSON: {"schema": STATUS_SCHEMA}}},
                 "503": _error("The database is unreachable."),
             },
+        }
+    },
+    "/": {
+        "get": {
+            "summary": "The operator's status page (HTML); without a session, a redirect to /login.",
+            "responses": {
+                "200": {"description": "status page", "content": {"text/html": {"schema": HTML}}},
+                "302": {"description": "not signed in: to /login"},
+            },
+        }
+    },
+    "/login": {
+        "get": {
+            "summary": "The token sign-in form (HTML).",
+            "responses": {
+                "200": {"description": "form", "content": {"text/html": {"schema": HTML}}}
+            },
+        },
+        "post": {
+            "summary": "Sign in with an API token; sets a signed session cookie.",
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/x-www-form-urlencoded": {
+                        "schema": {
+                            "type": "object",
+                            "properties": {"token": {"type": "string"}},
+                            "required": ["token"],
+                        }
+                    }
+                },
+            },
+            "responses": {
+                "302": {"description": "signed in: to /"},
+                "401": {
+                    "description": "token not accepted (HTML form again, or JSON for non-browsers)",
+                    "content": {
+                        "text/html": {"schema": HTML},
+                        JSON: {"schema": {"$ref": "#/components/schemas/Error"}},
+                    },
+                },
+            },
+        },
+    },
+    "/logout": {
+        "post": {
+            "summary": "Sign out (clears the session cookie).",
+            "responses": {"302": {"description": "to /login"}},
         }
     },
     "/metrics": {
