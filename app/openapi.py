@@ -216,11 +216,11 @@ SCHEMAS: dict[str, Any] = {
         "type": "object",
         "required": ["nonce", "timestamp", "signature", "type", "data"],
         "properties": {
-            "nonce": {"type": "string"},
-            "timestamp": {"type": "string", "description": "epoch milliseconds"},
+            "nonce": {"type": "string", "minLength": 1},
+            "timestamp": {"type": "string", "minLength": 1, "description": "epoch milliseconds"},
             "signature": {"type": "string", "description": "sha1 hex, see JSMS docs"},
-            "type": {"type": "string"},
-            "data": {"type": "string", "description": "JSON: one record or a list"},
+            "type": {"type": "string", "minLength": 1},
+            "data": {"type": "string", "minLength": 1, "description": "JSON: one record or a list"},
         },
     },
     "IngestResult": {
@@ -268,7 +268,7 @@ PATHS: dict[str, Any] = {
     },
     "/": {
         "get": {
-            "summary": "The operator's status page (HTML); without a session, a redirect to /login.",
+            "summary": "The status page (HTML); without a session, a redirect to /login.",
             "responses": {
                 "200": {"description": "status page", "content": {"text/html": {"schema": HTML}}},
                 "302": {"description": "not signed in: to /login"},
