@@ -21,7 +21,6 @@ def create_app(settings: Settings | None = None) -> Flask:
         SETTINGS=settings,
         MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
         MAX_FORM_MEMORY_SIZE=MAX_BODY_BYTES,
-        JSON_SORT_KEYS=False,
         SECRET_KEY=settings.session_secret(),
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",

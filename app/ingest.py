@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,6 +21,7 @@ from sqlalchemy.orm import Session
 from app.jsms.records import ParsedBatch, Rejected, ReplyMessage, Report, Review, parse_payload
 from app.models import DeliveryReport, RawEvent, Reply, ReviewResult, utcnow
 
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 # Rows per INSERT statement: well under SQLite's 32,766 bound parameters.
 CHUNK = 500
 
@@ -59,9 +61,9 @@ def ingest(session: Session, raw: RawPayload, batch: ParsedBatch) -> IngestResul
     event = RawEvent(
         app_key=raw.app_key,
         source=raw.source,
-        type=raw.type[:64],
-        payload=raw.payload,
-        nonce=raw.nonce,
+        type=storable_text(raw.type[:64]),
+        payload=storable_text(raw.payload),
+        nonce=storable_text(raw.nonce[:64]) if raw.nonce else None,
         callback_timestamp=raw.callback_timestamp,
         received_at=now,
         records=len(batch.records) + len(batch.rejected),
@@ -225,7 +227,20 @@ def _dedup_key(*parts: str) -> str:
 
 
 def _json_or_none(value: dict[str, Any]) -> str | None:
-    return json.dumps(value, ensure_ascii=False, sort_keys=True) if value else None
+    if not value:
+        return None
+    text = json.dumps(value, ensure_ascii=False, sort_keys=True)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates: escape them instead
+        text = json.dumps(value, sort_keys=True)
+    return text
+
+
+def storable_text(text: str) -> str:
+    """Raw text as close to what arrived as a database can hold: NUL and lone surrogates become
+    U+FFFD (PostgreSQL text cannot hold NUL; UTF-8 cannot hold a lone surrogate)."""
+    return _UNSTORABLE.sub("\ufffd", text)
 
 
 def _reasons(rejected: Sequence[Rejected]) -> str | None:
