@@ -21,6 +21,9 @@ class Settings(BaseSettings):
     jsms_rate_limit_seconds: float = Field(default=5.0, gt=0)
     api_tokens: Annotated[tuple[str, ...], NoDecode] = ()
     port: int = 5000
+    # Retention in days (0 keeps forever); quarantined raw events are always kept.
+    raw_event_retention_days: int = Field(default=90, ge=0)
+    record_retention_days: int = Field(default=0, ge=0)
     # Signs the status page's session cookie; derived from API_TOKENS when unset.
     secret_key: str | None = None
     log_level: str = "INFO"
