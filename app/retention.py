@@ -53,7 +53,7 @@ def _purge(
     column: InstrumentedAttribute[datetime],
     cutoff: datetime,
     max_batches: int,
-    *conditions: object,
+    *conditions: ColumnElement[bool],
 ) -> int:
     total = 0
     identity = model.id  # type: ignore[attr-defined]
