@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import logging
+from datetime import timedelta
 
 from flask import Flask
 
-from app import api, callbacks, cli, db, errors, health
+from app import api, callbacks, cli, db, errors, health, metrics, status
 from app.config import Settings
+from app.logs import configure_logging
 
 MAX_BODY_BYTES = 1024 * 1024
 
@@ -20,15 +21,19 @@ def create_app(settings: Settings | None = None) -> Flask:
         SETTINGS=settings,
         MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
         MAX_FORM_MEMORY_SIZE=MAX_BODY_BYTES,
-        JSON_SORT_KEYS=False,
+        SECRET_KEY=settings.session_secret(),
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=12),
     )
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(levelname)s %(name)s %(message)s"
-    )
+    app.jinja_env.trim_blocks = app.jinja_env.lstrip_blocks = True
+    configure_logging(settings.log_level)
     db.init_app(app, db.Database(settings.sqlalchemy_url(app.instance_path)))
     errors.register(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(callbacks.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(metrics.bp)
+    app.register_blueprint(status.bp)
     cli.register(app)
     return app

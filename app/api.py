@@ -1,7 +1,142 @@
-"""The query API (JSON, bearer tokens). Filled in by the query-side work (issue 4)."""
+"""The query API (JSON or CSV, bearer tokens): thin views over `app.query`."""
 
 from __future__ import annotations
 
-from flask import Blueprint
+import hmac
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from flask import Blueprint, Response, current_app, request, stream_with_context
+
+from app.config import Settings
+from app.db import get_session
+from app.errors import error_response
+from app.openapi import OPENAPI_DOCUMENT
+from app.query import items, lists, params, stats, sync_state
+from app.query.cursor import encode_cursor
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+# Endpoints anyone may read: the API's description holds no data.
+PUBLIC_ENDPOINTS = frozenset({"api.openapi"})
+
+
+@bp.before_request
+def require_token() -> Response | None:
+    """Let a request through only with `Authorization: Bearer <a configured token>`."""
+    if request.endpoint in PUBLIC_ENDPOINTS:
+        return None
+    settings: Settings = current_app.config["SETTINGS"]
+    if token_is_valid(request.headers.get("Authorization"), settings.api_tokens):
+        return None
+    response = error_response(401, "unauthorized", "a valid bearer token is required")
+    response.headers["WWW-Authenticate"] = 'Bearer realm="jsms-receipts"'
+    return response
+
+
+def token_is_valid(header: str | None, tokens: tuple[str, ...]) -> bool:
+    """True when the header carries one of the tokens; with no tokens, never."""
+    scheme, _, given = (header or "").partition(" ")
+    if scheme.lower() != "bearer" or not given.strip():
+        return False
+    given_bytes = given.strip().encode("utf-8", "replace")
+    # Compare against every token, so the time taken says nothing about which one matched.
+    matches = [hmac.compare_digest(given_bytes, t.encode("utf-8")) for t in tokens]
+    return any(matches)
+
+
+@bp.get("/reports")
+def reports() -> Response:
+    """Delivery reports matching the filters: a keyset page as JSON, or all of them as CSV."""
+    report_filter, page = params.parse_report_query(request.args, _wants_csv())
+    walk = lists.report_walk(report_filter)
+    if page.format == "csv":
+        return _csv(walk, page, items.REPORT_FIELDS, items.report_item, "reports.csv")
+    return _json_page(walk, page, report_filter.fingerprint(), items.report_item)
+
+
+@bp.get("/replies")
+def replies() -> Response:
+    """Replies matching the filters: a keyset page as JSON, or all of them as CSV."""
+    reply_filter, page = params.parse_reply_query(request.args, _wants_csv())
+    walk = lists.reply_walk(reply_filter)
+    if page.format == "csv":
+        return _csv(walk, page, items.REPLY_FIELDS, items.reply_item, "replies.csv")
+    return _json_page(walk, page, reply_filter.fingerprint(), items.reply_item)
+
+
+@bp.get("/stats/delivery")
+def delivery_stats() -> Response:
+    """Delivery totals, rate and counts by status per UTC hour or day."""
+    query = params.parse_stats_query(request.args)
+    return _json({"items": stats.delivery_stats(get_session(), query)})
+
+
+@bp.get("/sync")
+def sync() -> Response:
+    """The sync state of every app and kind."""
+    params.reject_any(request.args)
+    settings: Settings = current_app.config["SETTINGS"]
+    return _json({"items": sync_state.sync_items(get_session(), settings.jsms_apps)})
+
+
+@bp.get("/openapi.json")
+def openapi() -> Response:
+    """This service's OpenAPI 3 description (no token needed)."""
+    return _json(OPENAPI_DOCUMENT)
+
+
+Serializer = Callable[[Any], dict[str, Any]]
+
+
+def _json_page(
+    walk: lists.Walk, page: params.PageRequest, fingerprint: str, item: Serializer
+) -> Response:
+    """One page; `next_cursor` while more follow, `resume_cursor` always (for later exports)."""
+    result = lists.fetch_page(get_session(), walk, page.after, page.limit)
+    last = result.rows[-1].id if result.rows else page.after
+    next_cursor = encode_cursor(last, fingerprint) if result.has_more else None
+    # Everything up to the horizon has been looked at; nothing below it can still appear.
+    resume_after = last if result.has_more else max(page.after, result.horizon)
+    return _json(
+        {
+            "items": [item(row) for row in result.rows],
+            "next_cursor": next_cursor,
+            "resume_cursor": encode_cursor(resume_after, fingerprint),
+        }
+    )
+
+
+def _csv(
+    walk: lists.Walk,
+    page: params.PageRequest,
+    fields: tuple[str, ...],
+    item: Serializer,
+    filename: str,
+) -> Response:
+    """Every matching record after the cursor (ignoring `limit`), streamed in keyset chunks."""
+    session = get_session()
+    horizon = lists.committed_horizon(session, walk.model)
+
+    def lines() -> Iterator[str]:
+        rows = lists.stream_rows(session, walk, page.after, horizon)
+        yield from items.csv_lines(fields, (item(row) for row in rows))
+
+    response = Response(stream_with_context(lines()), mimetype="text/csv")
+    response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+def _wants_csv() -> bool:
+    """True when the client prefers CSV to JSON in its Accept header."""
+    best = request.accept_mimetypes.best_match(["application/json", "text/csv"])
+    return best == "text/csv"
+
+
+def _json(body: dict[str, Any]) -> Response:
+    """JSON in the order the fields were built (the contract's order)."""
+    return Response(
+        json.dumps(body, ensure_ascii=False, separators=(",", ":")),
+        mimetype="application/json",
+    )

@@ -4,19 +4,33 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, g, jsonify, request
 from werkzeug.datastructures import MultiDict
 
 from app.config import Settings
 from app.db import get_session
-from app.errors import BadInput, NotFound, Unauthenticated
+from app.errors import BadInput, Forbidden, NotFound, Unauthenticated
 from app.ingest import RawPayload, ingest
-from app.jsms.records import parse_payload
+from app.jsms.records import KNOWN_TYPES, parse_payload
 from app.jsms.signature import find_signer
+from app.metrics import CALLBACKS, INGEST_SECONDS, RECORDS
+from app.network import client_address, is_allowed
 
 log = logging.getLogger(__name__)
 bp = Blueprint("callbacks", __name__, url_prefix="/callbacks/jsms")
+
+
+@bp.before_request
+def _start() -> None:
+    """Refuse callers outside CALLBACK_ALLOWED_NETWORKS before reading anything."""
+    g.callback_started = time.perf_counter()
+    settings: Settings = current_app.config["SETTINGS"]
+    if settings.callback_allowed_networks:
+        address = client_address(request, settings.trusted_proxies)
+        if not is_allowed(address, settings.callback_allowed_networks):
+            raise Forbidden("this address may not post callbacks", "address_not_allowed")
 
 
 @bp.get("", defaults={"app_key": None})
@@ -43,29 +57,66 @@ def receive(app_key: str | None) -> Response:
     signer = find_signer(apps, nonce, timestamp, signature)
     if signer is None:
         raise Unauthenticated("the signature does not match any configured app", "bad_signature")
+    g.callback_app = signer
     record_type, data = _field(form, "type"), _field(form, "data")
+    g.callback_type = record_type
     try:
         payload = json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than json can read
         raise BadInput("the data field is not JSON", "invalid_data") from None
     batch = parse_payload(record_type, payload)
     raw = RawPayload(signer, "callback", record_type, data, nonce, _as_int(timestamp))
     session = get_session()
-    try:
-        result = ingest(session, raw, batch)
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    log.info(
-        "callback app=%s type=%s stored=%d duplicates=%d quarantined=%d",
-        signer,
-        record_type[:64],
-        result.stored,
-        result.duplicates,
-        result.quarantined,
-    )
+    with INGEST_SECONDS.labels("callback").time():
+        try:
+            result = ingest(session, raw, batch)
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+    g.callback_result = result
     return jsonify(result.as_json())
+
+
+@bp.after_request
+def _record(response: Response) -> Response:
+    """One metric sample and one log line per callback, whatever its outcome."""
+    if request.method != "POST":
+        return response
+    record_type = g.get("callback_type", "")
+    type_label = record_type if record_type in KNOWN_TYPES else ("other" if record_type else "-")
+    result = g.get("callback_result")
+    outcome = _outcome(response.status_code, result.quarantined if result else 0)
+    CALLBACKS.labels(type_label, outcome).inc()
+    fields: dict[str, object] = {
+        "event": "callback",
+        "app_key": g.get("callback_app"),
+        "type": record_type[:64] or None,
+        "status": response.status_code,
+        "outcome": outcome,
+        "duration_ms": round((time.perf_counter() - g.callback_started) * 1000, 2),
+    }
+    if result:
+        fields.update(result.as_json())
+        kind = type_label.removeprefix("SMS_").lower()
+        RECORDS.labels("callback", kind, "stored").inc(result.stored)
+        RECORDS.labels("callback", kind, "duplicate").inc(result.duplicates)
+        RECORDS.labels("callback", kind, "quarantined").inc(result.quarantined)
+    log.info("callback", extra=fields)
+    return response
+
+
+def _outcome(status: int, quarantined: int) -> str:
+    if status == 200:
+        return "quarantined" if quarantined else "stored"
+    return {
+        400: "bad_request",
+        401: "unauthorized",
+        403: "forbidden",
+        404: "unknown_app",
+        413: "too_large",
+        503: "database_unavailable",
+    }.get(status, "error")
 
 
 def _candidates(app_key: str | None) -> dict[str, str]:

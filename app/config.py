@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from typing import Annotated
 
 from pydantic import Field, field_validator
@@ -19,7 +21,16 @@ class Settings(BaseSettings):
     jsms_rate_limit_seconds: float = Field(default=5.0, gt=0)
     api_tokens: Annotated[tuple[str, ...], NoDecode] = ()
     port: int = 5000
+    # Retention in days (0 keeps forever); quarantined raw events are always kept.
+    raw_event_retention_days: int = Field(default=90, ge=0)
+    record_retention_days: int = Field(default=0, ge=0)
+    # Signs the status page's session cookie; derived from API_TOKENS when unset.
+    secret_key: str | None = None
     log_level: str = "INFO"
+    # Only these networks may post callbacks (empty: anyone; the signature still decides).
+    callback_allowed_networks: Annotated[tuple[IPv4Network | IPv6Network, ...], NoDecode] = ()
+    # Proxies whose X-Forwarded-For is believed (the platform's router); others' is ignored.
+    trusted_proxies: Annotated[tuple[IPv4Network | IPv6Network, ...], NoDecode] = ()
 
     @field_validator("jsms_apps", mode="before")
     @classmethod
@@ -37,6 +48,14 @@ class Settings(BaseSettings):
             apps[key.strip()] = secret.strip()
         return apps
 
+    @field_validator("callback_allowed_networks", "trusted_proxies", mode="before")
+    @classmethod
+    def _parse_networks(cls, value: object) -> object:
+        """Comma-separated CIDRs or addresses (`10.0.0.0/8, 203.0.113.7`)."""
+        if isinstance(value, str):
+            return tuple(ip_network(n.strip(), strict=False) for n in value.split(",") if n.strip())
+        return value
+
     @field_validator("api_tokens", mode="before")
     @classmethod
     def _parse_tokens(cls, value: object) -> object:
@@ -44,6 +63,14 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return tuple(t.strip() for t in value.split(",") if t.strip())
         return value
+
+    def session_secret(self) -> str:
+        """The cookie-signing key: SECRET_KEY, or one derived from the tokens (so changing the
+        tokens also ends every session)."""
+        if self.secret_key:
+            return self.secret_key
+        material = "\n".join(sorted(self.api_tokens)) or "no tokens: nobody can sign in"
+        return hashlib.sha256(f"jsms-receipts session\n{material}".encode()).hexdigest()
 
     def sqlalchemy_url(self, instance_path: str) -> str:
         """The database URL to connect to, with Heroku's `postgres://` and the default resolved."""

@@ -8,7 +8,7 @@ import re
 from flask import Flask, Response, jsonify
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +33,24 @@ class BadInput(ServiceError):
     """The request is malformed; nothing was stored."""
 
 
+class InvalidParameter(BadInput):
+    """A query parameter is unknown, repeated or has a bad value; `parameter` names it."""
+
+    code = "invalid_parameter"
+
+    def __init__(self, parameter: str, message: str) -> None:
+        super().__init__(f"parameter {parameter!r}: {message}")
+        self.parameter = parameter
+
+
 class Unauthenticated(ServiceError):
     status = 401
     code = "unauthorized"
+
+
+class Forbidden(ServiceError):
+    status = 403
+    code = "forbidden"
 
 
 class NotFound(ServiceError):
@@ -48,9 +63,12 @@ class DatabaseUnavailable(ServiceError):
     code = "database_unavailable"
 
 
-def error_response(status: int, code: str, message: str) -> Response:
-    """`{"error": {"code", "message"}}` with the given status."""
-    response = jsonify({"error": {"code": code, "message": message}})
+def error_response(status: int, code: str, message: str, parameter: str | None = None) -> Response:
+    """`{"error": {"code", "message"}}` with the given status, plus `parameter` if one is named."""
+    error = {"code": code, "message": message}
+    if parameter is not None:
+        error["parameter"] = parameter
+    response = jsonify({"error": error})
     response.status_code = status
     return response
 
@@ -60,13 +78,13 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(ServiceError)
     def _service_error(exc: ServiceError) -> Response:
-        return error_response(exc.status, exc.code, exc.message)
+        return error_response(exc.status, exc.code, exc.message, getattr(exc, "parameter", None))
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:
         code = re.sub(r"[^a-z0-9]+", "_", (exc.name or "error").lower()).strip("_")
         response = error_response(exc.code or 500, code, exc.description or exc.name)
-        if exc.code == 405 and exc.valid_methods:
+        if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
             response.headers["Allow"] = ", ".join(exc.valid_methods)
         return response
 

@@ -13,17 +13,20 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table, TextClause, bindparam, insert, text, update
+from sqlalchemy import Connection, Table, TextClause, bindparam, insert, update
+from sqlalchemy import text as sql_text
 from sqlalchemy.orm import Session
 
-from app.jsms.records import ParsedBatch, Rejected, ReplyMessage, Report, Review
+from app.jsms.records import ParsedBatch, Rejected, ReplyMessage, Report, Review, parse_payload
 from app.models import DeliveryReport, RawEvent, Reply, ReviewResult, utcnow
 
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 # Rows per INSERT statement: well under SQLite's 32,766 bound parameters.
 CHUNK = 500
 
@@ -70,9 +73,9 @@ def ingest(session: Session, raw: RawPayload, batch: ParsedBatch) -> IngestResul
         {
             "app_key": raw.app_key,
             "source": raw.source,
-            "type": raw.type[:64],
-            "payload": raw.payload,
-            "nonce": raw.nonce,
+            "type": storable_text(raw.type[:64]),
+            "payload": storable_text(raw.payload),
+            "nonce": storable_text(raw.nonce[:64]) if raw.nonce else None,
             "callback_timestamp": raw.callback_timestamp,
             "received_at": now,
             "records": records + len(batch.rejected),
@@ -83,11 +86,7 @@ def ingest(session: Session, raw: RawPayload, batch: ParsedBatch) -> IngestResul
         },
     ).scalar_one()
     context = _Context(connection, raw.app_key, raw.source, now, raw_event_id)
-    stored = (
-        store_reports(context, [r for r in batch.records if isinstance(r, Report)])
-        + store_replies(context, [r for r in batch.records if isinstance(r, ReplyMessage)])
-        + store_reviews(context, [r for r in batch.records if isinstance(r, Review)])
-    )
+    stored = _store_records(context, batch)
     if stored != records:
         connection.execute(
             _RAW_EVENT_OUTCOME,
@@ -103,6 +102,33 @@ _RAW_EVENT_OUTCOME = (
     .where(_EVENTS.c.id == bindparam("event_id"))
     .values(stored=bindparam("stored"), duplicates=bindparam("duplicates"))
 )
+
+
+def reprocess(session: Session, event: RawEvent) -> IngestResult:
+    """Normalize a quarantined raw event again with today's parser; the caller commits.
+
+    Records stored before are duplicates now, so running it twice changes nothing more.
+    """
+    try:
+        batch = parse_payload(event.type, json.loads(event.payload))
+    except (ValueError, RecursionError):
+        return IngestResult(event.id, 0, 0, event.quarantined)
+    context = _Context(session.connection(), event.app_key, event.source, utcnow(), event.id)
+    stored = _store_records(context, batch)
+    event.stored += stored
+    event.duplicates = event.records - event.stored - len(batch.rejected)
+    event.quarantined = len(batch.rejected)
+    event.quarantine_reason = _reasons(batch.rejected)
+    session.flush()
+    return IngestResult(event.id, stored, len(batch.records) - stored, event.quarantined)
+
+
+def _store_records(context: _Context, batch: ParsedBatch) -> int:
+    return (
+        store_reports(context, [r for r in batch.records if isinstance(r, Report)])
+        + store_replies(context, [r for r in batch.records if isinstance(r, ReplyMessage)])
+        + store_reviews(context, [r for r in batch.records if isinstance(r, Review)])
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,7 +239,7 @@ def _conflict_insert_sql(insert_: _ConflictInsert, rows: int) -> TextClause:
         for i in range(rows)
         for c in insert_.columns
     ]
-    return text(sql).bindparams(*binds)
+    return sql_text(sql).bindparams(*binds)
 
 
 def _conflict_insert(model: type[Any], on_conflict: str) -> _ConflictInsert:
@@ -250,7 +276,20 @@ def _dedup_key(*parts: str) -> str:
 
 
 def _json_or_none(value: dict[str, Any]) -> str | None:
-    return json.dumps(value, ensure_ascii=False, sort_keys=True) if value else None
+    if not value:
+        return None
+    text = json.dumps(value, ensure_ascii=False, sort_keys=True)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates: escape them instead
+        text = json.dumps(value, sort_keys=True)
+    return text
+
+
+def storable_text(text: str) -> str:
+    """Raw text as close to what arrived as a database can hold: NUL and lone surrogates become
+    U+FFFD (PostgreSQL text cannot hold NUL; UTF-8 cannot hold a lone surrogate)."""
+    return _UNSTORABLE.sub("\ufffd", text)
 
 
 def _reasons(rejected: Sequence[Rejected]) -> str | None:

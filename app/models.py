@@ -90,8 +90,19 @@ class DeliveryReport(Base):
     __tablename__ = "delivery_reports"
     __table_args__ = (
         UniqueConstraint("app_key", "msg_id", "phone"),
-        Index("ix_delivery_reports_app_key_received_at", "app_key", "received_at"),
         Index("ix_delivery_reports_received_at", "received_at"),
+        # Query API and BI (migration 0002): keyset walks are ordered by id.
+        Index(
+            "ix_delivery_reports_app_key_received_at_id",
+            "app_key",
+            "received_at",
+            "id",
+            postgresql_include=["status"],
+        ),
+        Index("ix_delivery_reports_app_key_id", "app_key", "id"),
+        Index("ix_delivery_reports_msg_id", "msg_id"),
+        Index("ix_delivery_reports_phone_id", "phone", "id"),
+        Index("ix_delivery_reports_status_received_at", "status", "received_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -112,8 +123,11 @@ class Reply(Base):
     __tablename__ = "replies"
     __table_args__ = (
         UniqueConstraint("dedup_key"),
-        Index("ix_replies_app_key_replied_at", "app_key", "replied_at"),
         Index("ix_replies_replied_at", "replied_at"),
+        # Query API (migration 0002): keyset walks are ordered by id.
+        Index("ix_replies_app_key_replied_at_id", "app_key", "replied_at", "id"),
+        Index("ix_replies_app_key_id", "app_key", "id"),
+        Index("ix_replies_phone_id", "phone", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)

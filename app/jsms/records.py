@@ -146,6 +146,7 @@ def _parse_reply(item: dict[str, Any]) -> ReplyMessage:
     content = _required(item, "content")
     if not isinstance(content, str):
         raise InvalidField(f"content is {_kind(content)}, not a string")
+    _storable("content", content)
     known = {"phone", "content", "replyTime"}
     return ReplyMessage(
         phone=_identifier(item, "phone", 32),
@@ -160,6 +161,8 @@ def _review_parser(review_type: str, id_field: str) -> Callable[[dict[str, Any]]
         reason = item.get("refuseReason")
         if reason is not None and not isinstance(reason, str):
             raise InvalidField(f"refuseReason is {_kind(reason)}, not a string")
+        if reason is not None:
+            _storable("refuseReason", reason)
         known = {id_field, "status", "refuseReason"}
         return Review(
             review_type=review_type,
@@ -172,7 +175,7 @@ def _review_parser(review_type: str, id_field: str) -> Callable[[dict[str, Any]]
     return parse
 
 
-_PARSERS = {
+_PARSERS: dict[str, Callable[[dict[str, Any]], Record]] = {
     SMS_REPORT: _parse_report,
     SMS_REPLY: _parse_reply,
     SMS_TEMPLATE: _review_parser("template", "tempId"),
@@ -192,9 +195,20 @@ def _identifier(item: dict[str, Any], name: str, max_length: int) -> str:
     value = _required(item, name)
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise InvalidField(f"{name} is {_kind(value)}, not a string")
-    text = str(value).strip()
+    text = _storable(name, str(value).strip())
     if not text or len(text) > max_length:
         raise InvalidField(f"{name} must be 1 to {max_length} characters")
+    return text
+
+
+def _storable(name: str, text: str) -> str:
+    """Refuse text a database cannot hold as is: NUL characters and lone surrogates."""
+    if "\x00" in text:
+        raise InvalidField(f"{name} contains a NUL character")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidField(f"{name} is not valid Unicode") from None
     return text
 
 

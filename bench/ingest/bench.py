@@ -2,7 +2,7 @@
 
 Run through `bench/ingest/run.sh` (it installs wrk and the bench extra). Steps, all on loopback:
 1. create a throwaway PostgreSQL database and migrate it;
-2. start `gunicorn --config python:app.gunicorn_config` twice, on `wsgi:app` and on
+2. start `gunicorn --config gunicorn.conf.py` twice, on `wsgi:app` and on
    `hello:app` (the command lines differ only in the app module);
 3. warm both up, then alternate wrk rounds (hello, service, hello, service, …) sending unique,
    signed SMS_REPORT callbacks; after each service round check that the rows stored equal the
@@ -187,7 +187,7 @@ def gunicorn_command(app_module: str, port: int) -> list[str]:
     return [
         str(BIN / "gunicorn"),
         "--config",
-        "python:app.gunicorn_config",
+        "gunicorn.conf.py",  # what `web: gunicorn wsgi:app` reads from the working directory
         "--pythonpath",
         str(HERE),
         "--bind",

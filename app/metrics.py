@@ -1,0 +1,92 @@
+"""Prometheus metrics, right across gunicorn's workers (multiprocess mode) and the clock.
+
+Counters and histograms live in each process (aggregated through `PROMETHEUS_MULTIPROC_DIR`);
+what is true of the store (sync state, quarantine) is read from the database at scrape time, so
+it is right whichever process or dyno did the work.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+from flask import Blueprint, Response
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+from sqlalchemy import func, select
+
+from app.db import Database, get_database
+from app.models import RawEvent, SyncState
+
+CALLBACKS = Counter(
+    "jsms_callbacks_total", "Callbacks received, by JSMS type and outcome.", ["type", "outcome"]
+)
+INGEST_SECONDS = Histogram(
+    "jsms_ingest_duration_seconds",
+    "Time to store one payload and commit it, by source.",
+    ["source"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+RECORDS = Counter(
+    "jsms_records_total",
+    "Records ingested, by source, kind and result.",
+    ["source", "kind", "result"],
+)
+
+bp = Blueprint("metrics", __name__)
+
+
+class StoreCollector(Collector):
+    """Gauges read from the database at scrape time."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    def collect(self) -> Iterator[Metric]:
+        last_success = GaugeMetricFamily(
+            "jsms_sync_last_success_timestamp_seconds",
+            "When the last successful pull ended, per app and kind.",
+            labels=["app_key", "kind"],
+        )
+        mode = GaugeMetricFamily(
+            "jsms_sync_mode",
+            "1 for the current mode of each app and kind.",
+            labels=["app_key", "kind", "mode"],
+        )
+        quarantined = GaugeMetricFamily(
+            "jsms_quarantined_events", "Raw events holding records that could not be normalized."
+        )
+        with self.database.session() as session:
+            for state in session.scalars(select(SyncState)):
+                mode.add_metric([state.app_key, state.kind, state.mode], 1)
+                if state.last_success_at:
+                    last_success.add_metric(
+                        [state.app_key, state.kind], state.last_success_at.timestamp()
+                    )
+            count = session.scalar(
+                select(func.count()).select_from(RawEvent).where(RawEvent.quarantined > 0)
+            )
+        quarantined.add_metric([], count or 0)
+        yield from (last_success, mode, quarantined)
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    """The Prometheus text exposition: process metrics aggregated, plus the store's gauges."""
+    registry = CollectorRegistry()
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        for collector in (CALLBACKS, INGEST_SECONDS, RECORDS):
+            registry.register(collector)
+    registry.register(StoreCollector(get_database()))
+    return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)

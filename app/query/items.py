@@ -1,0 +1,92 @@
+"""How rows leave the API: JSON items and CSV lines with the contract's field names."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from app.jsms.codes import status_text
+
+REPORT_FIELDS = (
+    "id",
+    "app_key",
+    "msg_id",
+    "phone",
+    "status",
+    "status_text",
+    "delivered",
+    "received_at",
+    "source",
+    "ingested_at",
+)
+REPLY_FIELDS = ("id", "app_key", "phone", "content", "replied_at", "source", "ingested_at")
+# A spreadsheet runs a cell that starts with one of these as a formula (CSV injection).
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def iso_utc(value: datetime | None) -> str | None:
+    """ISO 8601 in UTC with a `Z`, or None."""
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def report_item(row: Any) -> dict[str, Any]:
+    """A delivery-report row as the API's item."""
+    return {
+        "id": row.id,
+        "app_key": row.app_key,
+        "msg_id": row.msg_id,
+        "phone": row.phone,
+        "status": row.status,
+        "status_text": status_text(row.status),
+        "delivered": bool(row.delivered),
+        "received_at": iso_utc(row.received_at),
+        "source": row.source,
+        "ingested_at": iso_utc(row.ingested_at),
+    }
+
+
+def reply_item(row: Any) -> dict[str, Any]:
+    """A reply row as the API's item."""
+    return {
+        "id": row.id,
+        "app_key": row.app_key,
+        "phone": row.phone,
+        "content": row.content,
+        "replied_at": iso_utc(row.replied_at),
+        "source": row.source,
+        "ingested_at": iso_utc(row.ingested_at),
+    }
+
+
+def csv_lines(fields: tuple[str, ...], items: Iterable[dict[str, Any]]) -> Iterator[str]:
+    """A header line, then one line per item; booleans as true/false, free text defused."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+
+    def flush() -> str:
+        text = buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+        return text
+
+    writer.writerow(fields)
+    yield flush()
+    for item in items:
+        writer.writerow([_csv_cell(name, item[name]) for name in fields])
+        yield flush()
+
+
+def _csv_cell(name: str, value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    # Reply text is typed by the public: keep a spreadsheet from running it as a formula.
+    if name == "content" and isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value
+    return value

@@ -1,0 +1,151 @@
+"""Keyset walks over reports and replies, ordered by `id`, never by OFFSET.
+
+A walk only ever returns ids at or below a *committed horizon*: an id below which no insert is
+still in flight. On PostgreSQL, sequence values can commit out of order (a transaction holding
+id 99 may commit after one holding id 100 is visible), so the horizon is read under a brief
+SHARE lock on the table (`committed_horizon()`, created by migration 0002), which waits for
+in-flight writers and makes every id up to `max(id)` final. On SQLite writers are serialized
+and ids commit in order, so `max(id)` in the reading transaction is the horizon. Hence a cursor
+never passes a record that could still appear.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import ColumnElement, Row, func, literal_column, select
+from sqlalchemy.orm import Session
+
+from app.models import DeliveryReport, Reply
+from app.query.params import ReplyFilter, ReportFilter
+
+# Rows per query when streaming a whole export.
+STREAM_CHUNK = 1000
+
+ListModel = type[DeliveryReport] | type[Reply]
+
+REPORT_COLUMNS = (
+    DeliveryReport.id,
+    DeliveryReport.app_key,
+    DeliveryReport.msg_id,
+    DeliveryReport.phone,
+    DeliveryReport.status,
+    DeliveryReport.delivered,
+    DeliveryReport.received_at,
+    DeliveryReport.source,
+    DeliveryReport.ingested_at,
+)
+REPLY_COLUMNS = (
+    Reply.id,
+    Reply.app_key,
+    Reply.phone,
+    Reply.content,
+    Reply.replied_at,
+    Reply.source,
+    Reply.ingested_at,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Walk:
+    """One keyset walk: which columns of which table, narrowed by which conditions."""
+
+    model: ListModel
+    columns: Sequence[Any]
+    conditions: Sequence[ColumnElement[bool]]
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """A page of rows, whether more follow, and the horizon the page was cut at."""
+
+    rows: list[Row[Any]]
+    has_more: bool
+    horizon: int
+
+
+def report_walk(report_filter: ReportFilter) -> Walk:
+    """The walk over delivery reports matching the filter."""
+    f, m = report_filter, DeliveryReport
+    conditions: list[ColumnElement[bool]] = []
+    if f.app_key is not None:
+        conditions.append(m.app_key == f.app_key)
+    if f.msg_id is not None:
+        conditions.append(m.msg_id == f.msg_id)
+    if f.phone is not None:
+        conditions.append(m.phone == f.phone)
+    if f.statuses is not None:
+        conditions.append(m.status.in_(f.statuses))
+    if f.delivered is not None:
+        conditions.append(m.delivered.is_(f.delivered))
+    if f.source is not None:
+        conditions.append(m.source == f.source)
+    if f.since is not None:
+        conditions.append(m.received_at >= f.since)
+    if f.until is not None:
+        conditions.append(m.received_at < f.until)
+    return Walk(m, REPORT_COLUMNS, conditions)
+
+
+def reply_walk(reply_filter: ReplyFilter) -> Walk:
+    """The walk over replies matching the filter (`since`/`until` on `replied_at`)."""
+    f, m = reply_filter, Reply
+    conditions: list[ColumnElement[bool]] = []
+    if f.app_key is not None:
+        conditions.append(m.app_key == f.app_key)
+    if f.phone is not None:
+        conditions.append(m.phone == f.phone)
+    if f.since is not None:
+        conditions.append(m.replied_at >= f.since)
+    if f.until is not None:
+        conditions.append(m.replied_at < f.until)
+    return Walk(m, REPLY_COLUMNS, conditions)
+
+
+def committed_horizon(session: Session, model: ListModel) -> int:
+    """The highest id below which every insert into the table has committed or rolled back.
+
+    Ends the session's transaction on PostgreSQL (releasing the brief lock), so the next
+    statement reads with a snapshot that holds every id up to the horizon.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return session.scalar(select(func.max(model.id))) or 0
+    # committed_horizon() is created by migration 0002: LOCK ... IN SHARE MODE, then max(id).
+    horizon = session.scalar(
+        select(func.committed_horizon(literal_column(f"'{model.__tablename__}'")))
+    )
+    session.commit()
+    return int(horizon or 0)
+
+
+def page_statement(walk: Walk, after: int, horizon: int, limit: int) -> Any:
+    """`WHERE <filters> AND id > after AND id <= horizon ORDER BY id LIMIT limit`."""
+    return (
+        select(*walk.columns)
+        .where(*walk.conditions, walk.model.id > after, walk.model.id <= horizon)
+        .order_by(walk.model.id)
+        .limit(limit)
+    )
+
+
+def fetch_page(session: Session, walk: Walk, after: int, limit: int) -> Page:
+    """Up to `limit` rows after the cursor, below the committed horizon."""
+    horizon = committed_horizon(session, walk.model)
+    rows = list(session.execute(page_statement(walk, after, horizon, limit + 1)).all())
+    return Page(rows[:limit], len(rows) > limit, horizon)
+
+
+def stream_rows(session: Session, walk: Walk, after: int, horizon: int) -> Iterator[Row[Any]]:
+    """Every matching row after the cursor and up to the horizon, in keyset chunks.
+
+    Each chunk is its own short transaction, so a long export holds no lock and no snapshot.
+    """
+    while True:
+        rows = session.execute(page_statement(walk, after, horizon, STREAM_CHUNK)).all()
+        session.commit()
+        yield from rows
+        if len(rows) < STREAM_CHUNK:
+            return
+        after = rows[-1].id

@@ -1,0 +1,231 @@
+"""Query-string parsing for the API: every parameter validated into typed, immutable filters.
+
+Pure functions over a `MultiDict`. A bad value raises `InvalidParameter` naming the parameter;
+the value itself is never echoed (it may be a phone number).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import astuple, dataclass
+from datetime import UTC, datetime
+
+from werkzeug.datastructures import MultiDict
+
+from app.errors import InvalidParameter
+from app.query.cursor import decode_cursor
+
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 1000
+MAX_STATUSES = 50
+SOURCES = ("callback", "pull")
+FORMATS = ("json", "csv")
+BUCKETS = ("hour", "day")
+_EPOCH_MS = re.compile(r"[0-9]{1,15}")
+_STATUS = re.compile(r"[0-9]{1,9}")
+# Epoch milliseconds beyond 9999-12-31 cannot be a datetime.
+_MAX_EPOCH_MS = 253_402_300_799_999
+
+Args = MultiDict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class ReportFilter:
+    """What `/reports` narrows to; None means "any"."""
+
+    app_key: str | None = None
+    msg_id: str | None = None
+    phone: str | None = None
+    statuses: tuple[int, ...] | None = None
+    delivered: bool | None = None
+    source: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def fingerprint(self) -> str:
+        """A short digest binding a cursor to these filters."""
+        return _fingerprint("reports", astuple(self))
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyFilter:
+    """What `/replies` narrows to; None means "any"."""
+
+    app_key: str | None = None
+    phone: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def fingerprint(self) -> str:
+        """A short digest binding a cursor to these filters."""
+        return _fingerprint("replies", astuple(self))
+
+
+@dataclass(frozen=True, slots=True)
+class PageRequest:
+    """Where a page starts (after which id), how long it is, and the answer's format."""
+
+    after: int
+    limit: int
+    format: str
+
+
+@dataclass(frozen=True, slots=True)
+class StatsQuery:
+    """What `/stats/delivery` aggregates."""
+
+    app_key: str | None
+    since: datetime | None
+    until: datetime | None
+    bucket: str
+
+
+_PAGE_PARAMS = frozenset({"limit", "cursor", "format"})
+_REPORT_PARAMS = frozenset(
+    {"app_key", "msg_id", "phone", "status", "delivered", "source", "since", "until"}
+)
+_REPLY_PARAMS = frozenset({"app_key", "phone", "since", "until"})
+_STATS_PARAMS = frozenset({"app_key", "since", "until", "bucket"})
+
+
+def parse_report_query(args: Args, wants_csv: bool = False) -> tuple[ReportFilter, PageRequest]:
+    """The filters and page of a `/reports` request."""
+    _reject_unknown(args, _REPORT_PARAMS | _PAGE_PARAMS)
+    since, until = _time_range(args)
+    report_filter = ReportFilter(
+        app_key=_text(args, "app_key", 64),
+        msg_id=_text(args, "msg_id", 64),
+        phone=_text(args, "phone", 32),
+        statuses=_statuses(args),
+        delivered=_boolean(args, "delivered"),
+        source=_choice(args, "source", SOURCES),
+        since=since,
+        until=until,
+    )
+    return report_filter, _page(args, report_filter.fingerprint(), wants_csv)
+
+
+def parse_reply_query(args: Args, wants_csv: bool = False) -> tuple[ReplyFilter, PageRequest]:
+    """The filters and page of a `/replies` request."""
+    _reject_unknown(args, _REPLY_PARAMS | _PAGE_PARAMS)
+    since, until = _time_range(args)
+    reply_filter = ReplyFilter(
+        app_key=_text(args, "app_key", 64),
+        phone=_text(args, "phone", 32),
+        since=since,
+        until=until,
+    )
+    return reply_filter, _page(args, reply_filter.fingerprint(), wants_csv)
+
+
+def parse_stats_query(args: Args) -> StatsQuery:
+    """The parameters of a `/stats/delivery` request."""
+    _reject_unknown(args, _STATS_PARAMS)
+    since, until = _time_range(args)
+    bucket = _choice(args, "bucket", BUCKETS) or "day"
+    return StatsQuery(_text(args, "app_key", 64), since, until, bucket)
+
+
+def reject_any(args: Args) -> None:
+    """For endpoints that take no parameters."""
+    _reject_unknown(args, frozenset())
+
+
+def parse_time(name: str, value: str) -> datetime:
+    """ISO 8601 (a date, or a date-time; no offset means UTC) or epoch milliseconds, as UTC."""
+    if _EPOCH_MS.fullmatch(value):
+        millis = int(value)
+        if millis > _MAX_EPOCH_MS:
+            raise InvalidParameter(name, "epoch milliseconds out of range")
+        return datetime.fromtimestamp(millis / 1000, UTC)
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidParameter(
+            name, "expected ISO 8601 (e.g. 2024-05-01T00:00:00Z) or epoch milliseconds"
+        ) from None
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        raise InvalidParameter(name, "time out of range") from None
+
+
+def _page(args: Args, fingerprint: str, wants_csv: bool) -> PageRequest:
+    fmt = _choice(args, "format", FORMATS) or ("csv" if wants_csv else "json")
+    limit_text = _one(args, "limit")
+    limit = DEFAULT_LIMIT
+    if limit_text is not None:
+        if not re.fullmatch(r"[0-9]{1,7}", limit_text):
+            raise InvalidParameter("limit", f"expected an integer from 1 to {MAX_LIMIT}")
+        limit = int(limit_text)
+        if not 1 <= limit <= MAX_LIMIT:
+            raise InvalidParameter("limit", f"expected an integer from 1 to {MAX_LIMIT}")
+    cursor = _one(args, "cursor")
+    after = 0 if cursor is None else decode_cursor(cursor, fingerprint)
+    return PageRequest(after=after, limit=limit, format=fmt)
+
+
+def _reject_unknown(args: Args, allowed: frozenset[str]) -> None:
+    """Unknown parameters are refused: a typo must not silently widen an export."""
+    for name in args:
+        if name not in allowed:
+            shown = name if len(name) <= 40 and name.isprintable() else name[:40] + "…"
+            raise InvalidParameter(shown, "unknown parameter")
+
+
+def _one(args: Args, name: str) -> str | None:
+    values = args.getlist(name)
+    if len(values) > 1:
+        raise InvalidParameter(name, "given more than once")
+    return values[0] if values else None
+
+
+def _text(args: Args, name: str, max_length: int) -> str | None:
+    value = _one(args, name)
+    if value is None:
+        return None
+    if not value or len(value) > max_length or not value.isprintable():
+        raise InvalidParameter(name, f"expected 1 to {max_length} printable characters")
+    return value
+
+
+def _choice(args: Args, name: str, choices: tuple[str, ...]) -> str | None:
+    value = _one(args, name)
+    if value is not None and value not in choices:
+        raise InvalidParameter(name, f"expected one of {', '.join(choices)}")
+    return value
+
+
+def _boolean(args: Args, name: str) -> bool | None:
+    value = _choice(args, name, ("true", "false"))
+    return None if value is None else value == "true"
+
+
+def _statuses(args: Args) -> tuple[int, ...] | None:
+    value = _one(args, "status")
+    if value is None:
+        return None
+    parts = [p.strip() for p in value.split(",")]
+    if len(parts) > MAX_STATUSES or not all(_STATUS.fullmatch(p) for p in parts):
+        raise InvalidParameter(
+            "status", f"expected a comma-separated list of up to {MAX_STATUSES} status codes"
+        )
+    return tuple(sorted({int(p) for p in parts}))
+
+
+def _time_range(args: Args) -> tuple[datetime | None, datetime | None]:
+    """`since` (inclusive) and `until` (exclusive): the half-open range [since, until)."""
+    since_text, until_text = _one(args, "since"), _one(args, "until")
+    since = None if since_text is None else parse_time("since", since_text)
+    until = None if until_text is None else parse_time("until", until_text)
+    if since is not None and until is not None and until < since:
+        raise InvalidParameter("until", "must not be before since")
+    return since, until
+
+
+def _fingerprint(kind: str, values: tuple[object, ...]) -> str:
+    text = repr((kind, *(v.isoformat() if isinstance(v, datetime) else v for v in values)))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]

@@ -1,0 +1,62 @@
+"""The sync state of every app and kind, as the API shows it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.jsms.codes import ERROR_TEXT
+from app.models import SyncState
+from app.query.items import iso_utc
+
+KINDS = ("report", "reply")
+
+
+def sync_items(session: Session, configured_apps: Iterable[str]) -> list[dict[str, Any]]:
+    """Every stored row, plus a never-attempted `pull` row for each configured app and kind
+    that has none yet; sorted by app and kind."""
+    configured = set(configured_apps)
+    states = session.scalars(select(SyncState)).all()
+    items = {(s.app_key, s.kind): _state_item(s, s.app_key in configured) for s in states}
+    for app_key in configured:
+        for kind in KINDS:
+            items.setdefault((app_key, kind), _never_attempted(app_key, kind))
+    return [items[key] for key in sorted(items)]
+
+
+def _state_item(state: SyncState, configured: bool) -> dict[str, Any]:
+    code = state.last_error_code
+    return {
+        "app_key": state.app_key,
+        "kind": state.kind,
+        "mode": state.mode,
+        "configured": configured,
+        "last_attempt_at": iso_utc(state.last_attempt_at),
+        "last_success_at": iso_utc(state.last_success_at),
+        "last_error_code": code,
+        "last_error_message": state.last_error_message,
+        "last_error_text": None if code is None else ERROR_TEXT.get(code),
+        "next_attempt_at": iso_utc(state.next_attempt_at),
+        "consecutive_failures": state.consecutive_failures,
+        "records_pulled": state.records_pulled,
+    }
+
+
+def _never_attempted(app_key: str, kind: str) -> dict[str, Any]:
+    return {
+        "app_key": app_key,
+        "kind": kind,
+        "mode": "pull",
+        "configured": True,
+        "last_attempt_at": None,
+        "last_success_at": None,
+        "last_error_code": None,
+        "last_error_message": None,
+        "last_error_text": None,
+        "next_attempt_at": None,
+        "consecutive_failures": 0,
+        "records_pulled": 0,
+    }

@@ -1,0 +1,69 @@
+"""Retention: delete what is older than the configured age, in small batches.
+
+Raw events and normalized records have separate ages. Quarantined raw events are never
+deleted: they hold records nobody has been able to read yet.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import ColumnElement, delete, select
+from sqlalchemy.orm import InstrumentedAttribute, Session
+
+from app.models import Base, DeliveryReport, RawEvent, Reply, ReviewResult
+
+BATCH = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionPolicy:
+    """Ages in days; 0 keeps forever."""
+
+    raw_event_days: int
+    record_days: int
+
+
+def purge(
+    session: Session, policy: RetentionPolicy, now: datetime, max_batches: int = 100
+) -> dict[str, int]:
+    """Delete expired rows, committing every BATCH rows so no long lock is held.
+    Returns the rows deleted per table (a later run continues where this one stopped)."""
+    deleted: dict[str, int] = {}
+    if policy.raw_event_days:
+        cutoff = now - timedelta(days=policy.raw_event_days)
+        deleted["raw_events"] = _purge(
+            session, RawEvent, RawEvent.received_at, cutoff, max_batches, RawEvent.quarantined == 0
+        )
+    if policy.record_days:
+        cutoff = now - timedelta(days=policy.record_days)
+        for model, column in (
+            (DeliveryReport, DeliveryReport.received_at),
+            (Reply, Reply.replied_at),
+            (ReviewResult, ReviewResult.ingested_at),
+        ):
+            deleted[model.__tablename__] = _purge(session, model, column, cutoff, max_batches)
+    return deleted
+
+
+def _purge(
+    session: Session,
+    model: type[Base],
+    column: InstrumentedAttribute[datetime],
+    cutoff: datetime,
+    max_batches: int,
+    *conditions: ColumnElement[bool],
+) -> int:
+    total = 0
+    identity = model.id  # type: ignore[attr-defined]
+    for _ in range(max_batches):
+        ids = session.scalars(
+            select(identity).where(column < cutoff, *conditions).order_by(identity).limit(BATCH)
+        ).all()
+        if not ids:
+            break
+        session.execute(delete(model).where(identity.in_(ids)))
+        session.commit()
+        total += len(ids)
+    return total

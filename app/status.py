@@ -1,0 +1,180 @@
+"""The operator's status page at `/`: server-rendered, behind the API tokens (login + cookie)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.config import Settings
+from app.db import get_session
+from app.errors import error_response
+from app.models import RawEvent, utcnow
+from app.query import stats, sync_state
+from app.query.params import StatsQuery
+
+bp = Blueprint("status", __name__)
+CHART_DAYS = 14
+
+
+@bp.app_template_filter("short_time")
+def short_time(iso: str | None) -> str:
+    """`2026-11-25T07:03:14.909242Z` → `2026-11-25 07:03`."""
+    return iso[:16].replace("T", " ") if iso else ""
+
+
+def token_digest(token: str) -> str:
+    """What the session cookie keeps instead of the token itself."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def _signed_in(settings: Settings) -> bool:
+    """The cookie names a token that is still configured (revoking a token signs it out)."""
+    held = str(session.get("token_digest", ""))
+    matches = [hmac.compare_digest(held, token_digest(t)) for t in settings.api_tokens]
+    return bool(held) and any(matches)
+
+
+@bp.get("/")
+def status_page() -> Response:
+    """The status page, or the way to the login form."""
+    settings: Settings = current_app.config["SETTINGS"]
+    if not _signed_in(settings):
+        return redirect(url_for("status.login_form"))  # type: ignore[return-value]
+    now = utcnow()
+    db = get_session()
+    page = render_template(
+        "status.html",
+        now=now,
+        sync=[_with_age(item, now) for item in sync_state.sync_items(db, settings.jsms_apps)],
+        callbacks=_callbacks_last_day(db, now),
+        chart=delivery_chart(_daily_rates(db, now), now),
+        quarantined=_quarantined(db),
+    )
+    response = make_response(page)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.get("/login")
+def login_form() -> str:
+    """A token form."""
+    return render_template("login.html", error=None)
+
+
+@bp.post("/login")
+def login() -> Response:
+    """Sign in with an API token; the cookie keeps its digest, signed."""
+    settings: Settings = current_app.config["SETTINGS"]
+    token = request.form.get("token", "").strip()
+    matches = [hmac.compare_digest(token.encode(), t.encode()) for t in settings.api_tokens]
+    if not token or not any(matches):
+        if not request.accept_mimetypes.accept_html:
+            return error_response(401, "unauthorized", "that token is not accepted")
+        page = render_template("login.html", error="That token is not accepted.")
+        return make_response(page, 401)
+    session.clear()
+    session["token_digest"] = token_digest(token)
+    session.permanent = True
+    return redirect(url_for("status.status_page"))  # type: ignore[return-value]
+
+
+@bp.post("/logout")
+def logout() -> Response:
+    """Forget the cookie."""
+    session.clear()
+    return redirect(url_for("status.login_form"))  # type: ignore[return-value]
+
+
+def _with_age(item: dict[str, Any], now: datetime) -> dict[str, Any]:
+    last = item.get("last_success_at")
+    since = now - datetime.fromisoformat(last.replace("Z", "+00:00")) if last else None
+    return {**item, "since_success": _human(since)}
+
+
+def _human(delta: timedelta | None) -> str:
+    if delta is None:
+        return "never"
+    seconds = int(delta.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds // size} {unit} ago"
+    return f"{seconds} s ago"
+
+
+def _callbacks_last_day(db: Session, now: datetime) -> list[dict[str, Any]]:
+    rows = db.execute(
+        select(
+            RawEvent.type,
+            func.count(),
+            func.sum(RawEvent.stored),
+            func.sum(RawEvent.duplicates),
+            func.sum(RawEvent.quarantined),
+        )
+        .where(RawEvent.source == "callback", RawEvent.received_at >= now - timedelta(days=1))
+        .group_by(RawEvent.type)
+        .order_by(func.count().desc())
+    ).all()
+    keys = ("type", "callbacks", "stored", "duplicates", "quarantined")
+    return [dict(zip(keys, row, strict=True)) for row in rows]
+
+
+def _daily_rates(db: Session, now: datetime) -> list[dict[str, Any]]:
+    start = (now - timedelta(days=CHART_DAYS - 1)).replace(
+        hour=0, minute=0, second=0, microsecond=0
+    )
+    return stats.delivery_stats(db, StatsQuery(None, start, None, "day"))
+
+
+def _quarantined(db: Session, limit: int = 20) -> list[RawEvent]:
+    return list(
+        db.scalars(
+            select(RawEvent)
+            .where(RawEvent.quarantined > 0)
+            .order_by(RawEvent.id.desc())
+            .limit(limit)
+        )
+    )
+
+
+def delivery_chart(buckets: list[dict[str, Any]], now: datetime) -> dict[str, Any]:
+    """Bars for the last CHART_DAYS days (a day without reports has no bar), in SVG units."""
+    width, height, top, bottom = 700, 220, 20, 30
+    slot = width / CHART_DAYS
+    by_day = {b["start"][:10]: b for b in buckets}
+    bars = []
+    for index in range(CHART_DAYS):
+        day = (now - timedelta(days=CHART_DAYS - 1 - index)).astimezone(UTC).date().isoformat()
+        bucket = by_day.get(day)
+        bar: dict[str, Any] = {
+            "x": round(index * slot + 4, 1),
+            "width": round(slot - 8, 1),
+            "label": day[5:],
+            "day": day,
+        }
+        if bucket:
+            rate = float(bucket["delivery_rate"])
+            bar_height = round(rate * (height - top - bottom), 1)
+            bar.update(
+                rate=rate,
+                total=bucket["total"],
+                height=bar_height,
+                y=round(height - bottom - bar_height, 1),
+            )
+        bars.append(bar)
+    return {"width": width, "height": height, "baseline": height - bottom, "top": top, "bars": bars}

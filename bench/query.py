@@ -1,0 +1,248 @@
+"""Query API benchmark: 1,000,000 reports in PostgreSQL, the API against EXPLAIN ANALYZE.
+
+    .venv/bin/python bench/query.py [--admin-url postgresql://postgres@127.0.0.1:5432/postgres]
+                                    [--reports 1000000] [--keep]
+
+Creates a throwaway database, migrates it to head, COPYs 30 days of reports for 3 apps with a
+realistic status mix, VACUUM ANALYZEs, then times the app's real code path (Flask test client,
+auth, validation, horizon, SQL, JSON) and, as the baseline, PostgreSQL's own EXPLAIN ANALYZE
+(planning + execution) of the same SQL with the same parameters.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from app import create_app  # noqa: E402
+from app.config import Settings  # noqa: E402
+from app.db import upgrade_to_head  # noqa: E402
+from app.query import lists, params, stats  # noqa: E402
+
+TOKEN = "bench-token"
+APPS = ("app-alpha", "app-beta", "app-gamma")
+DAYS = 30
+START = datetime(2024, 5, 1, tzinfo=UTC)
+# status: share of reports (JSMS-like: mostly delivered, a tail of carrier failures).
+STATUS_MIX = {
+    4001: 0.920,
+    4003: 0.025,
+    4004: 0.020,
+    4002: 0.010,
+    4006: 0.008,
+    4010: 0.005,
+    4100: 0.012,
+}
+SAMPLES = 200
+
+
+def main() -> None:
+    """Create, load, measure, print; drop the database unless --keep."""
+    args = _arguments()
+    name = f"jsms_bench_{uuid.uuid4().hex[:8]}"
+    base = args.admin_url.rsplit("/", 1)[0]
+    url = base.replace("postgresql://", "postgresql+psycopg://") + f"/{name}"
+    with psycopg.connect(args.admin_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        upgrade_to_head(url)
+        loaded = _timed(lambda: _load(f"{base}/{name}", args.reports))
+        print(f"loaded {args.reports:,} reports (COPY + VACUUM ANALYZE) in {loaded:.1f} s")
+        _measure(url, f"{base}/{name}")
+    finally:
+        if not args.keep:
+            with psycopg.connect(args.admin_url, autocommit=True) as admin:
+                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--admin-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument("--reports", type=int, default=1_000_000)
+    parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
+    return parser.parse_args()
+
+
+def _load(dsn: str, count: int) -> None:
+    """COPY `count` reports in time order (ids follow arrival, as in production)."""
+    rng = random.Random(4001)
+    codes, weights = list(STATUS_MIX), list(STATUS_MIX.values())
+    span = DAYS * 86400
+    offsets = sorted(rng.random() * span for _ in range(count))
+    columns = "app_key, msg_id, phone, status, delivered, received_at, source, ingested_at"
+    with psycopg.connect(dsn) as conn, conn.cursor() as cur:
+        with cur.copy(f"COPY delivery_reports ({columns}) FROM STDIN") as copy:
+            lines = []
+            for n, offset in enumerate(offsets):
+                status = rng.choices(codes, weights)[0]
+                at = (START + timedelta(seconds=offset)).isoformat()
+                source = "callback" if n % 4 else "pull"
+                lines.append(
+                    f"{APPS[n % 3]}\t{10_000_000_000 + n}\t1{rng.randrange(3, 9)}"
+                    f"{rng.randrange(10**9):09d}\t{status}\t{'t' if status == 4001 else 'f'}"
+                    f"\t{at}\t{source}\t{at}\n"
+                )
+                if len(lines) == 20_000:
+                    copy.write("".join(lines))
+                    lines.clear()
+            copy.write("".join(lines))
+        conn.commit()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE delivery_reports")
+
+
+def _measure(url: str, dsn: str) -> None:
+    """Each scenario through the API and through EXPLAIN ANALYZE; print the comparison."""
+    settings = Settings(_env_file=None, database_url=url, api_tokens=(TOKEN,))  # type: ignore[call-arg]
+    app = create_app(settings)
+    client = app.test_client()
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    rng = random.Random(7)
+    engine = app.extensions["database"].engine
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        horizon = conn.execute("SELECT max(id) FROM delivery_reports").fetchone()[0]
+
+        def api(query: dict[str, str], path: str = "/reports") -> tuple[float, Any]:
+            start = time.perf_counter()
+            response = client.get(f"/api/v1{path}", query_string=query, headers=headers)
+            elapsed = (time.perf_counter() - start) * 1000
+            assert response.status_code == 200, response.get_data(as_text=True)
+            return elapsed, response.get_json()
+
+        def explain(statement: Any) -> float:
+            compiled = statement.compile(dialect=engine.dialect)
+            row = conn.execute(
+                "EXPLAIN (ANALYZE, FORMAT JSON) " + str(compiled), compiled.params
+            ).fetchone()
+            plan = row[0][0]
+            return float(plan["Planning Time"] + plan["Execution Time"])
+
+        def page_sql(query: dict[str, str], after: int = 0) -> Any:
+            report_filter, page = params.parse_report_query(_args(query))
+            walk = lists.report_walk(report_filter)
+            return lists.page_statement(walk, after, horizon, page.limit + 1)
+
+        msg_ids = [str(10_000_000_000 + rng.randrange(1_000_000)) for _ in range(SAMPLES)]
+        lookups = [{"msg_id": m} for m in msg_ids]
+        _latency("msg_id lookup", lookups, api, lambda q: explain(page_sql(q)), 10.0)
+
+        def filtered(_: int) -> dict[str, str]:
+            day = START + timedelta(days=rng.randrange(DAYS))
+            return {
+                "app_key": rng.choice(APPS),
+                "delivered": "false",
+                "since": day.isoformat(),
+                "until": (day + timedelta(days=1)).isoformat(),
+                "limit": "100",
+            }
+
+        firsts = [filtered(n) for n in range(SAMPLES)]
+        _latency("filtered first page", firsts, api, lambda q: explain(page_sql(q)), 10.0)
+        _walk_day(api, explain, page_sql)
+        _daily_stats(api, explain, engine.dialect.name)
+
+
+def _latency(
+    label: str,
+    queries: list[dict[str, str]],
+    api: Callable[[dict[str, str]], tuple[float, Any]],
+    baseline: Callable[[dict[str, str]], float],
+    target_ms: float,
+) -> None:
+    for query in queries[:20]:  # warm the cache and the code path
+        api(query)
+    api_ms = [api(q)[0] for q in queries]
+    db_ms = [baseline(q) for q in queries]
+    p95, base95 = _p95(api_ms), _p95(db_ms)
+    print(
+        f"{label:<26} API p50 {statistics.median(api_ms):6.2f} ms  p95 {p95:6.2f} ms | "
+        f"EXPLAIN ANALYZE p95 {base95:6.2f} ms | ratio {p95 / base95:5.1f}x | "
+        f"target p95 <= {target_ms:g} ms: {'yes' if p95 <= target_ms else 'NO'}"
+    )
+
+
+def _walk_day(api: Any, explain: Any, page_sql: Any) -> None:
+    day = START + timedelta(days=12)
+    query = {
+        "app_key": APPS[1],
+        "since": day.isoformat(),
+        "until": (day + timedelta(days=1)).isoformat(),
+        "limit": "1000",
+    }
+    best_api, best_db, records = float("inf"), float("inf"), 0
+    for _ in range(3):
+        total_ms, db_ms, records, cursor, after = 0.0, 0.0, 0, None, 0
+        while True:
+            page_query = {**query, **({"cursor": cursor} if cursor else {})}
+            elapsed, body = api(page_query)
+            db_ms += explain(page_sql(query, after))
+            total_ms += elapsed
+            records += len(body["items"])
+            if body["items"]:
+                after = body["items"][-1]["id"]
+            cursor = body["next_cursor"]
+            if cursor is None:
+                break
+        best_api, best_db = min(best_api, total_ms), min(best_db, db_ms)
+    rate, base_rate = records / (best_api / 1000), records / (best_db / 1000)
+    print(
+        f"{'cursor through an app-day':<26} {records:,} records in {best_api:6.1f} ms = "
+        f"{rate:,.0f} records/s | EXPLAIN ANALYZE {best_db:6.1f} ms = {base_rate:,.0f} records/s "
+        f"| ratio {best_api / best_db:5.1f}x | target >= 20,000/s: "
+        f"{'yes' if rate >= 20_000 else 'NO'}"
+    )
+
+
+def _daily_stats(api: Any, explain: Any, dialect: str) -> None:
+    query = {
+        "app_key": APPS[0],
+        "since": START.isoformat(),
+        "until": (START + timedelta(days=DAYS)).isoformat(),
+        "bucket": "day",
+    }
+    statement = stats.stats_statement(dialect, params.parse_stats_query(_args(query)))
+    api(query, "/stats/delivery")
+    api_ms = [api(query, "/stats/delivery")[0] for _ in range(10)]
+    db_ms = [explain(statement) for _ in range(10)]
+    buckets = len(api(query, "/stats/delivery")[1]["items"])
+    p95, base95 = _p95(api_ms), _p95(db_ms)
+    print(
+        f"{'30-day daily stats':<26} {buckets} buckets, API p50 {statistics.median(api_ms):6.1f} "
+        f"ms  max {p95:6.1f} ms | EXPLAIN ANALYZE max {base95:6.1f} ms | ratio "
+        f"{p95 / base95:5.1f}x | target <= 300 ms: {'yes' if p95 <= 300 else 'NO'}"
+    )
+    print(json.dumps({"sample_bucket": api(query, "/stats/delivery")[1]["items"][0]}))
+
+
+def _args(query: dict[str, str]) -> Any:
+    from werkzeug.datastructures import MultiDict
+
+    return MultiDict(query)
+
+
+def _p95(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))]
+
+
+def _timed(action: Callable[[], None]) -> float:
+    start = time.perf_counter()
+    action()
+    return time.perf_counter() - start
+
+
+if __name__ == "__main__":
+    main()

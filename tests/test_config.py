@@ -1,0 +1,65 @@
+"""Settings from the environment, and the schema that migrations build."""
+
+from __future__ import annotations
+
+import pytest
+from alembic import command
+from pydantic import ValidationError
+
+from app.config import Settings
+from app.db import alembic_config
+
+
+def test_settings_parse_the_contracts_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JSMS_APPS", "k1:s1, k2:s:2 ,")
+    monkeypatch.setenv("API_TOKENS", "a, b,,")
+    monkeypatch.setenv("JSMS_RATE_LIMIT_SECONDS", "0.5")
+    settings = Settings(_env_file=None)
+    assert settings.jsms_apps == {"k1": "s1", "k2": "s:2"}
+    assert settings.api_tokens == ("a", "b")
+    assert settings.jsms_rate_limit_seconds == 0.5
+
+
+def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("DATABASE_URL", "JSMS_APPS", "API_TOKENS", "JSMS_API_BASE_URL", "PORT"):
+        monkeypatch.delenv(name, raising=False)
+    settings = Settings(_env_file=None)
+    assert settings.jsms_apps == {} and settings.api_tokens == ()
+    assert settings.jsms_api_base_url == "https://api.sms.jpush.cn"
+    assert settings.port == 5000
+    assert (
+        settings.sqlalchemy_url("/srv/instance") == "sqlite:////srv/instance/jsms-receipts.sqlite3"
+    )
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("postgres://u:p@h:5432/d", "postgresql+psycopg://u:p@h:5432/d"),
+        ("postgresql://u@h/d", "postgresql+psycopg://u@h/d"),
+        ("postgresql+psycopg://u@h/d", "postgresql+psycopg://u@h/d"),
+        ("sqlite:////tmp/x.db", "sqlite:////tmp/x.db"),
+    ],
+)
+def test_heroku_postgres_urls_work(url: str, expected: str) -> None:
+    assert Settings(_env_file=None, database_url=url).sqlalchemy_url("/i") == expected
+
+
+def test_malformed_apps_are_refused_without_echoing_secrets(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("JSMS_APPS", "k1-without-secret")
+    with pytest.raises(ValidationError, match="k1-without-secret"):
+        Settings(_env_file=None)
+
+
+def test_migrations_match_the_models(database_url: str) -> None:
+    """`alembic check` finds nothing to autogenerate: migrations and models agree."""
+    command.check(alembic_config(database_url))
+
+
+def test_migrate_command_is_idempotent(runner) -> None:  # type: ignore[no-untyped-def]
+    for _ in range(2):
+        result = runner.invoke(args=["jsms", "migrate"])
+        assert result.exit_code == 0, result.output
+        assert "at head" in result.output

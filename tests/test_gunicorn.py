@@ -1,0 +1,42 @@
+"""End to end: the `web` process as deployed (gunicorn, two workers) on each database."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from app.db import Database
+from app.models import DeliveryReport, RawEvent
+from tests.conftest import APPS
+from tests.jsms_callbacks import report, signed_form
+from tests.servers import running_gunicorn, service_env
+
+pytestmark = pytest.mark.slow
+
+
+def test_gunicorn_serves_callbacks_and_collapses_concurrent_duplicates(database_url: str) -> None:
+    env = service_env(database_url, JSMS_APPS=",".join(f"{k}:{v}" for k, v in APPS.items()))
+    form = signed_form("app-one", APPS["app-one"], "SMS_REPORT", [report("m1"), report("m2")])
+    with running_gunicorn(env) as base_url, httpx.Client(base_url=base_url, timeout=30) as http:
+        echo = http.get("/callbacks/jsms/app-one", params={"echostr": "x7Yz0aBc"})
+        assert (echo.status_code, echo.text) == (200, "x7Yz0aBc")
+
+        with ThreadPoolExecutor(max_workers=12) as pool:
+            responses = list(pool.map(lambda _: http.post("/callbacks/jsms", data=form), range(48)))
+        assert [r.status_code for r in responses] == [200] * 48
+        assert sum(r.json()["stored"] for r in responses) == 2
+
+        bad = http.post("/callbacks/jsms", data=form | {"signature": "f" * 40})
+        assert bad.status_code == 401 and bad.json()["error"]["code"] == "bad_signature"
+        big = http.post("/callbacks/jsms", data={"data": "x" * (1024 * 1024 + 10)})
+        assert big.status_code == 413 and big.json()["error"]["code"] == "request_entity_too_large"
+        assert http.get("/readyz").status_code == 200
+
+    database = Database(database_url)
+    with database.session() as session:
+        assert session.scalar(select(func.count()).select_from(DeliveryReport)) == 2
+        assert session.scalar(select(func.count()).select_from(RawEvent)) == 48
+    database.engine.dispose()

@@ -1,0 +1,81 @@
+"""Hostile input at the HTTP edge: any form and any signed JSON gives a stored record, a
+quarantine reason or a 4xx — never a 5xx, never a lost signed record."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from flask.testing import FlaskClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.conftest import APPS
+from tests.jsms_callbacks import signed_form
+
+SETTINGS = settings(
+    max_examples=60,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+# Text including NUL and lone surrogates, which databases refuse to store as they are.
+TEXT = st.text(st.characters(codec=None, exclude_categories=()), max_size=30) | st.sampled_from(
+    ["a\x00b", "\ud800", "x\udfffy"]
+)
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | TEXT,
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(TEXT, children, max_size=4),
+    max_leaves=12,
+)
+REPORTISH = st.fixed_dictionaries(
+    {"msgId": JSON, "phone": JSON, "status": JSON, "receiveTime": JSON},
+    optional={"content": JSON, "replyTime": JSON, "tempId": JSON, "signId": JSON},
+)
+# What a form field can carry: bytes on the wire, so no lone surrogates (but NUL, yes).
+FIELD = st.text(max_size=30) | st.sampled_from(["a\x00b", "\x00"])
+TYPES = st.sampled_from(["SMS_REPORT", "SMS_REPLY", "SMS_TEMPLATE", "SMS_SIGN"]) | FIELD
+
+
+@SETTINGS
+@given(form=st.dictionaries(FIELD, FIELD, max_size=6))
+def test_any_unsigned_form_is_refused_with_json(client: FlaskClient, form: dict[str, str]) -> None:
+    response = client.post("/callbacks/jsms", data=form)
+    assert response.status_code in (400, 401)
+    assert response.get_json()["error"]["code"]
+
+
+@SETTINGS
+@given(record_type=TYPES, data=st.one_of(JSON, REPORTISH, st.lists(REPORTISH, max_size=3)))
+def test_any_signed_json_is_stored_or_quarantined(
+    client: FlaskClient, record_type: str, data: object
+) -> None:
+    form = signed_form("app-one", APPS["app-one"], record_type, json.dumps(data))
+    response = client.post("/callbacks/jsms", data=form)
+    if not record_type:
+        assert response.status_code == 400  # an empty field is a missing field
+        return
+    assert response.status_code == 200, response.get_data(as_text=True)
+    counts = response.get_json()
+    items = data if isinstance(data, list) else [data]
+    assert counts["stored"] + counts["duplicates"] + counts["quarantined"] == len(items)
+
+
+@pytest.mark.parametrize(
+    ("record_type", "data", "counts"),
+    [
+        ("SMS_REPLY", '{"phone":"1","content":"a\\u0000b","replyTime":1}', (0, 0, 1)),
+        ("SMS_REPLY", '{"phone":"1","content":"a\\ud800b","replyTime":1}', (0, 0, 1)),
+        ("SMS_REPLY", '{"phone":"1","content":"ok","replyTime":1,"x":"\\ud800"}', (1, 0, 0)),
+        ("SMS_REPORT", '{"msgId":"a\\u0000","phone":"1","status":1,"receiveTime":1}', (0, 0, 1)),
+        ("SMS_\x00X", '{"a":1}', (0, 0, 1)),
+    ],
+)
+def test_text_a_database_cannot_hold_is_quarantined_not_500(
+    client: FlaskClient, record_type: str, data: str, counts: tuple[int, int, int]
+) -> None:
+    form = signed_form("app-one", APPS["app-one"], record_type, data)
+    response = client.post("/callbacks/jsms", data=form)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    body = response.get_json()
+    assert (body["stored"], body["duplicates"], body["quarantined"]) == counts

@@ -1,0 +1,64 @@
+"""Structured logs: JSON lines, phone numbers masked."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+import pytest
+from flask.testing import FlaskClient
+
+from app.logs import json_handler, mask_phone
+from tests.conftest import APPS
+from tests.jsms_callbacks import report, signed_form
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("to 13812345678 now", "to 138****5678 now"),
+        ("+8613812345678", "+861****5678"),
+        ("status 4001 at 2026-11-25 06:00:00 from 127.0.0.1", None),
+    ],
+)
+def test_mask_phone(text: str, expected: str | None) -> None:
+    assert mask_phone(text) == (expected or text)
+
+
+def test_json_lines_mask_phones_in_message_and_fields() -> None:
+    stream = io.StringIO()
+    handler = json_handler()
+    handler.setStream(stream)
+    logger = logging.getLogger("test.json")
+    logger.addHandler(handler)
+    try:
+        logger.warning(
+            "lookup of %s failed", "13812345678", extra={"phone": "13900001111", "app_key": "k"}
+        )
+    finally:
+        logger.removeHandler(handler)
+    line = json.loads(stream.getvalue())
+    assert line["message"] == "lookup of 138****5678 failed"
+    assert line["phone"] == "139****1111"
+    assert line["level"] == "WARNING" and line["logger"] == "test.json" and line["app_key"] == "k"
+    assert "13812345678" not in stream.getvalue() and "13900001111" not in stream.getvalue()
+
+
+def test_one_log_line_per_callback(client: FlaskClient, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="app.callbacks")
+    form = signed_form("app-one", APPS["app-one"], "SMS_REPORT", [report("m1"), report("m1")])
+    client.post("/callbacks/jsms", data=form)
+    client.post("/callbacks/jsms", data=form | {"signature": "0" * 40})
+    ok, refused = [r for r in caplog.records if r.name == "app.callbacks"]
+    assert (ok.app_key, ok.type, ok.status, ok.outcome, ok.stored, ok.duplicates) == (  # type: ignore[attr-defined]
+        "app-one",
+        "SMS_REPORT",
+        200,
+        "stored",
+        1,
+        1,
+    )
+    assert ok.duration_ms >= 0  # type: ignore[attr-defined]
+    assert (refused.status, refused.outcome) == (401, "unauthorized")  # type: ignore[attr-defined]
+    assert "13800138000" not in caplog.text

@@ -1,0 +1,64 @@
+"""Prometheus metrics: values after known traffic, in one process and across gunicorn workers."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import httpx
+import pytest
+from flask.testing import FlaskClient
+
+from tests.conftest import APPS
+from tests.jsms_callbacks import report, signed_form
+from tests.servers import running_gunicorn, service_env
+
+
+def sample(text: str, name: str, **labels: str) -> float:
+    """The value of one sample in a Prometheus text exposition (0 when absent)."""
+    for line in text.splitlines():
+        match = re.fullmatch(rf"{name}(?:\{{(.*)\}})? (\S+)", line)
+        if not match:
+            continue
+        found = dict(re.findall(r'(\w+)="([^"]*)"', match.group(1) or ""))
+        if all(found.get(k) == v for k, v in labels.items()):
+            return float(match.group(2))
+    return 0.0
+
+
+def test_callback_counters_and_store_gauges(client: FlaskClient) -> None:
+    before = client.get("/metrics").text
+    form = signed_form("app-one", APPS["app-one"], "SMS_REPORT", [report("m1"), {"bad": 1}])
+    assert client.post("/callbacks/jsms", data=form).status_code == 200
+    client.post("/callbacks/jsms", data=form | {"signature": "0" * 40})
+    after = client.get("/metrics")
+    assert after.mimetype == "text/plain"
+
+    def delta(name: str, **labels: str) -> float:
+        return sample(after.text, name, **labels) - sample(before, name, **labels)
+
+    assert delta("jsms_callbacks_total", type="SMS_REPORT", outcome="quarantined") == 1
+    assert delta("jsms_callbacks_total", type="-", outcome="unauthorized") == 1
+    assert delta("jsms_records_total", source="callback", kind="report", result="stored") == 1
+    assert delta("jsms_records_total", source="callback", kind="report", result="quarantined") == 1
+    assert delta("jsms_ingest_duration_seconds_count", source="callback") == 1
+    assert sample(after.text, "jsms_quarantined_events") == 1
+
+
+@pytest.mark.slow
+def test_metrics_add_up_across_gunicorn_workers(database_url: str, tmp_path: Path) -> None:
+    env = service_env(
+        database_url,
+        JSMS_APPS=",".join(f"{k}:{v}" for k, v in APPS.items()),
+        PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "metrics"),
+    )
+    with running_gunicorn(env, workers=2) as base_url:
+        for i in range(40):  # a new connection each time, so both workers take some
+            form = signed_form("app-one", APPS["app-one"], "SMS_REPORT", report(f"m{i}"))
+            assert httpx.post(f"{base_url}/callbacks/jsms", data=form).status_code == 200
+        scrapes = [httpx.get(f"{base_url}/metrics").text for _ in range(10)]
+        writers = {p.name.rsplit("_", 1)[-1] for p in (tmp_path / "metrics").glob("counter_*.db")}
+    assert len(writers) == 2, "both workers should have counted callbacks"
+    for text in scrapes:  # whichever worker answers, it reports all workers' callbacks
+        assert sample(text, "jsms_callbacks_total", type="SMS_REPORT", outcome="stored") == 40
+        assert sample(text, "jsms_ingest_duration_seconds_count", source="callback") == 40

@@ -1,0 +1,127 @@
+"""Parsing and normalizing JSMS payloads: pure functions, no server."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from app.jsms.records import (
+    InvalidField,
+    ReplyMessage,
+    Report,
+    Review,
+    parse_payload,
+    parse_time,
+)
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda children: st.lists(children) | st.dictionaries(st.text(), children),
+    max_leaves=20,
+)
+FIELD_VALUES = st.none() | st.booleans() | st.integers() | st.floats() | st.text() | JSON
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (1575015093000, datetime(2019, 11, 29, 8, 11, 33, tzinfo=UTC)),
+        (1575015093, datetime(2019, 11, 29, 8, 11, 33, tzinfo=UTC)),
+        (1575015093.5, datetime(2019, 11, 29, 8, 11, 33, 500000, tzinfo=UTC)),
+        ("1575015093000", datetime(2019, 11, 29, 8, 11, 33, tzinfo=UTC)),
+        (" 2019-11-29 16:11:33 ", datetime(2019, 11, 29, 8, 11, 33, tzinfo=UTC)),
+        ("2019-11-29T08:11:33Z", datetime(2019, 11, 29, 8, 11, 33, tzinfo=UTC)),
+    ],
+)
+def test_parse_time_accepts_documented_forms(value: object, expected: datetime) -> None:
+    assert parse_time(value) == expected
+
+
+@pytest.mark.parametrize("value", [True, None, "yesterday", [], "2019-13-45 99:00:00", 10**30])
+def test_parse_time_rejects_others(value: object) -> None:
+    with pytest.raises(InvalidField):
+        parse_time(value)
+
+
+def test_report_fields_are_normalized() -> None:
+    batch = parse_payload(
+        "SMS_REPORT",
+        {
+            "msgId": 88235123435,
+            "phone": 18612345577,
+            "status": "4001",
+            "receiveTime": 1575015093000,
+        },
+    )
+    assert batch.rejected == []
+    assert batch.records == [
+        Report("88235123435", "18612345577", 4001, datetime(2019, 11, 29, 8, 11, 33, tzinfo=UTC))
+    ]
+    assert batch.records[0].delivered  # type: ignore[union-attr]
+
+
+def test_reply_keeps_unknown_fields() -> None:
+    batch = parse_payload("SMS_REPLY", [{"phone": "1", "content": "", "replyTime": 1, "x": [1]}])
+    [reply] = batch.records
+    assert isinstance(reply, ReplyMessage) and reply.extra == {"x": [1]} and reply.content == ""
+
+
+def test_reviews() -> None:
+    batch = parse_payload("SMS_SIGN", {"signId": 5, "status": 2, "refuseReason": "no"})
+    assert batch.records == [Review("sign", "5", 2, "no", {})]
+
+
+@pytest.mark.parametrize(
+    ("item", "reason"),
+    [
+        ({"phone": "1", "status": 4001, "receiveTime": 1}, "msgId is missing"),
+        ({"msgId": "1", "phone": "1", "status": True, "receiveTime": 1}, "status is a boolean"),
+        ({"msgId": {}, "phone": "1", "status": 1, "receiveTime": 1}, "msgId is an object"),
+        ({"msgId": "1", "phone": "1", "status": 1, "receiveTime": "soon"}, "not a known format"),
+        ({"msgId": "x" * 65, "phone": "1", "status": 1, "receiveTime": 1}, "1 to 64"),
+        ({"msgId": "1", "phone": "1", "status": 2**40, "receiveTime": 1}, "out of range"),
+    ],
+)
+def test_bad_report_items_are_rejected_with_a_reason(item: dict, reason: str) -> None:
+    batch = parse_payload("SMS_REPORT", [item])
+    assert batch.records == []
+    assert reason in batch.rejected[0].reason
+    assert batch.rejected[0].item == item
+
+
+def test_unknown_type_rejects_every_item() -> None:
+    batch = parse_payload("SMS_NEW", [{"a": 1}, {"b": 2}])
+    assert [r.index for r in batch.rejected] == [0, 1]
+    assert all("unknown type" in r.reason for r in batch.rejected)
+
+
+@given(
+    record_type=st.sampled_from(["SMS_REPORT", "SMS_REPLY", "SMS_TEMPLATE", "SMS_SIGN", "X"]),
+    data=JSON,
+)
+def test_any_json_gives_records_or_reasons_never_an_exception(
+    record_type: str, data: object
+) -> None:
+    batch = parse_payload(record_type, data)
+    items = data if isinstance(data, list) else [data]
+    assert len(batch.records) + len(batch.rejected) == len(items)
+
+
+@given(
+    st.fixed_dictionaries(
+        {
+            "msgId": FIELD_VALUES,
+            "phone": FIELD_VALUES,
+            "status": FIELD_VALUES,
+            "receiveTime": FIELD_VALUES,
+        }
+    )
+)
+def test_any_report_shape_is_a_record_or_a_reason(item: dict) -> None:
+    batch = parse_payload("SMS_REPORT", item)
+    assert len(batch.records) + len(batch.rejected) == 1
+    for record in batch.records:
+        assert isinstance(record, Report) and record.received_at.tzinfo is UTC

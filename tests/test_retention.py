@@ -1,0 +1,72 @@
+"""Retention: expired rows go in batches; quarantined raw events and recent rows stay."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from flask import Flask
+from flask.testing import FlaskClient, FlaskCliRunner
+from sqlalchemy import func, select
+
+from app import retention
+from app.db import Database
+from app.models import DeliveryReport, RawEvent, Reply
+from app.retention import RetentionPolicy, purge
+from tests.conftest import APPS
+from tests.jsms_callbacks import report, signed_form
+
+NOW = datetime.now(UTC)
+DAY_MS = 86_400_000
+
+
+def ms(days_ago: float) -> int:
+    return int((NOW - timedelta(days=days_ago)).timestamp() * 1000)
+
+
+def load(client: FlaskClient) -> None:
+    old = [report(f"old{i}", receive_time=ms(40)) for i in range(5)]
+    new = [report("new", receive_time=ms(1))]
+    replies = [
+        {"phone": "1", "content": "old", "replyTime": ms(40)},
+        {"phone": "1", "content": "new", "replyTime": ms(1)},
+    ]
+    for record_type, data in (
+        ("SMS_REPORT", old + new),
+        ("SMS_REPLY", replies),
+        ("SMS_UNKNOWN", {"a": 1}),
+    ):
+        form = signed_form("app-one", APPS["app-one"], record_type, data)
+        assert client.post("/callbacks/jsms", data=form).status_code == 200
+
+
+def count(session, model, *where) -> int:  # type: ignore[no-untyped-def]
+    return session.scalar(select(func.count()).select_from(model).where(*where)) or 0
+
+
+def test_purge_by_age_in_batches_keeps_quarantined(
+    client: FlaskClient, database: Database, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    load(client)
+    monkeypatch.setattr(retention, "BATCH", 2)  # several batches for 5 old reports
+    with database.session() as session:
+        deleted = purge(session, RetentionPolicy(raw_event_days=0, record_days=30), NOW)
+        assert deleted == {"delivery_reports": 5, "replies": 1, "review_results": 0}
+        assert [r.msg_id for r in session.scalars(select(DeliveryReport))] == ["new"]
+        assert [r.content for r in session.scalars(select(Reply))] == ["new"]
+        assert count(session, RawEvent) == 3  # raw events have their own age
+
+    later = NOW + timedelta(days=100)
+    with database.session() as session:
+        deleted = purge(session, RetentionPolicy(raw_event_days=90, record_days=0), later)
+        assert deleted == {"raw_events": 2}
+        [kept] = session.scalars(select(RawEvent)).all()
+        assert kept.type == "SMS_UNKNOWN" and kept.quarantined == 1
+
+
+def test_purge_command_with_defaults_keeps_records(
+    app: Flask, client: FlaskClient, runner: FlaskCliRunner
+) -> None:
+    load(client)
+    result = runner.invoke(args=["jsms", "purge"])
+    assert result.exit_code == 0, result.output
+    assert "0 raw_events" in result.output and "delivery_reports" not in result.output
