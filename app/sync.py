@@ -129,8 +129,9 @@ class Puller:
                 s.kind: s
                 for s in session.scalars(select(SyncState).where(SyncState.app_key == app_key))
             }
+            due = [k for k in kinds if is_due(states.get(k), now, on_schedule=True)]
             session.rollback()
-        return [k for k in kinds if is_due(states.get(k), now, on_schedule=True)]
+        return due
 
     def sync_app(
         self,
