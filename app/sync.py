@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import Enum
 
 from sqlalchemy import select
@@ -119,7 +119,8 @@ class Puller:
         self.holder = holder or lease.new_holder_id()
         self.now = now
         self.stop = stop or threading.Event()
-        self._last_answer: dict[str, float] = {}  # app → monotonic time our last call ended
+        # app → when our last call's answer came in (monotonic, and wall clock for the database)
+        self._last_answer: dict[str, tuple[float, datetime]] = {}
 
     def due_kinds(self, app_key: str, kinds: Iterable[str] = KINDS) -> list[str]:
         """The kinds the clock should pull for this app now."""
@@ -181,12 +182,11 @@ class Puller:
             try:
                 batch = self.client.pull(app_key, secret, kind)
             except (JsmsApiError, UpstreamUnavailable) as exc:
-                self._answered(app_key)
-                self._record_failure(session, state, exc)
+                self._record_failure(session, state, exc, self._answered(app_key))
                 result.outcome = "failed"
                 break
-            self._answered(app_key)
-            result.add(batch, self._store(session, app_key, kind, state, batch))
+            answered_at = self._answered(app_key)
+            result.add(batch, self._store(session, app_key, kind, state, batch, answered_at))
             if not batch.is_full:
                 break
         log.info(
@@ -195,41 +195,56 @@ class Puller:
         )  # fmt: skip
         return result.snapshot(state)
 
-    def _answered(self, app_key: str) -> None:
+    def _answered(self, app_key: str) -> datetime:
         """Note that a call's answer is in: the upstream saw the call before this moment."""
-        self._last_answer[app_key] = time.monotonic()
+        answered_at = self.now()
+        self._last_answer[app_key] = (time.monotonic(), answered_at)
+        return answered_at
 
     def _wait_for_slot(self, session: Session, app_key: str, state: SyncState) -> Slot:
-        """Wait until the window allows a call, then put the call on record (committed)."""
+        """Put the next call on record (committed) for the moment the window opens, then wait.
+
+        Claiming ahead of time keeps the database's latency out of the gap between calls; the
+        claim is still committed before the call, so a crash mid-call respects the window.
+        """
         spacing = self.policy.window + self.policy.call_margin
         while not self.stop.is_set():
             # Spacing our calls from the previous *answer* (not the previous send) means that
-            # no network or commit latency can make two calls look closer to the upstream.
-            local_wait = self._last_answer.get(app_key, -spacing) + spacing - time.monotonic()
-            if local_wait > 0:
-                self.stop.wait(local_wait)
-                continue
-            now = self.now()
+            # no network latency can make two calls look closer than the window upstream.
+            opens, planned = time.monotonic(), self.now()
+            last = self._last_answer.get(app_key)
+            if last is not None:
+                opens = last[0] + spacing
+                planned += timedelta(seconds=max(0.0, opens - time.monotonic()))
+                # Never before the instant the database holds, or the claim would be refused.
+                planned = max(planned, last[1] + timedelta(seconds=spacing))
             try:
                 slot = lease.claim_call(
-                    session, app_key, self.holder, now, spacing, self.policy.lease_ttl
+                    session, app_key, self.holder, planned, spacing, self.policy.lease_ttl
                 )
                 if slot.granted:
-                    record_attempt(state, now)
+                    record_attempt(state, planned)
                     session.add(state)
                     session.commit()
             except DATABASE_UNAVAILABLE as exc:
                 session.rollback()
                 raise StoreUnavailable(f"cannot record a call for {app_key}: {exc}") from exc
             if slot.granted:
-                return Slot.GRANTED
+                stopped = self.stop.wait(max(0.0, opens - time.monotonic()))
+                return Slot.STOPPED if stopped else Slot.GRANTED
             if slot.lease_lost or slot.not_before is None:
                 return Slot.LEASE_LOST
-            self.stop.wait(max(0.001, (slot.not_before - now).total_seconds()))
+            self.stop.wait(max(0.001, (slot.not_before - self.now()).total_seconds()))
         return Slot.STOPPED
 
     def _store(
-        self, session: Session, app_key: str, kind: str, state: SyncState, batch: PulledBatch
+        self,
+        session: Session,
+        app_key: str,
+        kind: str,
+        state: SyncState,
+        batch: PulledBatch,
+        answered_at: datetime,
     ) -> IngestResult | None:
         """Store the raw batch, its records and the new state in one transaction, now.
 
@@ -238,7 +253,6 @@ class Puller:
         """
         raw = RawPayload(app_key, "pull", KIND_TYPES[kind], batch.body_text)
         parsed = _parse(kind, batch)
-        now = self.now()
         try:
             for attempt in Retrying(
                 retry=retry_if_exception_type(DATABASE_UNAVAILABLE),
@@ -247,7 +261,7 @@ class Puller:
                 reraise=True,
             ):
                 with attempt:
-                    return self._commit_batch(session, raw, parsed, state, batch, now)
+                    return self._commit_batch(session, raw, parsed, state, batch, answered_at)
         except SQLAlchemyError as exc:
             session.rollback()
             log.error(
@@ -264,28 +278,31 @@ class Puller:
         parsed: ParsedBatch,
         state: SyncState,
         batch: PulledBatch,
-        now: datetime,
+        answered_at: datetime,
     ) -> IngestResult | None:
         """One attempt at the batch's transaction; a batch the store rejects is kept raw."""
         session.rollback()
         ingested = None
         if batch.item_count or batch.decode_error is not None:
             ingested = _ingest_or_quarantine(session, raw, parsed)
-        record_batch(state, batch.item_count, batch.is_full, now, self.policy)
-        lease.record_answer(session, state.app_key, self.holder, now)
+        record_batch(state, batch.item_count, batch.is_full, answered_at, self.policy)
+        lease.record_answer(session, state.app_key, self.holder, answered_at)
         session.add(state)
         session.commit()
         return ingested
 
     def _record_failure(
-        self, session: Session, state: SyncState, error: JsmsApiError | UpstreamUnavailable
+        self,
+        session: Session,
+        state: SyncState,
+        error: JsmsApiError | UpstreamUnavailable,
+        answered_at: datetime,
     ) -> None:
         """Put the upstream's refusal on record (nothing was handed out)."""
         log.warning("pull app=%s kind=%s failed: %s", state.app_key, state.kind, error)
         try:
-            now = self.now()
-            record_failure(state, error, now, self.policy)
-            lease.record_answer(session, state.app_key, self.holder, now)
+            record_failure(state, error, answered_at, self.policy)
+            lease.record_answer(session, state.app_key, self.holder, answered_at)
             session.add(state)
             session.commit()
         except DATABASE_UNAVAILABLE:
