@@ -143,7 +143,7 @@ def store_reports(context: _Context, reports: Sequence[Report]) -> int:
     ]
     changed = 0
     for chunk in _chunks(rows):
-        stmt = _insert(context.session, DeliveryReport).values(chunk)
+        stmt = _insert(context.session, DeliveryReport)
         stmt = stmt.on_conflict_do_update(
             index_elements=["app_key", "msg_id", "phone"],
             set_={
@@ -159,7 +159,8 @@ def store_reports(context: _Context, reports: Sequence[Report]) -> int:
             },
             where=stmt.excluded.received_at > DeliveryReport.received_at,
         )
-        changed += len(context.session.execute(stmt.returning(DeliveryReport.id)).all())
+        # Rows as executemany parameters: one cached statement, batched by SQLAlchemy.
+        changed += len(_execute_rows(context.session, stmt.returning(DeliveryReport.id), chunk))
     return changed
 
 
@@ -201,13 +202,16 @@ def _insert_new(
 ) -> int:
     inserted = 0
     for chunk in _chunks(rows):
-        stmt = (
-            _insert(session, model)
-            .values(chunk)
-            .on_conflict_do_nothing(index_elements=["dedup_key"])
-        )
-        inserted += len(session.execute(stmt.returning(model.id)).all())
+        stmt = _insert(session, model).on_conflict_do_nothing(index_elements=["dedup_key"])
+        inserted += len(_execute_rows(session, stmt.returning(model.id), chunk))
     return inserted
+
+
+def _execute_rows(session: Session, stmt: Any, rows: list[dict[str, Any]]) -> list[Any]:
+    """Run an INSERT … RETURNING for many rows at once; the rows it returned."""
+    if not rows:
+        return []
+    return list(session.connection().execute(stmt, rows).all())
 
 
 def _insert(session: Session, model: type[Any]) -> Any:
