@@ -6,12 +6,17 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 
+from app.clock import run_clock, stop_on_signals
 from app.config import Settings
-from app.db import get_database, upgrade_to_head
+from app.db import Database, get_database, upgrade_to_head
 from app.ingest import reprocess
+from app.jsms.client import KINDS, JsmsClient
 from app.models import RawEvent, utcnow
 from app.retention import RetentionPolicy, purge
+from app.sync import BatchNotStored, PassResult, Puller, StoreUnavailable
+from app.sync_state import SyncPolicy
 
 jsms = AppGroup("jsms", help="jsms-receipts commands.")
 
@@ -61,6 +66,78 @@ def purge_expired() -> None:
     with get_database().session() as session:
         deleted = purge(session, policy, utcnow(), max_batches=1_000_000)
     click.echo("deleted " + (", ".join(f"{n} {t}" for t, n in deleted.items()) or "nothing"))
+
+
+@jsms.command("sync")
+@click.option("--app-key", help="Only this app (default: every app in JSMS_APPS).")
+@click.option("--kind", type=click.Choice(KINDS), help="Only reports or only replies.")
+def sync(app_key: str | None, kind: str | None) -> None:
+    """One pull pass: drain each app's backlog, store it, print a summary per app and kind."""
+    settings: Settings = current_app.config["SETTINGS"]
+    apps = _chosen_apps(settings, app_key)
+    database = _reachable_database()
+    kinds = [kind] if kind else list(KINDS)
+    with JsmsClient(settings.jsms_api_base_url) as client:
+        puller = Puller(database, client, SyncPolicy.from_settings(settings))
+        with stop_on_signals(puller.stop):
+            for key, secret in apps.items():
+                try:
+                    results = puller.sync_app(key, secret, kinds)
+                except (StoreUnavailable, BatchNotStored, SQLAlchemyError) as exc:
+                    raise click.ClickException(f"{key}: the store is not usable: {exc}") from exc
+                for result in results:
+                    click.echo(describe(result))
+
+
+@jsms.command("clock")
+def clock() -> None:
+    """Run the pull scheduler in the foreground (the `clock` process) until SIGTERM."""
+    settings: Settings = current_app.config["SETTINGS"]
+    apps = _chosen_apps(settings, None)
+    database = _reachable_database()
+    with JsmsClient(settings.jsms_api_base_url) as client:
+        run_clock(Puller(database, client, SyncPolicy.from_settings(settings)), apps)
+
+
+def describe(result: PassResult) -> str:
+    """One line of `jsms sync` output for an app and kind."""
+    line = f"{result.app_key} {result.kind}: {result.outcome.replace('_', ' ')}"
+    if result.outcome == "busy":
+        return line + " (another puller holds this app's lease; it is pulling now)"
+    if result.calls:
+        line += (
+            f", {result.calls} call(s), {result.items} record(s) pulled"
+            f" ({result.stored} stored, {result.duplicates} duplicates,"
+            f" {result.quarantined} quarantined)"
+        )
+    if result.mode:
+        line += f"; mode {result.mode}"
+    if result.next_attempt_at and (result.mode != "pull" or result.outcome != "drained"):
+        line += f", next attempt {result.next_attempt_at.isoformat(timespec='seconds')}"
+    if result.error:
+        line += f"; last error {result.error}"
+    return line
+
+
+def _chosen_apps(settings: Settings, app_key: str | None) -> dict[str, str]:
+    """The configured apps, or the one asked for; an unknown or missing app is a usage error."""
+    if not settings.jsms_apps:
+        raise click.ClickException("no JSMS apps are configured (set JSMS_APPS)")
+    if app_key is None:
+        return dict(settings.jsms_apps)
+    if app_key not in settings.jsms_apps:
+        raise click.BadParameter(f"{app_key!r} is not in JSMS_APPS", param_hint="--app-key")
+    return {app_key: settings.jsms_apps[app_key]}
+
+
+def _reachable_database() -> Database:
+    """The app's database, or a clean exit 1 when it cannot be reached."""
+    database = get_database()
+    try:
+        database.ping()
+    except SQLAlchemyError as exc:
+        raise click.ClickException(f"the database is unreachable: {type(exc).__name__}") from exc
+    return database
 
 
 def register(app: Flask) -> None:

@@ -173,6 +173,8 @@ class SyncState(Base):
     last_success_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_error_code: Mapped[int | None] = mapped_column(Integer)
     last_error_message: Mapped[str | None] = mapped_column(Text)
+    # When the last error happened: a later last_success_at means the app has recovered.
+    last_error_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
     records_pulled: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -18,6 +18,7 @@ from app import create_app
 from app.config import Settings
 from app.db import Database, make_engine, upgrade_to_head
 from app.models import Base
+from tests.fake_jsms import FakeJsms
 
 APPS = {"app-one": "secret-one", "app-two": "secret-two"}
 TOKEN = "test-token"
@@ -120,3 +121,15 @@ def database(app: Flask) -> Database:
     """The app's database, for looking at what was stored."""
     db: Database = app.extensions["database"]
     return db
+
+
+# A short upstream window keeps pull tests fast; the fake enforces it in real wall time.
+FAKE_WINDOW = 0.2
+
+
+@pytest.fixture
+def fake_jsms() -> Iterator[FakeJsms]:
+    """A running fake JSMS upstream serving APPS, with an empty backlog and a 0.2 s window."""
+    fake = FakeJsms(APPS, window=FAKE_WINDOW).start()
+    yield fake
+    fake.stop()

@@ -1,0 +1,339 @@
+"""Pulling receipts: a pass per app drains each due kind, through the one ingest path.
+
+A pass holds the app's lease (`app/lease.py`), records every call in the database before making
+it, never calls within the upstream's window, and stores each batch in one transaction right
+after it arrives, so that a batch handed out by JSMS is either committed or still in hand.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import Enum
+
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
+
+from app import lease
+from app.db import Database
+from app.errors import DATABASE_UNAVAILABLE
+from app.ingest import IngestResult, RawPayload, ingest
+from app.jsms.client import (
+    KIND_TYPES,
+    KINDS,
+    JsmsApiError,
+    JsmsClient,
+    PulledBatch,
+    UpstreamUnavailable,
+)
+from app.jsms.records import ParsedBatch, Rejected, parse_payload
+from app.models import SyncState, utcnow
+from app.sync_state import (
+    SyncPolicy,
+    is_due,
+    new_state,
+    record_attempt,
+    record_batch,
+    record_failure,
+)
+
+log = logging.getLogger(__name__)
+# How long a batch in hand is retried against an unavailable database before giving up
+# (shorter than the platform's 30 s between SIGTERM and SIGKILL).
+STORE_RETRY_SECONDS = 20.0
+
+
+class StoreUnavailable(Exception):
+    """The database could not be written before a call: nothing was pulled."""
+
+
+class BatchNotStored(Exception):
+    """A batch was handed out but could not be committed; its body is in the error log."""
+
+
+class Slot(Enum):
+    """What waiting for the next call ended with."""
+
+    GRANTED = "granted"
+    STOPPED = "stopped"
+    LEASE_LOST = "lease_lost"
+
+
+@dataclass(slots=True)
+class PassResult:
+    """What one pass did for one app and kind, and the state it left behind."""
+
+    app_key: str
+    kind: str
+    outcome: str  # drained | failed | not_due | busy | stopped | lease_lost
+    calls: int = 0
+    items: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    quarantined: int = 0
+    mode: str | None = None
+    next_attempt_at: datetime | None = None
+    error: str | None = None
+
+    def add(self, batch: PulledBatch, ingested: IngestResult | None) -> None:
+        """Count a stored batch (None: an empty answer, nothing to store)."""
+        self.items += batch.item_count
+        if ingested is None:
+            return
+        self.stored += ingested.stored
+        self.duplicates += ingested.duplicates
+        self.quarantined += ingested.quarantined
+
+    def snapshot(self, state: SyncState | None) -> PassResult:
+        """Copy the state's mode, next attempt and error into the result."""
+        if state is not None:
+            self.mode = state.mode
+            self.next_attempt_at = state.next_attempt_at
+            if self.outcome == "failed" or state.mode != "pull":
+                self.error = f"{state.last_error_code or '-'}: {state.last_error_message}"
+        return self
+
+
+class Puller:
+    """Pulls receipts for apps; one per process, shared by its threads (one app per thread)."""
+
+    def __init__(
+        self,
+        database: Database,
+        client: JsmsClient,
+        policy: SyncPolicy,
+        *,
+        holder: str | None = None,
+        now: Callable[[], datetime] = utcnow,
+        stop: threading.Event | None = None,
+    ) -> None:
+        self.database = database
+        self.client = client
+        self.policy = policy
+        self.holder = holder or lease.new_holder_id()
+        self.now = now
+        self.stop = stop or threading.Event()
+        # app → when our last call's answer came in (monotonic, and wall clock for the database)
+        self._last_answer: dict[str, tuple[float, datetime]] = {}
+
+    def due_kinds(self, app_key: str, kinds: Iterable[str] = KINDS) -> list[str]:
+        """The kinds the clock should pull for this app now."""
+        now = self.now()
+        with self.database.session() as session:
+            states = {
+                s.kind: s
+                for s in session.scalars(select(SyncState).where(SyncState.app_key == app_key))
+            }
+            due = [k for k in kinds if is_due(states.get(k), now, on_schedule=True)]
+            session.rollback()
+        return due
+
+    def sync_app(
+        self,
+        app_key: str,
+        secret: str,
+        kinds: Iterable[str] = KINDS,
+        *,
+        on_schedule: bool = False,
+    ) -> list[PassResult]:
+        """One pass for one app: take its lease, drain each due kind, give the lease back.
+
+        Raises `StoreUnavailable` when the database cannot be written (then nothing was pulled).
+        """
+        kinds = list(kinds)
+        with self.database.session() as session:
+            try:
+                taken = lease.acquire(
+                    session, app_key, self.holder, self.now(), self.policy.lease_ttl
+                )
+            except DATABASE_UNAVAILABLE as exc:
+                raise StoreUnavailable(f"cannot take the lease for {app_key}: {exc}") from exc
+            if not taken:
+                return [PassResult(app_key, kind, "busy") for kind in kinds]
+            try:
+                return [self._pass(session, app_key, secret, k, on_schedule) for k in kinds]
+            finally:
+                self._release(session, app_key)
+
+    def _pass(
+        self, session: Session, app_key: str, secret: str, kind: str, on_schedule: bool
+    ) -> PassResult:
+        """Drain one kind: pull while batches come back full, as often as the window allows."""
+        state = session.get(SyncState, (app_key, kind))
+        if not is_due(state, self.now(), on_schedule=on_schedule):
+            session.rollback()
+            return PassResult(app_key, kind, "not_due").snapshot(state)
+        if state is None:
+            state = new_state(app_key, kind)
+            session.add(state)
+        result = PassResult(app_key, kind, "drained")
+        while True:
+            slot = self._wait_for_slot(session, app_key, state)
+            if slot is not Slot.GRANTED:
+                result.outcome = slot.value
+                break
+            result.calls += 1
+            try:
+                batch = self.client.pull(app_key, secret, kind)
+            except (JsmsApiError, UpstreamUnavailable) as exc:
+                self._record_failure(session, state, exc, self._answered(app_key))
+                result.outcome = "failed"
+                break
+            answered_at = self._answered(app_key)
+            result.add(batch, self._store(session, app_key, kind, state, batch, answered_at))
+            if not batch.is_full:
+                break
+        log.info(
+            "pull app=%s kind=%s outcome=%s calls=%d items=%d stored=%d",
+            app_key, kind, result.outcome, result.calls, result.items, result.stored,
+        )  # fmt: skip
+        return result.snapshot(state)
+
+    def _answered(self, app_key: str) -> datetime:
+        """Note that a call's answer is in: the upstream saw the call before this moment."""
+        answered_at = self.now()
+        self._last_answer[app_key] = (time.monotonic(), answered_at)
+        return answered_at
+
+    def _wait_for_slot(self, session: Session, app_key: str, state: SyncState) -> Slot:
+        """Put the next call on record (committed) for the moment the window opens, then wait.
+
+        Claiming ahead of time keeps the database's latency out of the gap between calls; the
+        claim is still committed before the call, so a crash mid-call respects the window.
+        """
+        spacing = self.policy.window + self.policy.call_margin
+        while not self.stop.is_set():
+            # Spacing our calls from the previous *answer* (not the previous send) means that
+            # no network latency can make two calls look closer than the window upstream.
+            opens, planned = time.monotonic(), self.now()
+            last = self._last_answer.get(app_key)
+            if last is not None:
+                opens = last[0] + spacing
+                planned += timedelta(seconds=max(0.0, opens - time.monotonic()))
+                # Never before the instant the database holds, or the claim would be refused.
+                planned = max(planned, last[1] + timedelta(seconds=spacing))
+            try:
+                slot = lease.claim_call(
+                    session, app_key, self.holder, planned, spacing, self.policy.lease_ttl
+                )
+                if slot.granted:
+                    record_attempt(state, planned)
+                    session.add(state)
+                    session.commit()
+            except DATABASE_UNAVAILABLE as exc:
+                session.rollback()
+                raise StoreUnavailable(f"cannot record a call for {app_key}: {exc}") from exc
+            if slot.granted:
+                stopped = self.stop.wait(max(0.0, opens - time.monotonic()))
+                return Slot.STOPPED if stopped else Slot.GRANTED
+            if slot.lease_lost or slot.not_before is None:
+                return Slot.LEASE_LOST
+            self.stop.wait(max(0.001, (slot.not_before - self.now()).total_seconds()))
+        return Slot.STOPPED
+
+    def _store(
+        self,
+        session: Session,
+        app_key: str,
+        kind: str,
+        state: SyncState,
+        batch: PulledBatch,
+        answered_at: datetime,
+    ) -> IngestResult | None:
+        """Store the raw batch, its records and the new state in one transaction, now.
+
+        An empty answer stores no raw event (the clock polls idle apps every minute); only the
+        state records the successful call. Returns None then.
+        """
+        raw = RawPayload(app_key, "pull", KIND_TYPES[kind], batch.body_text)
+        parsed = _parse(kind, batch)
+        try:
+            for attempt in Retrying(
+                retry=retry_if_exception_type(DATABASE_UNAVAILABLE),
+                wait=wait_exponential(multiplier=0.2, max=3.0),
+                stop=stop_after_delay(STORE_RETRY_SECONDS),
+                reraise=True,
+            ):
+                with attempt:
+                    return self._commit_batch(session, raw, parsed, state, batch, answered_at)
+        except SQLAlchemyError as exc:
+            session.rollback()
+            log.error(
+                "pulled batch NOT STORED app=%s kind=%s error=%s body=%s",
+                app_key, kind, exc, batch.body_text,
+            )  # fmt: skip
+            raise BatchNotStored(f"{app_key} {kind}: {exc}") from exc
+        raise AssertionError("unreachable: Retrying either returns or raises")
+
+    def _commit_batch(
+        self,
+        session: Session,
+        raw: RawPayload,
+        parsed: ParsedBatch,
+        state: SyncState,
+        batch: PulledBatch,
+        answered_at: datetime,
+    ) -> IngestResult | None:
+        """One attempt at the batch's transaction; a batch the store rejects is kept raw."""
+        session.rollback()
+        ingested = None
+        if batch.item_count or batch.decode_error is not None:
+            ingested = _ingest_or_quarantine(session, raw, parsed)
+        record_batch(state, batch.item_count, batch.is_full, answered_at, self.policy)
+        lease.record_answer(session, state.app_key, self.holder, answered_at)
+        session.add(state)
+        session.commit()
+        return ingested
+
+    def _record_failure(
+        self,
+        session: Session,
+        state: SyncState,
+        error: JsmsApiError | UpstreamUnavailable,
+        answered_at: datetime,
+    ) -> None:
+        """Put the upstream's refusal on record (nothing was handed out)."""
+        log.warning("pull app=%s kind=%s failed: %s", state.app_key, state.kind, error)
+        try:
+            record_failure(state, error, answered_at, self.policy)
+            lease.record_answer(session, state.app_key, self.holder, answered_at)
+            session.add(state)
+            session.commit()
+        except DATABASE_UNAVAILABLE:
+            session.rollback()
+            log.warning("could not record the failure for %s %s", state.app_key, state.kind)
+
+    def _release(self, session: Session, app_key: str) -> None:
+        """Give the lease back; if the database is gone, it expires by itself."""
+        try:
+            lease.release(session, app_key, self.holder)
+        except DATABASE_UNAVAILABLE:
+            log.warning("could not release the lease for %s; it will expire", app_key)
+
+
+def _ingest_or_quarantine(session: Session, raw: RawPayload, parsed: ParsedBatch) -> IngestResult:
+    """Ingest the batch; if the store refuses its records, keep the body raw and quarantined."""
+    try:
+        return ingest(session, raw, parsed)
+    except DATABASE_UNAVAILABLE:
+        raise
+    except SQLAlchemyError as exc:
+        # Records the store refuses must not cost us the batch: keep it raw, quarantined.
+        session.rollback()
+        reason = f"the batch could not be stored as records: {type(exc).__name__}"
+        return ingest(session, raw, ParsedBatch(rejected=[Rejected(0, None, reason)]))
+
+
+def _parse(kind: str, batch: PulledBatch) -> ParsedBatch:
+    """Records from a pulled batch; a body that is not JSON becomes one quarantined item."""
+    if batch.decode_error is not None:
+        return ParsedBatch(rejected=[Rejected(0, batch.body_text[:200], batch.decode_error)])
+    if batch.data == []:
+        return ParsedBatch()
+    return parse_payload(KIND_TYPES[kind], batch.data)

@@ -1,0 +1,307 @@
+"""A fake JSMS receipt API: a real HTTP server that follows the upstream's pull rules.
+
+Rules (see /work/shared/JSMS.md): HTTP Basic `appKey:masterSecret` (50001 missing, 50002
+wrong), one call per window per appKey across both kinds (50201), at most 500 records per
+call, each record handed out once. Per-app modes make it answer like JSMS in other states:
+
+| mode            | answer                                                        |
+|-----------------|---------------------------------------------------------------|
+| `pull`          | 200 and the next batch (the normal case)                      |
+| `callback`      | 403 50202 (callbacks are on for this app)                     |
+| `frozen`        | 403 50301                                                     |
+| `not_activated` | 403 50008                                                     |
+| `server_error`  | 500 50019                                                     |
+| `bare_500`      | 500 with an HTML body (a proxy error page)                    |
+| `slow`          | sleeps `slow_seconds`, then `[]` (nothing handed out)         |
+| `not_json`      | 200 with a body that is not JSON (nothing handed out)         |
+
+Every call is recorded (monotonic time, app, kind, HTTP status, JSMS code, records handed out).
+
+Standalone, for watching the service locally:
+    python -m tests.fake_jsms --port 8765 --apps key:secret --reports 2000
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import json
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+MAX_BATCH = 500
+KIND_BY_PATH = {"/v1/report": "report", "/v1/reply": "reply"}
+MODE_ERRORS = {
+    "callback": (403, 50202, "pull not allow"),
+    "frozen": (403, 50301, "developer account frozen"),
+    "not_activated": (403, 50008, "sms service not activated"),
+    "server_error": (500, 50019, "server error"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One request the fake answered."""
+
+    at: float  # time.monotonic() when the request was handled
+    app_key: str | None
+    kind: str | None
+    status: int
+    code: int | None  # the JSMS error code, None on success
+    handed_out: int
+
+
+@dataclass
+class _App:
+    secret: str
+    mode: str = "pull"
+    last_call: float | None = None  # monotonic time of the last call that used the window
+    queues: dict[str, deque[dict[str, Any]]] = field(
+        default_factory=lambda: {"report": deque(), "reply": deque()}
+    )
+    handed_out: dict[str, list[dict[str, Any]]] = field(
+        default_factory=lambda: {"report": [], "reply": []}
+    )
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class FakeJsms:
+    """The fake upstream; `start()` serves it on 127.0.0.1 (ephemeral port by default)."""
+
+    def __init__(
+        self,
+        apps: dict[str, str],
+        window: float = 5.0,
+        port: int = 0,
+        slow_seconds: float = 2.0,
+    ) -> None:
+        self.window = window
+        self.slow_seconds = slow_seconds
+        self.apps = {key: _App(secret) for key, secret in apps.items()}
+        self.calls: list[Call] = []
+        self._calls_changed = threading.Condition()
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), _handler_for(self))
+        self._server.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        """The base URL to give the service as JSMS_API_BASE_URL."""
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def start(self) -> FakeJsms:
+        """Serve in a background thread."""
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and free the port."""
+        self._server.shutdown()
+        self._server.server_close()
+
+    # -- the backlog ------------------------------------------------------------------------
+
+    def add(self, app_key: str, kind: str, items: Iterable[dict[str, Any]]) -> None:
+        """Queue records to be handed out, oldest first."""
+        app = self.apps[app_key]
+        with app.lock:
+            app.queues[kind].extend(items)
+
+    def add_reports(self, app_key: str, count: int, prefix: str = "m") -> None:
+        """Queue `count` synthetic delivery reports with unique msgIds."""
+        self.add(app_key, "report", synthetic_reports(count, prefix))
+
+    def set_mode(self, app_key: str, mode: str) -> None:
+        """Change how the fake answers for an app (see the module docstring)."""
+        if mode not in MODE_ERRORS and mode not in {"pull", "bare_500", "slow", "not_json"}:
+            raise ValueError(f"unknown mode {mode!r}")
+        self.apps[app_key].mode = mode
+
+    def pending(self, app_key: str, kind: str) -> int:
+        """Records still waiting upstream."""
+        return len(self.apps[app_key].queues[kind])
+
+    def handed_out(self, app_key: str, kind: str) -> list[dict[str, Any]]:
+        """Every record handed out so far (gone from the upstream for good)."""
+        app = self.apps[app_key]
+        with app.lock:
+            return list(app.handed_out[kind])
+
+    # -- the call log -----------------------------------------------------------------------
+
+    def calls_with(self, code: int | None = None, app_key: str | None = None) -> list[Call]:
+        """Calls answered with `code` (None: successes), optionally for one app."""
+        with self._calls_changed:
+            return [
+                c
+                for c in self.calls
+                if c.code == code and (app_key is None or c.app_key == app_key)
+            ]
+
+    def wait_for_calls(self, count: int, timeout: float = 30.0) -> bool:
+        """Block until at least `count` calls were answered (False on timeout)."""
+        with self._calls_changed:
+            return self._calls_changed.wait_for(lambda: len(self.calls) >= count, timeout)
+
+    def _record(self, call: Call) -> None:
+        with self._calls_changed:
+            self.calls.append(call)
+            self._calls_changed.notify_all()
+
+    # -- answering --------------------------------------------------------------------------
+
+    def answer(self, path: str, authorization: str | None) -> tuple[int, Any]:
+        """The (HTTP status, JSON body or raw text) for one GET, applying the upstream's rules."""
+        now = time.monotonic()
+        kind = KIND_BY_PATH.get(path.split("?", 1)[0])
+        if kind is None:
+            return self._fail(now, None, None, 404, 50016, "api not found")
+        credentials = _basic_credentials(authorization)
+        if credentials is None:
+            return self._fail(now, None, kind, 400, 50001, "auth missing")
+        app_key, secret = credentials
+        app = self.apps.get(app_key)
+        if app is None or app.secret != secret:
+            return self._fail(now, app_key, kind, 401, 50002, "auth failed")
+        with app.lock:
+            if app.last_call is not None and now - app.last_call < self.window:
+                return self._fail(now, app_key, kind, 403, 50201, "pull out of frequency")
+            app.last_call = now
+            mode = app.mode
+            if mode in MODE_ERRORS:
+                status, code, message = MODE_ERRORS[mode]
+                return self._fail(now, app_key, kind, status, code, message)
+            if mode == "bare_500":
+                self._record(Call(now, app_key, kind, 500, None, 0))
+                return 500, "<html><body>502 Bad Gateway</body></html>"
+            if mode == "not_json":
+                self._record(Call(now, app_key, kind, 200, None, 0))
+                return 200, "<html>maintenance</html>"
+            if mode == "slow":
+                self._record(Call(now, app_key, kind, 200, None, 0))
+            else:
+                return self._hand_out(now, app, app_key, kind)
+        time.sleep(self.slow_seconds)  # outside the lock: later calls still meet the window
+        return 200, []
+
+    def _hand_out(self, now: float, app: _App, app_key: str, kind: str) -> tuple[int, Any]:
+        """The next batch, gone from the queue for good (the caller holds the app's lock)."""
+        queue = app.queues[kind]
+        batch = [queue.popleft() for _ in range(min(MAX_BATCH, len(queue)))]
+        app.handed_out[kind].extend(batch)
+        self._record(Call(now, app_key, kind, 200, None, len(batch)))
+        return 200, batch
+
+    def _fail(
+        self, now: float, app_key: str | None, kind: str | None, status: int, code: int, msg: str
+    ) -> tuple[int, Any]:
+        self._record(Call(now, app_key, kind, status, code, 0))
+        return status, {"error": {"code": code, "message": msg}}
+
+
+def _basic_credentials(header: str | None) -> tuple[str, str] | None:
+    """(appKey, secret) from an HTTP Basic header, None when absent or malformed."""
+    if not header or not header.lower().startswith("basic "):
+        return None
+    try:
+        decoded = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        return None
+    key, sep, secret = decoded.partition(":")
+    return (key, secret) if sep else None
+
+
+def _handler_for(fake: FakeJsms) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
+            status, body = fake.answer(self.path, self.headers.get("Authorization"))
+            raw = body if isinstance(body, str) else json.dumps(body)
+            data = raw.encode("utf-8")
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json; charset=utf-8")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            # A client that gave up (a timeout test) is gone; what it missed is in fake.calls.
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                self.wfile.write(data)
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            """Quiet: the call log is `fake.calls`."""
+
+    return Handler
+
+
+def synthetic_reports(count: int, prefix: str = "m") -> list[dict[str, Any]]:
+    """Delivery reports with unique msgIds, mostly delivered, receive times in epoch ms."""
+    base = int(time.time() * 1000) - 3_600_000
+    statuses = [4001] * 8 + [4002, 4004]
+    return [
+        {
+            "msgId": f"{prefix}{i:09d}",
+            "phone": f"1380013{i % 10000:04d}",
+            "status": statuses[i % len(statuses)],
+            "receiveTime": base + i,
+        }
+        for i in range(count)
+    ]
+
+
+def synthetic_replies(count: int) -> list[dict[str, Any]]:
+    """Uplink replies with distinct contents."""
+    base = int(time.time() * 1000) - 3_600_000
+    return [
+        {"phone": f"1390013{i % 10000:04d}", "replyTime": base + i, "content": f"reply {i}"}
+        for i in range(count)
+    ]
+
+
+def main() -> None:
+    """Serve the fake in the foreground, optionally adding reports over time."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--apps", default="demo-app:demo-secret", help="key:secret[,key:secret]")
+    parser.add_argument("--window", type=float, default=5.0, help="seconds between calls")
+    parser.add_argument("--reports", type=int, default=2000, help="initial reports per app")
+    parser.add_argument("--replies", type=int, default=0, help="initial replies per app")
+    parser.add_argument("--trickle", type=float, default=0.0, help="new reports/second per app")
+    parser.add_argument("--mode", action="append", default=[], help="key=mode, e.g. k=callback")
+    args = parser.parse_args()
+    apps = dict(pair.split(":", 1) for pair in args.apps.split(","))
+    fake = FakeJsms(apps, window=args.window, port=args.port)
+    for key in apps:
+        fake.add_reports(key, args.reports, prefix=f"{key}-")
+        fake.add(key, "reply", synthetic_replies(args.replies))
+    for setting in args.mode:
+        key, _, mode = setting.partition("=")
+        fake.set_mode(key, mode)
+    fake.start()
+    print(f"fake JSMS at {fake.url} (window {args.window}s), apps: {', '.join(apps)}", flush=True)
+    serial = 0
+    try:
+        while True:
+            time.sleep(1.0)
+            for key in apps:
+                if args.trickle:
+                    count = int(args.trickle) + (random.random() < args.trickle % 1)
+                    fake.add(key, "report", synthetic_reports(count, f"{key}-t{serial}-"))
+            serial += 1
+            answered = len(fake.calls)
+            if answered and serial % 10 == 0:
+                print(f"{answered} calls answered, 50201 so far: {len(fake.calls_with(50201))}")
+    except KeyboardInterrupt:
+        fake.stop()
+
+
+if __name__ == "__main__":
+    main()
