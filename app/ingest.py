@@ -14,10 +14,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Insert
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from app.db import insert_on_conflict
 from app.jsms.records import ParsedBatch, Rejected, ReplyMessage, Report, Review, parse_payload
 from app.models import DeliveryReport, RawEvent, Reply, ReviewResult, utcnow
 
@@ -143,7 +142,7 @@ def store_reports(context: _Context, reports: Sequence[Report]) -> int:
     ]
     changed = 0
     for chunk in _chunks(rows):
-        stmt = _insert(context.session, DeliveryReport)
+        stmt = insert_on_conflict(context.session, DeliveryReport)
         stmt = stmt.on_conflict_do_update(
             index_elements=["app_key", "msg_id", "phone"],
             set_={
@@ -202,7 +201,9 @@ def _insert_new(
 ) -> int:
     inserted = 0
     for chunk in _chunks(rows):
-        stmt = _insert(session, model).on_conflict_do_nothing(index_elements=["dedup_key"])
+        stmt = insert_on_conflict(session, model).on_conflict_do_nothing(
+            index_elements=["dedup_key"]
+        )
         inserted += len(_execute_rows(session, stmt.returning(model.id), chunk))
     return inserted
 
@@ -212,13 +213,6 @@ def _execute_rows(session: Session, stmt: Any, rows: list[dict[str, Any]]) -> li
     if not rows:
         return []
     return list(session.connection().execute(stmt, rows).all())
-
-
-def _insert(session: Session, model: type[Any]) -> Any:
-    """The dialect's INSERT, which knows ON CONFLICT (PostgreSQL and SQLite alike)."""
-    dialect = session.get_bind().dialect.name
-    insert: Insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(model)
-    return insert
 
 
 def _chunks(rows: list[dict[str, Any]]) -> Iterable[list[dict[str, Any]]]:

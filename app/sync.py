@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from app import lease
-from app.db import Database
+from app.db import Database, insert_on_conflict
 from app.errors import DATABASE_UNAVAILABLE
 from app.ingest import IngestResult, RawPayload, ingest
 from app.jsms.client import (
@@ -33,7 +33,8 @@ from app.jsms.client import (
     UpstreamUnavailable,
 )
 from app.jsms.records import ParsedBatch, Rejected, parse_payload
-from app.models import SyncState, utcnow
+from app.metrics import PULL_SECONDS
+from app.models import PullCallCount, SyncState, utcnow
 from app.sync_state import (
     SyncPolicy,
     is_due,
@@ -179,14 +180,18 @@ class Puller:
                 result.outcome = slot.value
                 break
             result.calls += 1
+            started = time.perf_counter()
             try:
                 batch = self.client.pull(app_key, secret, kind)
             except (JsmsApiError, UpstreamUnavailable) as exc:
                 self._record_failure(session, state, exc, self._answered(app_key))
+                _log_call(state, call_result(exc), started)
                 result.outcome = "failed"
                 break
             answered_at = self._answered(app_key)
-            result.add(batch, self._store(session, app_key, kind, state, batch, answered_at))
+            ingested = self._store(session, app_key, kind, state, batch, answered_at)
+            _log_call(state, "ok", started, batch.item_count, ingested)
+            result.add(batch, ingested)
             if not batch.is_full:
                 break
         log.info(
@@ -286,6 +291,7 @@ class Puller:
         if batch.item_count or batch.decode_error is not None:
             ingested = _ingest_or_quarantine(session, raw, parsed)
         record_batch(state, batch.item_count, batch.is_full, answered_at, self.policy)
+        count_call(session, state, "ok")
         lease.record_answer(session, state.app_key, self.holder, answered_at)
         session.add(state)
         session.commit()
@@ -302,6 +308,7 @@ class Puller:
         log.warning("pull app=%s kind=%s failed: %s", state.app_key, state.kind, error)
         try:
             record_failure(state, error, answered_at, self.policy)
+            count_call(session, state, call_result(error))
             lease.record_answer(session, state.app_key, self.holder, answered_at)
             session.add(state)
             session.commit()
@@ -315,6 +322,41 @@ class Puller:
             lease.release(session, app_key, self.holder)
         except DATABASE_UNAVAILABLE:
             log.warning("could not release the lease for %s; it will expire", app_key)
+
+
+def call_result(error: JsmsApiError | UpstreamUnavailable) -> str:
+    """The label of a failed call: the JSMS error code, or `unavailable` when none came back."""
+    return str(error.code) if isinstance(error, JsmsApiError) else "unavailable"
+
+
+def count_call(session: Session, state: SyncState, result: str) -> None:
+    """Add one to the calls that got this answer (in the caller's transaction)."""
+    stmt = insert_on_conflict(session, PullCallCount).values(
+        app_key=state.app_key, kind=state.kind, result=result, calls=1
+    )
+    session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["app_key", "kind", "result"],
+            set_={"calls": PullCallCount.calls + 1},
+        )
+    )
+
+
+def _log_call(
+    state: SyncState,
+    result: str,
+    started: float,
+    items: int = 0,
+    ingested: IngestResult | None = None,
+) -> None:
+    """One JSON log line per upstream call."""
+    counts = ingested.as_json() if ingested else {"stored": 0, "duplicates": 0, "quarantined": 0}
+    seconds = time.perf_counter() - started
+    PULL_SECONDS.labels(state.kind, result).observe(seconds)
+    log.info("pull call", extra={
+        "event": "pull_call", "app_key": state.app_key, "kind": state.kind, "result": result,
+        "items": items, **counts, "duration_ms": round(seconds * 1000, 2), "mode": state.mode,
+    })  # fmt: skip
 
 
 def _ingest_or_quarantine(session: Session, raw: RawPayload, parsed: ParsedBatch) -> IngestResult:
