@@ -14,7 +14,7 @@ from app.db import Database, get_database, upgrade_to_head
 from app.ingest import reprocess
 from app.jsms.client import KINDS, JsmsClient
 from app.models import RawEvent, utcnow
-from app.retention import RetentionPolicy, purge
+from app.retention import purge, retention_policy
 from app.sync import BatchNotStored, PassResult, Puller, StoreUnavailable
 from app.sync_state import SyncPolicy
 
@@ -60,11 +60,10 @@ def reprocess_quarantined(batch_size: int) -> None:
 
 @jsms.command("purge")
 def purge_expired() -> None:
-    """Delete raw events and records older than their retention (the clock does this daily)."""
+    """Delete raw events and records older than their retention (the clock does this hourly)."""
     settings: Settings = current_app.config["SETTINGS"]
-    policy = RetentionPolicy(settings.raw_event_retention_days, settings.record_retention_days)
     with get_database().session() as session:
-        deleted = purge(session, policy, utcnow(), max_batches=1_000_000)
+        deleted = purge(session, retention_policy(settings), utcnow(), max_batches=1_000_000)
     click.echo("deleted " + (", ".join(f"{n} {t}" for t, n in deleted.items()) or "nothing"))
 
 
@@ -96,7 +95,8 @@ def clock() -> None:
     apps = _chosen_apps(settings, None)
     database = _reachable_database()
     with JsmsClient(settings.jsms_api_base_url) as client:
-        run_clock(Puller(database, client, SyncPolicy.from_settings(settings)), apps)
+        puller = Puller(database, client, SyncPolicy.from_settings(settings))
+        run_clock(puller, apps, retention_policy(settings))
 
 
 def describe(result: PassResult) -> str:
