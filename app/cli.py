@@ -11,6 +11,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from app.clock import run_clock, stop_on_signals
 from app.config import Settings
 from app.db import Database, get_database, upgrade_to_head
+from app.doctor import FAIL, examine, render
 from app.ingest import reprocess
 from app.jsms.client import KINDS, JsmsClient
 from app.models import RawEvent, utcnow
@@ -97,6 +98,17 @@ def clock() -> None:
     with JsmsClient(settings.jsms_api_base_url) as client:
         puller = Puller(database, client, SyncPolicy.from_settings(settings))
         run_clock(puller, apps, retention_policy(settings))
+
+
+@jsms.command("doctor")
+def doctor() -> None:
+    """Check configuration, database, migrations, upstream and each app's mode; exit 1 on
+    any problem."""
+    settings: Settings = current_app.config["SETTINGS"]
+    findings = list(examine(settings, get_database()))
+    click.echo(render(findings))
+    if any(f.status == FAIL for f in findings):
+        raise SystemExit(1)
 
 
 def describe(result: PassResult) -> str:

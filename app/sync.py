@@ -142,8 +142,10 @@ class Puller:
         kinds: Iterable[str] = KINDS,
         *,
         on_schedule: bool = False,
+        max_calls: int | None = None,
     ) -> list[PassResult]:
         """One pass for one app: take its lease, drain each due kind, give the lease back.
+        `max_calls` bounds the calls per kind (a probe makes one; what it gets is stored).
 
         Raises `StoreUnavailable` when the database cannot be written (then nothing was pulled).
         """
@@ -158,12 +160,20 @@ class Puller:
             if not taken:
                 return [PassResult(app_key, kind, "busy") for kind in kinds]
             try:
-                return [self._pass(session, app_key, secret, k, on_schedule) for k in kinds]
+                return [
+                    self._pass(session, app_key, secret, k, on_schedule, max_calls) for k in kinds
+                ]
             finally:
                 self._release(session, app_key)
 
     def _pass(
-        self, session: Session, app_key: str, secret: str, kind: str, on_schedule: bool
+        self,
+        session: Session,
+        app_key: str,
+        secret: str,
+        kind: str,
+        on_schedule: bool,
+        max_calls: int | None = None,
     ) -> PassResult:
         """Drain one kind: pull while batches come back full, as often as the window allows."""
         state = session.get(SyncState, (app_key, kind))
@@ -192,7 +202,7 @@ class Puller:
             ingested = self._store(session, app_key, kind, state, batch, answered_at)
             _log_call(state, "ok", started, batch.item_count, ingested)
             result.add(batch, ingested)
-            if not batch.is_full:
+            if not batch.is_full or result.calls == max_calls:
                 break
         log.info(
             "pull app=%s kind=%s outcome=%s calls=%d items=%d stored=%d",
