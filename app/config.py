@@ -19,6 +19,8 @@ class Settings(BaseSettings):
     jsms_apps: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
     jsms_api_base_url: str = "https://api.sms.jpush.cn"
     jsms_rate_limit_seconds: float = Field(default=5.0, gt=0)
+    # A puller's lease on an app; a dead holder's lease is free after this.
+    pull_lease_seconds: float = Field(default=60.0, gt=0)
     api_tokens: Annotated[tuple[str, ...], NoDecode] = ()
     port: int = 5000
     # Retention in days (0 keeps forever); quarantined raw events are always kept.
