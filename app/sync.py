@@ -14,13 +14,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
+from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
-from app import lease
+from app import lease, spool
 from app.db import Database, insert_on_conflict
 from app.errors import DATABASE_UNAVAILABLE
 from app.ingest import IngestResult, RawPayload, ingest
@@ -113,8 +114,11 @@ class Puller:
         holder: str | None = None,
         now: Callable[[], datetime] = utcnow,
         stop: threading.Event | None = None,
+        spool: Path | None = None,
     ) -> None:
         self.database = database
+        # Where a batch goes when the store cannot take it (None: the error log only).
+        self.spool = spool
         self.client = client
         self.policy = policy
         self.holder = holder or lease.new_holder_id()
@@ -279,10 +283,13 @@ class Puller:
                     return self._commit_batch(session, raw, parsed, state, batch, answered_at)
         except SQLAlchemyError as exc:
             session.rollback()
-            log.error(
-                "pulled batch NOT STORED app=%s kind=%s error=%s body=%s",
-                app_key, kind, exc, batch.body_text,
-            )  # fmt: skip
+            if self.spool is None:
+                log.error("pulled batch NOT STORED app=%s kind=%s error=%s body=%s",
+                          app_key, kind, exc, batch.body_text)  # fmt: skip
+            else:
+                path = spool.save(self.spool, app_key, kind, batch.body_text)
+                log.error("pulled batch NOT STORED app=%s kind=%s error=%s: kept in %s until "
+                          "`jsms reprocess`", app_key, kind, exc, path)  # fmt: skip
             raise BatchNotStored(f"{app_key} {kind}: {exc}") from exc
         raise AssertionError("unreachable: Retrying either returns or raises")
 
@@ -380,6 +387,11 @@ def _ingest_or_quarantine(session: Session, raw: RawPayload, parsed: ParsedBatch
         session.rollback()
         reason = f"the batch could not be stored as records: {type(exc).__name__}"
         return ingest(session, raw, ParsedBatch(rejected=[Rejected(0, None, reason)]))
+
+
+def parse_pulled(kind: str, body: str) -> ParsedBatch:
+    """Records from a pulled body as it was received (a spooled batch)."""
+    return _parse(kind, PulledBatch.from_body(body))
 
 
 def _parse(kind: str, batch: PulledBatch) -> ParsedBatch:
