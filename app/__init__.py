@@ -7,7 +7,7 @@ from datetime import timedelta
 from flask import Flask
 
 from app import api, callbacks, cli, db, errors, health, metrics, status
-from app.config import Settings
+from app.config import Settings, load_settings
 from app.logs import configure_logging
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -16,7 +16,7 @@ MAX_BODY_BYTES = 1024 * 1024
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the Flask app: settings, database, blueprints, error handlers, CLI. Nothing else."""
     app = Flask(__name__, instance_relative_config=True)
-    settings = settings or Settings()
+    settings = settings or load_settings()
     app.config.update(
         SETTINGS=settings,
         MAX_CONTENT_LENGTH=MAX_BODY_BYTES,

@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
+from app import spool
 from app.clock import run_clock, stop_on_signals
 from app.config import Settings
 from app.db import Database, get_database, upgrade_to_head
-from app.ingest import reprocess
-from app.jsms.client import KINDS, JsmsClient
+from app.doctor import FAIL, examine, render
+from app.ingest import RawPayload, ingest, reprocess
+from app.jsms.client import KIND_TYPES, KINDS, JsmsClient
 from app.models import RawEvent, utcnow
-from app.retention import RetentionPolicy, purge
-from app.sync import BatchNotStored, PassResult, Puller, StoreUnavailable
+from app.retention import purge, retention_policy
+from app.sync import BatchNotStored, PassResult, Puller, StoreUnavailable, parse_pulled
 from app.sync_state import SyncPolicy
 
 jsms = AppGroup("jsms", help="jsms-receipts commands.")
@@ -32,10 +36,17 @@ def migrate() -> None:
 @jsms.command("reprocess")
 @click.option("--batch-size", default=100, show_default=True, help="Raw events per transaction.")
 def reprocess_quarantined(batch_size: int) -> None:
-    """Normalize quarantined raw events again (after an upgrade); safe to run repeatedly."""
+    """Store batches spooled to disk while the database was down, then normalize quarantined
+    raw events again (after an upgrade); safe to run repeatedly."""
     totals = {"events": 0, "stored": 0, "still_quarantined": 0}
     after = 0
     with get_database().session() as session:
+        for batch in spool.waiting(spool_dir()):
+            raw = RawPayload(batch.app_key, "pull", KIND_TYPES[batch.kind], batch.body)
+            result = ingest(session, raw, parse_pulled(batch.kind, batch.body))
+            session.commit()
+            batch.path.unlink()
+            click.echo(f"stored spooled batch {batch.path.name}: {result.as_json()}")
         while True:
             events = session.scalars(
                 select(RawEvent)
@@ -60,11 +71,10 @@ def reprocess_quarantined(batch_size: int) -> None:
 
 @jsms.command("purge")
 def purge_expired() -> None:
-    """Delete raw events and records older than their retention (the clock does this daily)."""
+    """Delete raw events and records older than their retention (the clock does this hourly)."""
     settings: Settings = current_app.config["SETTINGS"]
-    policy = RetentionPolicy(settings.raw_event_retention_days, settings.record_retention_days)
     with get_database().session() as session:
-        deleted = purge(session, policy, utcnow(), max_batches=1_000_000)
+        deleted = purge(session, retention_policy(settings), utcnow(), max_batches=1_000_000)
     click.echo("deleted " + (", ".join(f"{n} {t}" for t, n in deleted.items()) or "nothing"))
 
 
@@ -78,7 +88,7 @@ def sync(app_key: str | None, kind: str | None) -> None:
     database = _reachable_database()
     kinds = [kind] if kind else list(KINDS)
     with JsmsClient(settings.jsms_api_base_url) as client:
-        puller = Puller(database, client, SyncPolicy.from_settings(settings))
+        puller = Puller(database, client, SyncPolicy.from_settings(settings), spool=spool_dir())
         with stop_on_signals(puller.stop):
             for key, secret in apps.items():
                 try:
@@ -96,7 +106,19 @@ def clock() -> None:
     apps = _chosen_apps(settings, None)
     database = _reachable_database()
     with JsmsClient(settings.jsms_api_base_url) as client:
-        run_clock(Puller(database, client, SyncPolicy.from_settings(settings)), apps)
+        puller = Puller(database, client, SyncPolicy.from_settings(settings), spool=spool_dir())
+        run_clock(puller, apps, retention_policy(settings))
+
+
+@jsms.command("doctor")
+def doctor() -> None:
+    """Check configuration, database, migrations, upstream and each app's mode; exit 1 on
+    any problem."""
+    settings: Settings = current_app.config["SETTINGS"]
+    findings = list(examine(settings, get_database()))
+    click.echo(render(findings))
+    if any(f.status == FAIL for f in findings):
+        raise SystemExit(1)
 
 
 def describe(result: PassResult) -> str:
@@ -138,6 +160,11 @@ def _reachable_database() -> Database:
     except SQLAlchemyError as exc:
         raise click.ClickException(f"the database is unreachable: {type(exc).__name__}") from exc
     return database
+
+
+def spool_dir() -> Path:
+    """Where pulled batches wait when the database cannot take them."""
+    return Path(current_app.instance_path) / "unstored"
 
 
 def register(app: Flask) -> None:

@@ -1,4 +1,5 @@
-"""The `clock` process: APScheduler runs each app's due pull passes until SIGTERM.
+"""The `clock` process: APScheduler runs each app's due pull passes (and, hourly, retention)
+until SIGTERM.
 
 One interval job per app (apps have separate windows, so they drain in parallel); a job that is
 still draining simply skips its next ticks. SIGTERM or SIGINT sets the puller's stop event: the
@@ -19,12 +20,17 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy.exc import SQLAlchemyError
 
+from app.models import utcnow
+from app.retention import RetentionPolicy, purge
 from app.sync import BatchNotStored, Puller, StoreUnavailable
 
 log = logging.getLogger(__name__)
 # How often each app's job looks for due work; the sync state says what is due.
 TICK_SECONDS = 1.0
 MAX_THREADS = 8
+# Retention runs this often, deleting at most RETENTION_BATCHES × 1,000 rows per table a run.
+RETENTION_EVERY_HOURS = 1
+RETENTION_BATCHES = 50
 
 
 @contextmanager
@@ -56,8 +62,24 @@ def run_due_passes(puller: Puller, app_key: str, secret: str) -> None:
         log.error("pull app=%s skipped: %s", app_key, exc)
 
 
-def build_scheduler(puller: Puller, apps: dict[str, str]) -> BackgroundScheduler:
-    """A scheduler with one job per app, first run now."""
+def enforce_retention(puller: Puller, policy: RetentionPolicy) -> None:
+    """Delete expired rows in small batches (a backlog is worked off over several runs)."""
+    if puller.stop.is_set():
+        return
+    try:
+        with puller.database.session() as session:
+            deleted = purge(session, policy, utcnow(), max_batches=RETENTION_BATCHES)
+    except SQLAlchemyError as exc:
+        log.error("retention skipped: %s", exc)
+        return
+    if any(deleted.values()):
+        log.info("retention", extra={"event": "retention", "deleted": deleted})
+
+
+def build_scheduler(
+    puller: Puller, apps: dict[str, str], retention: RetentionPolicy | None = None
+) -> BackgroundScheduler:
+    """A scheduler with one job per app, first run now, and the retention job."""
     scheduler = BackgroundScheduler(
         executors={"default": ThreadPoolExecutor(max(1, min(MAX_THREADS, len(apps))))},
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
@@ -72,14 +94,25 @@ def build_scheduler(puller: Puller, apps: dict[str, str]) -> BackgroundScheduler
             id=f"pull:{app_key}",
             next_run_time=datetime.now(UTC),
         )
+    if retention and (retention.raw_event_days or retention.record_days):
+        scheduler.add_job(
+            enforce_retention,
+            "interval",
+            hours=RETENTION_EVERY_HOURS,
+            args=(puller, retention),
+            id="retention",
+            next_run_time=datetime.now(UTC),
+        )
     return scheduler
 
 
-def run_clock(puller: Puller, apps: dict[str, str]) -> None:
+def run_clock(
+    puller: Puller, apps: dict[str, str], retention: RetentionPolicy | None = None
+) -> None:
     """Run the scheduler in the foreground until SIGTERM/SIGINT, then stop cleanly."""
     # A draining job skips its next ticks; APScheduler warns about each skip, which is noise.
     logging.getLogger("apscheduler.scheduler").setLevel(logging.ERROR)
-    scheduler = build_scheduler(puller, apps)
+    scheduler = build_scheduler(puller, apps, retention)
     with stop_on_signals(puller.stop):
         scheduler.start()
         log.info("clock started: %d app(s), holder %s", len(apps), puller.holder)

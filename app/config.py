@@ -6,7 +6,7 @@ import hashlib
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -19,6 +19,8 @@ class Settings(BaseSettings):
     jsms_apps: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
     jsms_api_base_url: str = "https://api.sms.jpush.cn"
     jsms_rate_limit_seconds: float = Field(default=5.0, gt=0)
+    # A puller's lease on an app; a dead holder's lease is free after this.
+    pull_lease_seconds: float = Field(default=60.0, gt=0)
     api_tokens: Annotated[tuple[str, ...], NoDecode] = ()
     port: int = 5000
     # Retention in days (0 keeps forever); quarantined raw events are always kept.
@@ -79,3 +81,16 @@ class Settings(BaseSettings):
             if url.startswith(prefix):
                 return "postgresql+psycopg://" + url[len(prefix) :]
         return url
+
+
+def load_settings() -> Settings:
+    """Settings from the environment; a bad value stops the process with a readable message
+    naming the variable (never its value, which may be a secret)."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in error['loc']).upper()}: {error['msg']}"
+            for error in exc.errors()
+        )
+        raise SystemExit(f"configuration error: {problems}") from None

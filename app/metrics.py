@@ -19,13 +19,13 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
 from app.db import Database, get_database
-from app.models import RawEvent, SyncState
+from app.models import PullCallCount, RawEvent, SyncState
 
 CALLBACKS = Counter(
     "jsms_callbacks_total", "Callbacks received, by JSMS type and outcome.", ["type", "outcome"]
@@ -35,6 +35,12 @@ INGEST_SECONDS = Histogram(
     "Time to store one payload and commit it, by source.",
     ["source"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+PULL_SECONDS = Histogram(
+    "jsms_pull_call_duration_seconds",
+    "Upstream pull calls, including storing the batch, by kind and result (clock process).",
+    ["kind", "result"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 RECORDS = Counter(
     "jsms_records_total",
@@ -65,18 +71,31 @@ class StoreCollector(Collector):
         quarantined = GaugeMetricFamily(
             "jsms_quarantined_events", "Raw events holding records that could not be normalized."
         )
+        calls = CounterMetricFamily(
+            "jsms_pull_calls",
+            "Upstream pull calls by app, kind and result (ok, JSMS code, unavailable).",
+            labels=["app_key", "kind", "result"],
+        )
+        pulled = CounterMetricFamily(
+            "jsms_records_pulled",
+            "Records handed out by the upstream, per app and kind.",
+            labels=["app_key", "kind"],
+        )
         with self.database.session() as session:
             for state in session.scalars(select(SyncState)):
                 mode.add_metric([state.app_key, state.kind, state.mode], 1)
+                pulled.add_metric([state.app_key, state.kind], state.records_pulled)
                 if state.last_success_at:
                     last_success.add_metric(
                         [state.app_key, state.kind], state.last_success_at.timestamp()
                     )
+            for row in session.scalars(select(PullCallCount)):
+                calls.add_metric([row.app_key, row.kind, row.result], row.calls)
             count = session.scalar(
                 select(func.count()).select_from(RawEvent).where(RawEvent.quarantined > 0)
             )
         quarantined.add_metric([], count or 0)
-        yield from (last_success, mode, quarantined)
+        yield from (last_success, mode, quarantined, calls, pulled)
 
 
 @bp.get("/metrics")
@@ -86,7 +105,7 @@ def metrics() -> Response:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         multiprocess.MultiProcessCollector(registry)
     else:
-        for collector in (CALLBACKS, INGEST_SECONDS, RECORDS):
+        for collector in (CALLBACKS, INGEST_SECONDS, PULL_SECONDS, RECORDS):
             registry.register(collector)
     registry.register(StoreCollector(get_database()))
     return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)

@@ -180,6 +180,18 @@ class SyncState(Base):
     records_pulled: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
+class PullCallCount(Base):
+    """How many calls to the upstream got each answer, per app and kind (`ok`, a JSMS error
+    code, or `unavailable`): the clock writes them, `/metrics` on `web` reads them."""
+
+    __tablename__ = "pull_call_counts"
+
+    app_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    result: Mapped[str] = mapped_column(String(16), primary_key=True)
+    calls: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
 class PullLease(Base):
     """Who may call the upstream for an app right now, and when it last did (the rate window)."""
 

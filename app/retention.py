@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import ColumnElement, delete, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
+from app.config import Settings
 from app.models import Base, DeliveryReport, RawEvent, Reply, ReviewResult
 
 BATCH = 1000
@@ -23,6 +24,11 @@ class RetentionPolicy:
 
     raw_event_days: int
     record_days: int
+
+
+def retention_policy(settings: Settings) -> RetentionPolicy:
+    """The configured ages."""
+    return RetentionPolicy(settings.raw_event_retention_days, settings.record_retention_days)
 
 
 def purge(

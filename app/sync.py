@@ -14,14 +14,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
+from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
-from app import lease
-from app.db import Database
+from app import lease, spool
+from app.db import Database, insert_on_conflict
 from app.errors import DATABASE_UNAVAILABLE
 from app.ingest import IngestResult, RawPayload, ingest
 from app.jsms.client import (
@@ -33,7 +34,8 @@ from app.jsms.client import (
     UpstreamUnavailable,
 )
 from app.jsms.records import ParsedBatch, Rejected, parse_payload
-from app.models import SyncState, utcnow
+from app.metrics import PULL_SECONDS
+from app.models import PullCallCount, SyncState, utcnow
 from app.sync_state import (
     SyncPolicy,
     is_due,
@@ -112,8 +114,11 @@ class Puller:
         holder: str | None = None,
         now: Callable[[], datetime] = utcnow,
         stop: threading.Event | None = None,
+        spool: Path | None = None,
     ) -> None:
         self.database = database
+        # Where a batch goes when the store cannot take it (None: the error log only).
+        self.spool = spool
         self.client = client
         self.policy = policy
         self.holder = holder or lease.new_holder_id()
@@ -141,8 +146,10 @@ class Puller:
         kinds: Iterable[str] = KINDS,
         *,
         on_schedule: bool = False,
+        max_calls: int | None = None,
     ) -> list[PassResult]:
         """One pass for one app: take its lease, drain each due kind, give the lease back.
+        `max_calls` bounds the calls per kind (a probe makes one; what it gets is stored).
 
         Raises `StoreUnavailable` when the database cannot be written (then nothing was pulled).
         """
@@ -157,12 +164,20 @@ class Puller:
             if not taken:
                 return [PassResult(app_key, kind, "busy") for kind in kinds]
             try:
-                return [self._pass(session, app_key, secret, k, on_schedule) for k in kinds]
+                return [
+                    self._pass(session, app_key, secret, k, on_schedule, max_calls) for k in kinds
+                ]
             finally:
                 self._release(session, app_key)
 
     def _pass(
-        self, session: Session, app_key: str, secret: str, kind: str, on_schedule: bool
+        self,
+        session: Session,
+        app_key: str,
+        secret: str,
+        kind: str,
+        on_schedule: bool,
+        max_calls: int | None = None,
     ) -> PassResult:
         """Drain one kind: pull while batches come back full, as often as the window allows."""
         state = session.get(SyncState, (app_key, kind))
@@ -179,15 +194,19 @@ class Puller:
                 result.outcome = slot.value
                 break
             result.calls += 1
+            started = time.perf_counter()
             try:
                 batch = self.client.pull(app_key, secret, kind)
             except (JsmsApiError, UpstreamUnavailable) as exc:
                 self._record_failure(session, state, exc, self._answered(app_key))
+                _log_call(state, call_result(exc), started)
                 result.outcome = "failed"
                 break
             answered_at = self._answered(app_key)
-            result.add(batch, self._store(session, app_key, kind, state, batch, answered_at))
-            if not batch.is_full:
+            ingested = self._store(session, app_key, kind, state, batch, answered_at)
+            _log_call(state, "ok", started, batch.item_count, ingested)
+            result.add(batch, ingested)
+            if not batch.is_full or result.calls == max_calls:
                 break
         log.info(
             "pull app=%s kind=%s outcome=%s calls=%d items=%d stored=%d",
@@ -264,10 +283,13 @@ class Puller:
                     return self._commit_batch(session, raw, parsed, state, batch, answered_at)
         except SQLAlchemyError as exc:
             session.rollback()
-            log.error(
-                "pulled batch NOT STORED app=%s kind=%s error=%s body=%s",
-                app_key, kind, exc, batch.body_text,
-            )  # fmt: skip
+            if self.spool is None:
+                log.error("pulled batch NOT STORED app=%s kind=%s error=%s body=%s",
+                          app_key, kind, exc, batch.body_text)  # fmt: skip
+            else:
+                path = spool.save(self.spool, app_key, kind, batch.body_text)
+                log.error("pulled batch NOT STORED app=%s kind=%s error=%s: kept in %s until "
+                          "`jsms reprocess`", app_key, kind, exc, path)  # fmt: skip
             raise BatchNotStored(f"{app_key} {kind}: {exc}") from exc
         raise AssertionError("unreachable: Retrying either returns or raises")
 
@@ -286,6 +308,7 @@ class Puller:
         if batch.item_count or batch.decode_error is not None:
             ingested = _ingest_or_quarantine(session, raw, parsed)
         record_batch(state, batch.item_count, batch.is_full, answered_at, self.policy)
+        count_call(session, state, "ok")
         lease.record_answer(session, state.app_key, self.holder, answered_at)
         session.add(state)
         session.commit()
@@ -302,6 +325,7 @@ class Puller:
         log.warning("pull app=%s kind=%s failed: %s", state.app_key, state.kind, error)
         try:
             record_failure(state, error, answered_at, self.policy)
+            count_call(session, state, call_result(error))
             lease.record_answer(session, state.app_key, self.holder, answered_at)
             session.add(state)
             session.commit()
@@ -317,6 +341,41 @@ class Puller:
             log.warning("could not release the lease for %s; it will expire", app_key)
 
 
+def call_result(error: JsmsApiError | UpstreamUnavailable) -> str:
+    """The label of a failed call: the JSMS error code, or `unavailable` when none came back."""
+    return str(error.code) if isinstance(error, JsmsApiError) else "unavailable"
+
+
+def count_call(session: Session, state: SyncState, result: str) -> None:
+    """Add one to the calls that got this answer (in the caller's transaction)."""
+    stmt = insert_on_conflict(session, PullCallCount).values(
+        app_key=state.app_key, kind=state.kind, result=result, calls=1
+    )
+    session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["app_key", "kind", "result"],
+            set_={"calls": PullCallCount.calls + 1},
+        )
+    )
+
+
+def _log_call(
+    state: SyncState,
+    result: str,
+    started: float,
+    items: int = 0,
+    ingested: IngestResult | None = None,
+) -> None:
+    """One JSON log line per upstream call."""
+    counts = ingested.as_json() if ingested else {"stored": 0, "duplicates": 0, "quarantined": 0}
+    seconds = time.perf_counter() - started
+    PULL_SECONDS.labels(state.kind, result).observe(seconds)
+    log.info("pull call", extra={
+        "event": "pull_call", "app_key": state.app_key, "kind": state.kind, "result": result,
+        "items": items, **counts, "duration_ms": round(seconds * 1000, 2), "mode": state.mode,
+    })  # fmt: skip
+
+
 def _ingest_or_quarantine(session: Session, raw: RawPayload, parsed: ParsedBatch) -> IngestResult:
     """Ingest the batch; if the store refuses its records, keep the body raw and quarantined."""
     try:
@@ -328,6 +387,11 @@ def _ingest_or_quarantine(session: Session, raw: RawPayload, parsed: ParsedBatch
         session.rollback()
         reason = f"the batch could not be stored as records: {type(exc).__name__}"
         return ingest(session, raw, ParsedBatch(rejected=[Rejected(0, None, reason)]))
+
+
+def parse_pulled(kind: str, body: str) -> ParsedBatch:
+    """Records from a pulled body as it was received (a spooled batch)."""
+    return _parse(kind, PulledBatch.from_body(body))
 
 
 def _parse(kind: str, batch: PulledBatch) -> ParsedBatch:

@@ -36,7 +36,12 @@ class SyncPolicy:
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: float) -> SyncPolicy:
         """The policy for the configured upstream window."""
-        return cls(window=settings.jsms_rate_limit_seconds, **overrides)
+        values = {
+            "window": settings.jsms_rate_limit_seconds,
+            "lease_ttl": settings.pull_lease_seconds,
+            **overrides,
+        }
+        return cls(**values)
 
     @property
     def call_margin(self) -> float:

@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 import pytest
@@ -18,10 +22,11 @@ from sqlalchemy import func, select
 
 from app.db import Database, upgrade_to_head
 from app.models import DeliveryReport, RawEvent
-from tests.conftest import APPS, postgres_unavailable_reason
+from tests.conftest import APPS, FAKE_WINDOW, postgres_unavailable_reason
+from tests.fake_jsms import FakeJsms
 from tests.jsms_callbacks import report, signed_form
 from tests.postgres_cluster import OwnPostgres
-from tests.servers import running_gunicorn, service_env
+from tests.servers import BIN, ROOT, running_gunicorn, service_env
 
 pytestmark = pytest.mark.slow
 RETRY_EVERY = 0.05
@@ -156,3 +161,71 @@ def test_worker_sigkill_under_load_loses_nothing(database_url: str) -> None:
     # A request in flight on the killed worker may have committed without answering; its
     # retry is then a duplicate: at most one extra raw event per sender thread, never a lost one.
     assert answers.count(200) <= raw <= answers.count(200) + len(senders.threads)
+
+
+def test_clock_sigkill_mid_drain_then_restart(
+    fake_jsms: FakeJsms, database_url: str, tmp_path: Path
+) -> None:
+    """Killed without warning, the clock can lose at most the one batch in flight: handed out
+    by the upstream but not committed. Everything committed stays; the lease expires; a new
+    clock drains the rest."""
+    backlog = 8000
+    fake_jsms.add_reports("app-one", backlog)
+    env = service_env(
+        database_url,
+        JSMS_APPS="app-one:" + APPS["app-one"],
+        JSMS_API_BASE_URL=fake_jsms.url,
+        JSMS_RATE_LIMIT_SECONDS=str(FAKE_WINDOW),
+        PULL_LEASE_SECONDS="2",
+    )
+    with running_clock(env, tmp_path / "first.log") as first:
+        assert fake_jsms.wait_for_calls(4, timeout=60)
+        first.kill()  # SIGKILL: no handler runs, the lease stays taken
+        first.wait(timeout=30)
+    calls_before_kill = len(fake_jsms.calls_with())
+    handed_before = [r["msgId"] for r in fake_jsms.handed_out("app-one", "report")]
+    stored_before = stored_msg_ids(database_url)
+    at_risk = set(handed_before) - stored_before
+    last_batch = {r["msgId"] for r in fake_jsms.handed_out("app-one", "report")[-500:]}
+    assert stored_before <= set(handed_before), "nothing is stored that was not handed out"
+    assert at_risk <= last_batch, "only the batch in flight may be lost"
+    assert len(at_risk) <= 500
+
+    with running_clock(env, tmp_path / "second.log") as second:
+        deadline = time.monotonic() + 120
+        while fake_jsms.pending("app-one", "report") and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(FAKE_WINDOW * 3)  # the last batch's commit
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(timeout=60) == 0
+    handed = [r["msgId"] for r in fake_jsms.handed_out("app-one", "report")]
+    stored = stored_msg_ids(database_url)
+    assert len(handed) == backlog and len(fake_jsms.calls_with()) > calls_before_kill
+    assert set(handed) - stored == at_risk, "after the restart only the batch in flight is missing"
+    assert fake_jsms.calls_with(50201) == [], "the restart respected the window"
+
+
+def stored_msg_ids(url: str) -> set[str]:
+    database = Database(url)
+    with database.session() as session:
+        ids = set(session.scalars(select(DeliveryReport.msg_id)))
+    database.engine.dispose()
+    return ids
+
+
+@contextmanager
+def running_clock(env: dict[str, str], log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [str(BIN / "flask"), "--app", "wsgi", "jsms", "clock"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            yield process
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait(timeout=30)

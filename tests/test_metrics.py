@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 
@@ -9,7 +10,12 @@ import httpx
 import pytest
 from flask.testing import FlaskClient
 
-from tests.conftest import APPS
+from app.db import Database
+from app.jsms.client import JsmsClient
+from app.sync import Puller
+from app.sync_state import SyncPolicy
+from tests.conftest import APPS, FAKE_WINDOW
+from tests.fake_jsms import FakeJsms
 from tests.jsms_callbacks import report, signed_form
 from tests.servers import running_gunicorn, service_env
 
@@ -62,3 +68,34 @@ def test_metrics_add_up_across_gunicorn_workers(database_url: str, tmp_path: Pat
     for text in scrapes:  # whichever worker answers, it reports all workers' callbacks
         assert sample(text, "jsms_callbacks_total", type="SMS_REPORT", outcome="stored") == 40
         assert sample(text, "jsms_ingest_duration_seconds_count", source="callback") == 40
+
+
+def test_pull_calls_and_records_pulled_come_from_the_store(
+    client: FlaskClient,
+    fake_jsms: FakeJsms,
+    database_url: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The clock runs elsewhere (another dyno): web's /metrics reads what it recorded."""
+    fake_jsms.add_reports("app-one", 700)
+    database = Database(database_url)
+    caplog.set_level(logging.INFO, logger="app.sync")
+    with JsmsClient(fake_jsms.url) as jsms:
+        puller = Puller(database, jsms, SyncPolicy(window=FAKE_WINDOW))
+        puller.sync_app("app-one", APPS["app-one"], ["report"])
+        fake_jsms.set_mode("app-two", "callback")
+        puller.sync_app("app-two", APPS["app-two"], ["report"])
+    database.engine.dispose()
+    text = client.get("/metrics").text
+    assert sample(text, "jsms_pull_calls_total", app_key="app-one", result="ok") == 2
+    assert sample(text, "jsms_pull_calls_total", app_key="app-two", result="50202") == 1
+    assert sample(text, "jsms_records_pulled_total", app_key="app-one", kind="report") == 700
+    assert sample(text, "jsms_sync_mode", app_key="app-two", mode="callback") == 1
+    assert sample(text, "jsms_sync_last_success_timestamp_seconds", app_key="app-one") > 0
+
+    calls = [r for r in caplog.records if getattr(r, "event", None) == "pull_call"]
+    assert [(c.app_key, c.result, c.items, c.stored) for c in calls] == [  # type: ignore[attr-defined]
+        ("app-one", "ok", 500, 500),
+        ("app-one", "ok", 200, 200),
+        ("app-two", "50202", 0, 0),
+    ]

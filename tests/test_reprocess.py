@@ -41,3 +41,46 @@ def test_reprocess_recovers_what_a_fixed_parser_can_read(
 def test_reprocess_with_nothing_quarantined(runner: FlaskCliRunner) -> None:
     result = runner.invoke(args=["jsms", "reprocess"])
     assert result.exit_code == 0 and "reprocessed 0 quarantined raw events" in result.output
+
+
+def test_a_batch_the_store_cannot_take_is_spooled_then_stored_by_reprocess(
+    app, database: Database, fake_jsms, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    from sqlalchemy import event
+    from sqlalchemy.exc import OperationalError
+
+    from app import sync
+    from app.jsms.client import JsmsClient
+    from app.sync import BatchNotStored, Puller
+    from app.sync_state import SyncPolicy
+    from tests.conftest import FAKE_WINDOW
+
+    monkeypatch.setattr(sync, "STORE_RETRY_SECONDS", 0.3)
+    fake_jsms.add_reports("app-one", 30)
+
+    def database_gone(conn, cursor, statement, *args):  # type: ignore[no-untyped-def]
+        if statement.startswith("INSERT INTO raw_events"):
+            raise OperationalError(statement, {}, Exception("server closed the connection"))
+
+    event.listen(database.engine, "before_cursor_execute", database_gone)
+    try:
+        with JsmsClient(fake_jsms.url) as jsms:
+            puller = Puller(
+                database, jsms, SyncPolicy(window=FAKE_WINDOW), spool=tmp_path / "unstored"
+            )
+            with pytest.raises(BatchNotStored):
+                puller.sync_app("app-one", APPS["app-one"], ["report"])
+    finally:
+        event.remove(database.engine, "before_cursor_execute", database_gone)
+    assert fake_jsms.pending("app-one", "report") == 0  # handed out: the spool is the only copy
+    assert len(list((tmp_path / "unstored").glob("*.json"))) == 1
+
+    app.instance_path = str(tmp_path)
+    result = app.test_cli_runner().invoke(args=["jsms", "reprocess"])
+    assert result.exit_code == 0, result.output
+    assert "stored spooled batch" in result.output
+    assert list((tmp_path / "unstored").glob("*.json")) == []
+    with database.session() as session:
+        assert session.scalar(select(func.count()).select_from(DeliveryReport)) == 30
+        [raw] = session.scalars(select(RawEvent)).all()
+    assert raw.source == "pull" and raw.records == 30

@@ -70,3 +70,17 @@ def test_purge_command_with_defaults_keeps_records(
     result = runner.invoke(args=["jsms", "purge"])
     assert result.exit_code == 0, result.output
     assert "0 raw_events" in result.output and "delivery_reports" not in result.output
+
+
+def test_the_clock_schedules_retention(database: Database) -> None:
+    from app.clock import build_scheduler
+    from app.jsms.client import JsmsClient
+    from app.sync import Puller
+    from app.sync_state import SyncPolicy
+
+    with JsmsClient("http://127.0.0.1:9") as jsms:
+        puller = Puller(database, jsms, SyncPolicy())
+        with_retention = build_scheduler(puller, {"a": "s"}, RetentionPolicy(90, 0))
+        without = build_scheduler(puller, {"a": "s"}, RetentionPolicy(0, 0))
+    assert {j.id for j in with_retention.get_jobs()} == {"pull:a", "retention"}
+    assert {j.id for j in without.get_jobs()} == {"pull:a"}

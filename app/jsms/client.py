@@ -53,6 +53,12 @@ class PulledBatch:
     data: Any
     decode_error: str | None = None
 
+    @classmethod
+    def from_body(cls, body: str) -> PulledBatch:
+        """A batch from its body as received (e.g. read back from the spool)."""
+        data, decode_error = _decode(body)
+        return cls(body, data, decode_error)
+
     @property
     def item_count(self) -> int:
         """How many items the upstream handed out (0 when the body could not be decoded)."""
