@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import hmac
-import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import orjson
 from flask import Blueprint, Response, current_app, request, stream_with_context
 
 from app.config import Settings
@@ -135,8 +135,6 @@ def _wants_csv() -> bool:
 
 
 def _json(body: dict[str, Any]) -> Response:
-    """JSON in the order the fields were built (the contract's order)."""
-    return Response(
-        json.dumps(body, ensure_ascii=False, separators=(",", ":")),
-        mimetype="application/json",
-    )
+    """JSON in the order the fields were built (the contract's order); orjson, because a
+    1,000-item page is serialized several times faster than by the standard library."""
+    return Response(orjson.dumps(body), mimetype="application/json")

@@ -36,7 +36,8 @@ def make_engine(url: str) -> Engine:
         pool_size=5,
         max_overflow=5,
         pool_timeout=5,
-        connect_args={"connect_timeout": 5},
+        # Sessions in UTC: timestamptz values arrive as UTC, and date_trunc means UTC days.
+        connect_args={"connect_timeout": 5, "options": "-c timezone=UTC"},
     )
     _ping_when_idle(engine)
     return engine

@@ -15,6 +15,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -45,9 +46,13 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
+        if value is None or value.tzinfo is UTC:  # PostgreSQL sessions run in UTC (db.py)
+            return value
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# What a page of reports reads, so a failures page is an index-only scan on PostgreSQL.
+FAILURE_INCLUDE = ["id", "msg_id", "phone", "status", "delivered", "source", "ingested_at"]
 
 
 def utcnow() -> datetime:
@@ -103,6 +108,16 @@ class DeliveryReport(Base):
         Index("ix_delivery_reports_msg_id", "msg_id"),
         Index("ix_delivery_reports_phone_id", "phone", "id"),
         Index("ix_delivery_reports_status_received_at", "status", "received_at"),
+        # Failures (migration 0004): a partial index on the few undelivered reports; covering on
+        # PostgreSQL, so "this app's failures that day" is answered from the index alone.
+        Index(
+            "ix_delivery_reports_failures",
+            "app_key",
+            "received_at",
+            postgresql_include=FAILURE_INCLUDE,
+            postgresql_where=text("NOT delivered"),
+            sqlite_where=text("NOT delivered"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)

@@ -31,22 +31,26 @@ def iso_utc(value: datetime | None) -> str | None:
     """ISO 8601 in UTC with a `Z`, or None."""
     if value is None:
         return None
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    if value.tzinfo is not UTC:  # the store's datetimes already are: skip the conversion
+        value = value.astimezone(UTC)
+    return value.isoformat().replace("+00:00", "Z")
 
 
 def report_item(row: Any) -> dict[str, Any]:
-    """A delivery-report row as the API's item."""
+    """A delivery-report row (columns in `lists.REPORT_COLUMNS` order) as the API's item."""
+    # Positional unpacking: this runs once per record of every page and export.
+    id_, app_key, msg_id, phone, status, delivered, received_at, source, ingested_at = row
     return {
-        "id": row.id,
-        "app_key": row.app_key,
-        "msg_id": row.msg_id,
-        "phone": row.phone,
-        "status": row.status,
-        "status_text": status_text(row.status),
-        "delivered": bool(row.delivered),
-        "received_at": iso_utc(row.received_at),
-        "source": row.source,
-        "ingested_at": iso_utc(row.ingested_at),
+        "id": id_,
+        "app_key": app_key,
+        "msg_id": msg_id,
+        "phone": phone,
+        "status": status,
+        "status_text": status_text(status),
+        "delivered": bool(delivered),
+        "received_at": iso_utc(received_at),
+        "source": source,
+        "ingested_at": iso_utc(ingested_at),
     }
 
 

@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, func, literal_column, select
+from sqlalchemy import ColumnElement, Engine, Row, func, literal_column, select
 from sqlalchemy.orm import Session
 
 from app.models import DeliveryReport, Reply
@@ -79,7 +79,8 @@ def report_walk(report_filter: ReportFilter) -> Walk:
     if f.statuses is not None:
         conditions.append(m.status.in_(f.statuses))
     if f.delivered is not None:
-        conditions.append(m.delivered.is_(f.delivered))
+        # `= false`, not `IS false`: only the equality can use an index on `delivered`.
+        conditions.append(m.delivered == f.delivered)
     if f.source is not None:
         conditions.append(m.source == f.source)
     if f.since is not None:
@@ -112,12 +113,14 @@ def committed_horizon(session: Session, model: ListModel) -> int:
     """
     if session.get_bind().dialect.name != "postgresql":
         return session.scalar(select(func.max(model.id))) or 0
-    # committed_horizon() is created by migration 0002: LOCK ... IN SHARE MODE, then max(id).
-    horizon = session.scalar(
-        select(func.committed_horizon(literal_column(f"'{model.__tablename__}'")))
-    )
+    horizon = session.scalar(_horizon_statement(model))
     session.commit()
     return int(horizon or 0)
+
+
+def _horizon_statement(model: ListModel) -> Any:
+    # committed_horizon() is created by migration 0002: LOCK ... IN SHARE MODE, then max(id).
+    return select(func.committed_horizon(literal_column(f"'{model.__tablename__}'")))
 
 
 def page_statement(walk: Walk, after: int, horizon: int, limit: int) -> Any:
@@ -132,8 +135,18 @@ def page_statement(walk: Walk, after: int, horizon: int, limit: int) -> Any:
 
 def fetch_page(session: Session, walk: Walk, after: int, limit: int) -> Page:
     """Up to `limit` rows after the cursor, below the committed horizon."""
-    horizon = committed_horizon(session, walk.model)
-    rows = list(session.execute(page_statement(walk, after, horizon, limit + 1)).all())
+    bind = session.get_bind()
+    if isinstance(bind, Engine) and bind.dialect.name == "postgresql":
+        # Autocommit: the horizon's lock ends with its own statement, and the page query (READ
+        # COMMITTED, a fresh snapshot) sees every id up to it; no BEGIN/COMMIT round trips.
+        with bind.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            horizon = int(connection.scalar(_horizon_statement(walk.model)) or 0)
+            rows = list(connection.execute(page_statement(walk, after, horizon, limit + 1)))
+    else:
+        horizon = committed_horizon(session, walk.model)
+        # Core execution (the session's connection): plain rows, no ORM loading machinery.
+        statement = page_statement(walk, after, horizon, limit + 1)
+        rows = list(session.connection().execute(statement).all())
     return Page(rows[:limit], len(rows) > limit, horizon)
 
 
@@ -143,7 +156,8 @@ def stream_rows(session: Session, walk: Walk, after: int, horizon: int) -> Itera
     Each chunk is its own short transaction, so a long export holds no lock and no snapshot.
     """
     while True:
-        rows = session.execute(page_statement(walk, after, horizon, STREAM_CHUNK)).all()
+        statement = page_statement(walk, after, horizon, STREAM_CHUNK)
+        rows = session.connection().execute(statement).all()
         session.commit()
         yield from rows
         if len(rows) < STREAM_CHUNK:
