@@ -37,7 +37,8 @@ def iso_utc(value: datetime | None) -> str | None:
 
 
 def report_item(row: Any) -> dict[str, Any]:
-    """A delivery-report row (columns in `lists.REPORT_COLUMNS` order) as the API's item."""
+    """A delivery-report row (columns in `lists.REPORT_COLUMNS` order) as the API's item;
+    times stay aware UTC datetimes until the writer formats them (`_json`, `csv_lines`)."""
     # Positional unpacking: this runs once per record of every page and export.
     id_, app_key, msg_id, phone, status, delivered, received_at, source, ingested_at = row
     return {
@@ -48,9 +49,9 @@ def report_item(row: Any) -> dict[str, Any]:
         "status": status,
         "status_text": status_text(status),
         "delivered": bool(delivered),
-        "received_at": iso_utc(received_at),
+        "received_at": received_at,  # datetimes: JSON and CSV writers format them (iso_utc)
         "source": source,
-        "ingested_at": iso_utc(ingested_at),
+        "ingested_at": ingested_at,
     }
 
 
@@ -61,9 +62,9 @@ def reply_item(row: Any) -> dict[str, Any]:
         "app_key": row.app_key,
         "phone": row.phone,
         "content": row.content,
-        "replied_at": iso_utc(row.replied_at),
+        "replied_at": row.replied_at,
         "source": row.source,
-        "ingested_at": iso_utc(row.ingested_at),
+        "ingested_at": row.ingested_at,
     }
 
 
@@ -90,6 +91,8 @@ def _csv_cell(name: str, value: Any) -> Any:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, datetime):
+        return iso_utc(value)
     # Reply text is typed by the public: keep a spreadsheet from running it as a formula.
     if name == "content" and isinstance(value, str) and value.startswith(_FORMULA_STARTS):
         return "'" + value
