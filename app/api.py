@@ -13,7 +13,7 @@ from app.config import Settings
 from app.db import get_session
 from app.errors import error_response
 from app.openapi import OPENAPI_DOCUMENT
-from app.query import items, lists, params, stats, sync_state
+from app.query import items, lists, params, stats, sync_items
 from app.query.cursor import encode_cursor
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -78,7 +78,7 @@ def sync() -> Response:
     """The sync state of every app and kind."""
     params.reject_any(request.args)
     settings: Settings = current_app.config["SETTINGS"]
-    return _json({"items": sync_state.sync_items(get_session(), settings.jsms_apps)})
+    return _json({"items": sync_items.sync_items(get_session(), settings.jsms_apps)})
 
 
 @bp.get("/openapi.json")

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import CursorResult, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from app.db import insert_on_conflict
 from app.models import PullLease
 
 
@@ -36,8 +36,9 @@ class CallSlot:
 
 def acquire(session: Session, app_key: str, holder: str, now: datetime, ttl: float) -> bool:
     """Take the app's lease if it is free, expired, or already ours. Commits."""
-    insert = (postgresql.insert if _dialect(session) == "postgresql" else sqlite.insert)(PullLease)
-    session.execute(insert.values(app_key=app_key).on_conflict_do_nothing())
+    session.execute(
+        insert_on_conflict(session, PullLease).values(app_key=app_key).on_conflict_do_nothing()
+    )
     taken = _execute(
         session,
         update(PullLease)
@@ -116,7 +117,3 @@ def _execute(session: Session, statement: object) -> int:
     result = session.execute(statement)  # type: ignore[call-overload]
     assert isinstance(result, CursorResult)
     return result.rowcount
-
-
-def _dialect(session: Session) -> str:
-    return session.get_bind().dialect.name

@@ -25,7 +25,7 @@ from app.config import Settings
 from app.db import get_session
 from app.errors import error_response
 from app.models import RawEvent, utcnow
-from app.query import stats, sync_state
+from app.query import stats, sync_items
 from app.query.params import StatsQuery
 
 bp = Blueprint("status", __name__)
@@ -61,7 +61,7 @@ def status_page() -> Response:
     page = render_template(
         "status.html",
         now=now,
-        sync=[_with_age(item, now) for item in sync_state.sync_items(db, settings.jsms_apps)],
+        sync=[_with_age(item, now) for item in sync_items.sync_items(db, settings.jsms_apps)],
         callbacks=_callbacks_last_day(db, now),
         chart=delivery_chart(_daily_rates(db, now), now),
         quarantined=_quarantined(db),
