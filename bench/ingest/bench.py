@@ -139,26 +139,29 @@ class Load:
         return problems
 
 
+def wrk_command(
+    args: argparse.Namespace,
+    port: int,
+    bodies: Path,
+    per_thread: int,
+    duration: float,
+    load_seconds: float,
+) -> list[str]:
+    """wrk sending the prepared signed bodies (callbacks.lua) to the callback URL."""
+    return [
+        "wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{int(duration)}s",
+        "--timeout", "10s", "-s", str(HERE / "callbacks.lua"),
+        f"http://127.0.0.1:{port}{CALLBACK_PATH}", "--", str(bodies), str(per_thread),
+        str(load_seconds),
+    ]  # fmt: skip
+
+
 def run_wrk(
     port: int, bodies: Path, per_thread: int, load_seconds: float, args: argparse.Namespace
 ) -> dict[str, float]:
     """One wrk run; its BENCH_RESULT as a dict. wrk's own -d bounds it whatever happens."""
     budget = (load_seconds or args.count_timeout) + args.drain_seconds
-    command = [
-        "wrk",
-        f"-t{args.threads}",
-        f"-c{args.connections}",
-        f"-d{int(budget)}s",
-        "--timeout",
-        "10s",
-        "-s",
-        str(HERE / "callbacks.lua"),
-        f"http://127.0.0.1:{port}{CALLBACK_PATH}",
-        "--",
-        str(bodies),
-        str(per_thread),
-        str(load_seconds),
-    ]
+    command = wrk_command(args, port, bodies, per_thread, budget, load_seconds)
     out = subprocess.run(command, capture_output=True, text=True, timeout=budget + 60, check=True)
     for line in out.stdout.splitlines():
         if line.startswith("BENCH_RESULT "):
@@ -419,21 +422,7 @@ class Bench:
             start_rows = count_rows(self.db_url)[0]
             samples.append((0, rss_kib(worker)))
             wrk = subprocess.Popen(
-                [
-                    "wrk",
-                    f"-t{a.threads}",
-                    f"-c{a.connections}",
-                    f"-d{a.count_timeout + a.drain_seconds}s",
-                    "--timeout",
-                    "10s",
-                    "-s",
-                    str(HERE / "callbacks.lua"),
-                    f"http://127.0.0.1:{port}{CALLBACK_PATH}",
-                    "--",
-                    str(bodies),
-                    str(per_thread),
-                    "0",
-                ],
+                wrk_command(a, port, bodies, per_thread, a.count_timeout + a.drain_seconds, 0),
                 stdout=subprocess.PIPE,
                 text=True,
             )
