@@ -26,6 +26,8 @@ class Settings(BaseSettings):
     # Retention in days (0 keeps forever); quarantined raw events are always kept.
     raw_event_retention_days: int = Field(default=90, ge=0)
     record_retention_days: int = Field(default=0, ge=0)
+    # Where gunicorn's workers share metric files (gunicorn.conf.py sets one when unset).
+    prometheus_multiproc_dir: str | None = None
     # Signs the status page's session cookie; derived from API_TOKENS when unset.
     secret_key: str | None = None
     log_level: str = "INFO"

@@ -7,10 +7,9 @@ it is right whichever process or dyno did the work.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
-from flask import Blueprint, Response
+from flask import Blueprint, Response, current_app
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -24,6 +23,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
+from app.config import Settings
 from app.db import Database, get_database
 from app.models import PullCallCount, RawEvent, SyncState
 
@@ -102,7 +102,8 @@ class StoreCollector(Collector):
 def metrics() -> Response:
     """The Prometheus text exposition: process metrics aggregated, plus the store's gauges."""
     registry = CollectorRegistry()
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    settings: Settings = current_app.config["SETTINGS"]
+    if settings.prometheus_multiproc_dir:
         multiprocess.MultiProcessCollector(registry)
     else:
         for collector in (CALLBACKS, INGEST_SECONDS, PULL_SECONDS, RECORDS):
