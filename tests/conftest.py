@@ -117,6 +117,14 @@ def runner(app: Flask) -> FlaskCliRunner:
 
 
 @pytest.fixture
+def store(database_url: str) -> Iterator[Database]:
+    """The migrated database through an engine of its own (as a separate process would)."""
+    database = Database(database_url)
+    yield database
+    database.engine.dispose()
+
+
+@pytest.fixture
 def database(app: Flask) -> Database:
     """The app's database, for looking at what was stored."""
     db: Database = app.extensions["database"]

@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from subprocess import Popen
 
 import httpx
 
@@ -84,3 +85,23 @@ def wait_until_up(url: str, process: subprocess.Popen[bytes], timeout: float, lo
             pass
         time.sleep(0.1)
     raise TimeoutError(f"{url} did not come up in {timeout} s")
+
+
+@contextmanager
+def running_jsms(command: str, env: dict[str, str], log_path: Path) -> Iterator[Popen[bytes]]:
+    """`flask --app wsgi jsms <command>` as a process (the clock, a sync pass), output to
+    `log_path`; killed if still running on the way out."""
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [str(BIN / "flask"), "--app", "wsgi", "jsms", command],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            yield process
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait(timeout=30)

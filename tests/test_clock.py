@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,28 +15,9 @@ from app.sync import Puller
 from app.sync_state import SyncPolicy
 from tests.conftest import APPS, FAKE_WINDOW
 from tests.fake_jsms import FakeJsms
+from tests.servers import running_jsms, service_env
 
 APP, SECRET = "app-one", APPS["app-one"]
-REPO = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture
-def store(database_url: str) -> Iterator[Database]:
-    database = Database(database_url)
-    yield database
-    database.engine.dispose()
-
-
-def service_env(database_url: str, fake: FakeJsms) -> dict[str, str]:
-    """The environment a platform would give the `clock` process."""
-    return {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "JSMS_APPS": f"{APP}:{SECRET}",
-        "JSMS_API_BASE_URL": fake.url,
-        "JSMS_RATE_LIMIT_SECONDS": str(FAKE_WINDOW),
-        "LOG_LEVEL": "INFO",
-    }
 
 
 def test_the_clock_only_pulls_kinds_that_are_due(fake_jsms: FakeJsms, store: Database) -> None:
@@ -62,21 +39,17 @@ def test_sigterm_mid_drain_commits_the_batch_in_hand_and_exits_cleanly(
     backlog = 10_000
     fake_jsms.add_reports(APP, backlog)
     log_path = tmp_path / "process.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "flask", "--app", "wsgi", "jsms", command],
-            cwd=REPO,
-            env=service_env(database_url, fake_jsms),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            assert fake_jsms.wait_for_calls(3, timeout=60), log_path.read_text()
-            process.send_signal(signal.SIGTERM)
-            returncode = process.wait(timeout=60)
-        finally:
-            if process.poll() is None:
-                process.kill()
+    env = service_env(
+        database_url,
+        JSMS_APPS=f"{APP}:{SECRET}",
+        JSMS_API_BASE_URL=fake_jsms.url,
+        JSMS_RATE_LIMIT_SECONDS=str(FAKE_WINDOW),
+        LOG_LEVEL="INFO",
+    )
+    with running_jsms(command, env, log_path) as process:
+        assert fake_jsms.wait_for_calls(3, timeout=60), log_path.read_text()
+        process.send_signal(signal.SIGTERM)
+        returncode = process.wait(timeout=60)
     output = log_path.read_text()
 
     assert returncode == 0, output

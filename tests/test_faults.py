@@ -8,11 +8,8 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,7 +23,7 @@ from tests.conftest import APPS, FAKE_WINDOW, postgres_unavailable_reason
 from tests.fake_jsms import FakeJsms
 from tests.jsms_callbacks import report, signed_form
 from tests.postgres_cluster import OwnPostgres
-from tests.servers import BIN, ROOT, running_gunicorn, service_env
+from tests.servers import running_gunicorn, running_jsms, service_env
 
 pytestmark = pytest.mark.slow
 RETRY_EVERY = 0.05
@@ -178,7 +175,7 @@ def test_clock_sigkill_mid_drain_then_restart(
         JSMS_RATE_LIMIT_SECONDS=str(FAKE_WINDOW),
         PULL_LEASE_SECONDS="2",
     )
-    with running_clock(env, tmp_path / "first.log") as first:
+    with running_jsms("clock", env, tmp_path / "first.log") as first:
         assert fake_jsms.wait_for_calls(4, timeout=60)
         first.kill()  # SIGKILL: no handler runs, the lease stays taken
         first.wait(timeout=30)
@@ -191,7 +188,7 @@ def test_clock_sigkill_mid_drain_then_restart(
     assert at_risk <= last_batch, "only the batch in flight may be lost"
     assert len(at_risk) <= 500
 
-    with running_clock(env, tmp_path / "second.log") as second:
+    with running_jsms("clock", env, tmp_path / "second.log") as second:
         deadline = time.monotonic() + 120
         while fake_jsms.pending("app-one", "report") and time.monotonic() < deadline:
             time.sleep(0.2)
@@ -211,21 +208,3 @@ def stored_msg_ids(url: str) -> set[str]:
         ids = set(session.scalars(select(DeliveryReport.msg_id)))
     database.engine.dispose()
     return ids
-
-
-@contextmanager
-def running_clock(env: dict[str, str], log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [str(BIN / "flask"), "--app", "wsgi", "jsms", "clock"],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            yield process
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait(timeout=30)

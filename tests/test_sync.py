@@ -22,14 +22,6 @@ APP, SECRET = "app-one", APPS["app-one"]
 
 
 @pytest.fixture
-def store(database_url: str) -> Iterator[Database]:
-    """The migrated database, as the puller's own engine (as in a separate process)."""
-    database = Database(database_url)
-    yield database
-    database.engine.dispose()
-
-
-@pytest.fixture
 def make_puller(fake_jsms: FakeJsms, store: Database) -> Iterator[Callable[..., Puller]]:
     """Pullers against the fake; each gets its own HTTP client, closed at the end."""
     clients: list[JsmsClient] = []
