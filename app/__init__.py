@@ -6,9 +6,12 @@ from datetime import timedelta
 
 from flask import Flask
 
-from app import api, callbacks, cli, db, errors, health, metrics, status
+from app import callbacks, cli, errors, metrics
 from app.config import Settings, load_settings
 from app.logs import configure_logging
+from app.ops import health, status
+from app.query import api
+from app.store import db
 
 MAX_BODY_BYTES = 1024 * 1024
 

@@ -10,13 +10,13 @@ from flask import Blueprint, Response, current_app, g, jsonify, request
 from werkzeug.datastructures import MultiDict
 
 from app.config import Settings
-from app.db import get_session
 from app.errors import BadInput, Forbidden, NotFound, Unauthenticated
-from app.ingest import RawPayload, ingest
 from app.jsms.records import KNOWN_TYPES, parse_payload
 from app.jsms.signature import find_signer
 from app.metrics import CALLBACKS, INGEST_SECONDS, RECORDS
 from app.network import client_address, is_allowed
+from app.store.db import get_session
+from app.store.ingest import RawPayload, ingest
 
 log = logging.getLogger(__name__)
 bp = Blueprint("callbacks", __name__, url_prefix="/callbacks/jsms")

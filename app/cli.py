@@ -10,17 +10,17 @@ from flask.cli import AppGroup
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
-from app import spool
-from app.clock import run_clock, stop_on_signals
 from app.config import Settings
-from app.db import Database, get_database, upgrade_to_head
-from app.doctor import FAIL, examine, render
-from app.ingest import RawPayload, ingest, reprocess
 from app.jsms.client import KIND_TYPES, KINDS, JsmsClient
-from app.models import RawEvent, utcnow
-from app.retention import purge, retention_policy
-from app.sync import BatchNotStored, PassResult, Puller, StoreUnavailable, parse_pulled
-from app.sync_state import SyncPolicy
+from app.ops.doctor import FAIL, examine, render
+from app.pull import spool
+from app.pull.clock import run_clock, stop_on_signals
+from app.pull.puller import BatchNotStored, PassResult, Puller, StoreUnavailable, parse_pulled
+from app.pull.state import SyncPolicy
+from app.store.db import Database, get_database, upgrade_to_head
+from app.store.ingest import RawPayload, ingest, reprocess
+from app.store.models import RawEvent, utcnow
+from app.store.retention import purge, retention_policy
 
 jsms = AppGroup("jsms", help="jsms-receipts commands.")
 

@@ -24,8 +24,8 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
 from app.config import Settings
-from app.db import Database, get_database
-from app.models import PullCallCount, RawEvent, SyncState
+from app.store.db import Database, get_database
+from app.store.models import PullCallCount, RawEvent, SyncState
 
 CALLBACKS = Counter(
     "jsms_callbacks_total", "Callbacks received, by JSMS type and outcome.", ["type", "outcome"]

@@ -23,10 +23,10 @@ import psycopg
 # Run as a plain script from anywhere: the fake lives in the repository's tests package.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from app.db import Database, upgrade_to_head  # noqa: E402
 from app.jsms.client import JsmsClient  # noqa: E402
-from app.sync import Puller  # noqa: E402
-from app.sync_state import SyncPolicy  # noqa: E402
+from app.pull.puller import Puller  # noqa: E402
+from app.pull.state import SyncPolicy  # noqa: E402
+from app.store.db import Database, upgrade_to_head  # noqa: E402
 from tests.fake_jsms import FakeJsms  # noqa: E402
 
 APP, SECRET = "bench-app", "bench-secret"

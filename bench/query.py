@@ -29,8 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from app import create_app  # noqa: E402
 from app.config import Settings  # noqa: E402
-from app.db import upgrade_to_head  # noqa: E402
 from app.query import lists, params, stats  # noqa: E402
+from app.store.db import upgrade_to_head  # noqa: E402
 
 TOKEN = "bench-token"
 APPS = ("app-alpha", "app-beta", "app-gamma")

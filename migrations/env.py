@@ -8,8 +8,8 @@ from pathlib import Path
 from alembic import context
 
 from app.config import Settings
-from app.db import make_engine
-from app.models import Base
+from app.store.db import make_engine
+from app.store.models import Base
 
 config = context.config
 if config.config_file_name and not config.attributes.get("sqlalchemy_url"):

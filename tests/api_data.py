@@ -9,9 +9,9 @@ from typing import Any
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from app.db import Database
-from app.ingest import RawPayload, ingest
 from app.jsms.records import ParsedBatch, ReplyMessage, Report
+from app.store.db import Database
+from app.store.ingest import RawPayload, ingest
 
 from .conftest import TOKEN
 

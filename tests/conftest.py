@@ -16,8 +16,8 @@ from sqlalchemy import text
 
 from app import create_app
 from app.config import Settings
-from app.db import Database, make_engine, upgrade_to_head
-from app.models import Base
+from app.store.db import Database, make_engine, upgrade_to_head
+from app.store.models import Base
 from tests.fake_jsms import FakeJsms
 
 APPS = {"app-one": "secret-one", "app-two": "secret-two"}

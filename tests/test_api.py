@@ -10,8 +10,8 @@ import pytest
 from flask.testing import FlaskClient
 
 from app import create_app
-from app.db import Database
-from app.models import SyncState
+from app.store.db import Database
+from app.store.models import SyncState
 
 from .api_data import AUTH, at, get, reply, report, store, walk
 from .conftest import TOKEN, make_settings

@@ -9,10 +9,10 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import select, text
 
-from app.db import Database
-from app.ingest import RawPayload, ingest
 from app.jsms.records import ParsedBatch
-from app.models import DeliveryReport
+from app.store.db import Database
+from app.store.ingest import RawPayload, ingest
+from app.store.models import DeliveryReport
 
 from .api_data import get, report, store, walk
 

@@ -11,8 +11,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import event, func, select
 
-from app.db import Database
-from app.models import DeliveryReport, RawEvent, Reply, ReviewResult
+from app.store.db import Database
+from app.store.models import DeliveryReport, RawEvent, Reply, ReviewResult
 from tests.conftest import APPS
 from tests.jsms_callbacks import report, signed_form
 

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from app.db import Database
 from app.jsms.client import JsmsClient
-from app.models import DeliveryReport, PullLease
-from app.sync import Puller
-from app.sync_state import SyncPolicy
+from app.pull.puller import Puller
+from app.pull.state import SyncPolicy
+from app.store.db import Database
+from app.store.models import DeliveryReport, PullLease
 from tests.conftest import APPS, FAKE_WINDOW
 from tests.fake_jsms import FakeJsms
 from tests.servers import running_jsms, service_env

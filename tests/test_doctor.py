@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import command
 
 from app import create_app
-from app.db import alembic_config
+from app.store.db import alembic_config
 from tests.conftest import APPS, make_settings
 from tests.fake_jsms import FakeJsms
 

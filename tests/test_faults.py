@@ -17,8 +17,8 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from app.db import Database, upgrade_to_head
-from app.models import DeliveryReport, RawEvent
+from app.store.db import Database, upgrade_to_head
+from app.store.models import DeliveryReport, RawEvent
 from tests.conftest import APPS, FAKE_WINDOW, postgres_unavailable_reason
 from tests.fake_jsms import FakeJsms
 from tests.jsms_callbacks import report, signed_form

@@ -8,8 +8,8 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from app.db import Database
-from app.models import DeliveryReport, RawEvent
+from app.store.db import Database
+from app.store.models import DeliveryReport, RawEvent
 from tests.conftest import APPS
 from tests.jsms_callbacks import report, signed_form
 from tests.servers import running_gunicorn, service_env

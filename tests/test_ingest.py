@@ -9,11 +9,11 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import func, select, text
 
-from app import db
-from app.db import Database
-from app.ingest import IngestResult, RawPayload, ingest
 from app.jsms.records import parse_payload
-from app.models import DeliveryReport, RawEvent, Reply, ReviewResult
+from app.store import db
+from app.store.db import Database
+from app.store.ingest import IngestResult, RawPayload, ingest
+from app.store.models import DeliveryReport, RawEvent, Reply, ReviewResult
 from tests.conftest import ADMIN_URL, APPS
 from tests.jsms_callbacks import report, signed_form
 

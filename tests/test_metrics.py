@@ -10,10 +10,10 @@ import httpx
 import pytest
 from flask.testing import FlaskClient
 
-from app.db import Database
 from app.jsms.client import JsmsClient
-from app.sync import Puller
-from app.sync_state import SyncPolicy
+from app.pull.puller import Puller
+from app.pull.state import SyncPolicy
+from app.store.db import Database
 from tests.conftest import APPS, FAKE_WINDOW
 from tests.fake_jsms import FakeJsms
 from tests.jsms_callbacks import report, signed_form
@@ -79,7 +79,7 @@ def test_pull_calls_and_records_pulled_come_from_the_store(
     """The clock runs elsewhere (another dyno): web's /metrics reads what it recorded."""
     fake_jsms.add_reports("app-one", 700)
     database = Database(database_url)
-    caplog.set_level(logging.INFO, logger="app.sync")
+    caplog.set_level(logging.INFO, logger="app.pull.puller")
     with JsmsClient(fake_jsms.url) as jsms:
         puller = Puller(database, jsms, SyncPolicy(window=FAKE_WINDOW))
         puller.sync_app("app-one", APPS["app-one"], ["report"])

@@ -7,8 +7,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
-from app.db import alembic_config, make_engine
-from app.models import Base
+from app.store.db import alembic_config, make_engine
+from app.store.models import Base
 
 
 def test_models_match_the_migrated_schema(database_url: str) -> None:

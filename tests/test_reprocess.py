@@ -6,9 +6,9 @@ import pytest
 from flask.testing import FlaskClient, FlaskCliRunner
 from sqlalchemy import func, select
 
-from app.db import Database
 from app.jsms import records
-from app.models import DeliveryReport, RawEvent
+from app.store.db import Database
+from app.store.models import DeliveryReport, RawEvent
 from tests.conftest import APPS
 from tests.jsms_callbacks import report, signed_form
 
@@ -49,10 +49,10 @@ def test_a_batch_the_store_cannot_take_is_spooled_then_stored_by_reprocess(
     from sqlalchemy import event
     from sqlalchemy.exc import OperationalError
 
-    from app import sync
     from app.jsms.client import JsmsClient
-    from app.sync import BatchNotStored, Puller
-    from app.sync_state import SyncPolicy
+    from app.pull import puller as sync
+    from app.pull.puller import BatchNotStored, Puller
+    from app.pull.state import SyncPolicy
     from tests.conftest import FAKE_WINDOW
 
     monkeypatch.setattr(sync, "STORE_RETRY_SECONDS", 0.3)

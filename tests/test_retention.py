@@ -8,10 +8,10 @@ from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
 from sqlalchemy import func, select
 
-from app import retention
-from app.db import Database
-from app.models import DeliveryReport, RawEvent, Reply
-from app.retention import RetentionPolicy, purge
+from app.store import retention
+from app.store.db import Database
+from app.store.models import DeliveryReport, RawEvent, Reply
+from app.store.retention import RetentionPolicy, purge
 from tests.conftest import APPS
 from tests.jsms_callbacks import report, signed_form
 
@@ -73,10 +73,10 @@ def test_purge_command_with_defaults_keeps_records(
 
 
 def test_the_clock_schedules_retention(database: Database) -> None:
-    from app.clock import build_scheduler
     from app.jsms.client import JsmsClient
-    from app.sync import Puller
-    from app.sync_state import SyncPolicy
+    from app.pull.clock import build_scheduler
+    from app.pull.puller import Puller
+    from app.pull.state import SyncPolicy
 
     with JsmsClient("http://127.0.0.1:9") as jsms:
         puller = Puller(database, jsms, SyncPolicy())

@@ -11,8 +11,8 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from app.db import Database
-from app.models import SyncState
+from app.store.db import Database
+from app.store.models import SyncState
 from tests.conftest import APPS, TOKEN
 from tests.jsms_callbacks import report, signed_form
 from tests.servers import running_gunicorn, service_env

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from app.db import Database
 from app.jsms.client import JsmsClient
-from app.models import DeliveryReport, PullLease, RawEvent, Reply, SyncState, utcnow
-from app.sync import Puller, StoreUnavailable
-from app.sync_state import SyncPolicy
+from app.pull.puller import Puller, StoreUnavailable
+from app.pull.state import SyncPolicy
+from app.store.db import Database
+from app.store.models import DeliveryReport, PullLease, RawEvent, Reply, SyncState, utcnow
 from tests.conftest import APPS, FAKE_WINDOW
 from tests.fake_jsms import FakeJsms, synthetic_replies
 

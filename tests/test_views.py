@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from app.db import Database
+from app.store.db import Database
 
 from .api_data import reply, report, store
 

@@ -18,8 +18,8 @@ from typing import Any
 from sqlalchemy import ColumnElement, Engine, Row, func, literal_column, select
 from sqlalchemy.orm import Session
 
-from app.models import DeliveryReport, Reply
 from app.query.params import ReplyFilter, ReportFilter
+from app.store.models import DeliveryReport, Reply
 
 # Rows per query when streaming a whole export.
 STREAM_CHUNK = 1000

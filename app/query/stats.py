@@ -10,9 +10,9 @@ from sqlalchemy import ColumnElement, DateTime, Select, String, func, literal_co
 from sqlalchemy.orm import Session
 
 from app.jsms.codes import DELIVERED
-from app.models import DeliveryReport
 from app.query.items import iso_utc
 from app.query.params import StatsQuery
+from app.store.models import DeliveryReport
 
 # Constants, not bound parameters: the same expression must appear in SELECT and GROUP BY.
 _SQLITE_FORMAT = {"hour": "'%Y-%m-%d %H:00:00'", "day": "'%Y-%m-%d 00:00:00'"}

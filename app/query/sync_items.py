@@ -9,8 +9,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.jsms.codes import ERROR_TEXT
-from app.models import SyncState
 from app.query.items import iso_utc
+from app.store.models import SyncState
 
 KINDS = ("report", "reply")
 

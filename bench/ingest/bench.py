@@ -41,8 +41,8 @@ HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
 sys.path.insert(0, str(ROOT))
 
-from app.db import upgrade_to_head  # noqa: E402
 from app.jsms.signature import sign  # noqa: E402
+from app.store.db import upgrade_to_head  # noqa: E402
 
 APP_KEY, SECRET = "bench-app", "bench-secret"
 CALLBACK_PATH = "/callbacks/jsms"

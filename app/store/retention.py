@@ -13,7 +13,7 @@ from sqlalchemy import ColumnElement, delete, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from app.config import Settings
-from app.models import Base, DeliveryReport, RawEvent, Reply, ReviewResult
+from app.store.models import Base, DeliveryReport, RawEvent, Reply, ReviewResult
 
 BATCH = 1000
 

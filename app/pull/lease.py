@@ -16,8 +16,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import CursorResult, or_, select, update
 from sqlalchemy.orm import Session
 
-from app.db import insert_on_conflict
-from app.models import PullLease
+from app.store.db import insert_on_conflict
+from app.store.models import PullLease
 
 
 def new_holder_id() -> str:

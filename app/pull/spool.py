@@ -8,7 +8,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.models import utcnow
+from app.store.models import utcnow
 
 
 @dataclass(frozen=True, slots=True)

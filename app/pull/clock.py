@@ -20,9 +20,9 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy.exc import SQLAlchemyError
 
-from app.models import utcnow
-from app.retention import RetentionPolicy, purge
-from app.sync import BatchNotStored, Puller, StoreUnavailable
+from app.pull.puller import BatchNotStored, Puller, StoreUnavailable
+from app.store.models import utcnow
+from app.store.retention import RetentionPolicy, purge
 
 log = logging.getLogger(__name__)
 # How often each app's job looks for due work; the sync state says what is due.

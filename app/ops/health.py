@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 
-from app.db import get_database
 from app.errors import DATABASE_UNAVAILABLE, error_response
+from app.store.db import get_database
 
 bp = Blueprint("health", __name__)
 

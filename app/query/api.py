@@ -10,11 +10,11 @@ import orjson
 from flask import Blueprint, Response, current_app, request, stream_with_context
 
 from app.config import Settings
-from app.db import get_session
 from app.errors import error_response
-from app.openapi import OPENAPI_DOCUMENT
 from app.query import items, lists, params, stats, sync_items
 from app.query.cursor import encode_cursor
+from app.query.openapi import OPENAPI_DOCUMENT
+from app.store.db import get_session
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 

@@ -22,13 +22,13 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.config import Settings
-from app.db import get_session
 from app.errors import error_response
-from app.models import RawEvent, utcnow
 from app.query import stats, sync_items
 from app.query.params import StatsQuery
+from app.store.db import get_session
+from app.store.models import RawEvent, utcnow
 
-bp = Blueprint("status", __name__)
+bp = Blueprint("status", __name__, template_folder="templates")
 CHART_DAYS = 14
 
 

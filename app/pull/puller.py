@@ -21,10 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
-from app import lease, spool
-from app.db import Database, insert_on_conflict
 from app.errors import DATABASE_UNAVAILABLE
-from app.ingest import IngestResult, RawPayload, ingest
 from app.jsms.client import (
     KIND_TYPES,
     KINDS,
@@ -35,8 +32,8 @@ from app.jsms.client import (
 )
 from app.jsms.records import ParsedBatch, Rejected, parse_payload
 from app.metrics import PULL_SECONDS
-from app.models import PullCallCount, SyncState, utcnow
-from app.sync_state import (
+from app.pull import lease, spool
+from app.pull.state import (
     SyncPolicy,
     is_due,
     new_state,
@@ -44,6 +41,9 @@ from app.sync_state import (
     record_batch,
     record_failure,
 )
+from app.store.db import Database, insert_on_conflict
+from app.store.ingest import IngestResult, RawPayload, ingest
+from app.store.models import PullCallCount, SyncState, utcnow
 
 log = logging.getLogger(__name__)
 # How long a batch in hand is retried against an unavailable database before giving up

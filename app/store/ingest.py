@@ -24,7 +24,7 @@ from sqlalchemy import text as sql_text
 from sqlalchemy.orm import Session
 
 from app.jsms.records import ParsedBatch, Rejected, ReplyMessage, Report, Review, parse_payload
-from app.models import DeliveryReport, RawEvent, Reply, ReviewResult, utcnow
+from app.store.models import DeliveryReport, RawEvent, Reply, ReviewResult, utcnow
 
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 # Rows per INSERT statement: well under SQLite's 32,766 bound parameters.

@@ -13,7 +13,7 @@ from tenacity import RetryCallState, Retrying, wait_random_exponential
 from app.config import Settings
 from app.jsms.client import JsmsApiError, UpstreamUnavailable
 from app.jsms.codes import ERROR_TEXT
-from app.models import SyncState
+from app.store.models import SyncState
 
 PULL, CALLBACK, PAUSED = "pull", "callback", "paused"
 # Answers that mean "a person must change something": stop pulling, look again rarely.

@@ -10,11 +10,11 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 from app.config import Settings
-from app.db import Database, alembic_config
 from app.errors import DATABASE_UNAVAILABLE
 from app.jsms.client import JsmsClient
-from app.sync import Puller, StoreUnavailable
-from app.sync_state import CALLBACK, PAUSED, SyncPolicy
+from app.pull.puller import Puller, StoreUnavailable
+from app.pull.state import CALLBACK, PAUSED, SyncPolicy
+from app.store.db import Database, alembic_config
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
 

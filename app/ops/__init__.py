@@ -1,0 +1,1 @@
+"""The operator's readers: status page, health probes, `/metrics`, `jsms doctor`."""
