@@ -6,10 +6,10 @@ from datetime import timedelta
 
 from flask import Flask
 
-from app import callbacks, cli, errors, metrics
+from app import callbacks, cli, errors
 from app.config import Settings, load_settings
 from app.logs import configure_logging
-from app.ops import health, status
+from app.ops import health, scrape, status
 from app.query import api
 from app.store import db
 
@@ -36,7 +36,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(health.bp)
     app.register_blueprint(callbacks.bp)
     app.register_blueprint(api.bp)
-    app.register_blueprint(metrics.bp)
+    app.register_blueprint(scrape.bp)
     app.register_blueprint(status.bp)
     cli.register(app)
     return app

@@ -6,10 +6,10 @@ import json
 import logging
 import time
 
-from flask import Blueprint, Response, current_app, g, jsonify, request
+from flask import Blueprint, Response, g, jsonify, request
 from werkzeug.datastructures import MultiDict
 
-from app.config import Settings
+from app.config import get_settings
 from app.errors import BadInput, Forbidden, NotFound, Unauthenticated
 from app.jsms.records import KNOWN_TYPES, parse_payload
 from app.jsms.signature import find_signer
@@ -17,6 +17,7 @@ from app.metrics import CALLBACKS, INGEST_SECONDS, RECORDS
 from app.network import client_address, is_allowed
 from app.store.db import get_session
 from app.store.ingest import RawPayload, ingest
+from app.store.models import Source
 
 log = logging.getLogger(__name__)
 bp = Blueprint("callbacks", __name__, url_prefix="/callbacks/jsms")
@@ -26,7 +27,7 @@ bp = Blueprint("callbacks", __name__, url_prefix="/callbacks/jsms")
 def _start() -> None:
     """Refuse callers outside CALLBACK_ALLOWED_NETWORKS before reading anything."""
     g.callback_started = time.perf_counter()
-    settings: Settings = current_app.config["SETTINGS"]
+    settings = get_settings()
     if settings.callback_allowed_networks:
         address = client_address(request, settings.trusted_proxies)
         if not is_allowed(address, settings.callback_allowed_networks):
@@ -65,15 +66,11 @@ def receive(app_key: str | None) -> Response:
     except (ValueError, RecursionError):  # RecursionError: nesting deeper than json can read
         raise BadInput("the data field is not JSON", "invalid_data") from None
     batch = parse_payload(record_type, payload)
-    raw = RawPayload(signer, "callback", record_type, data, nonce, _as_int(timestamp))
+    raw = RawPayload(signer, Source.CALLBACK, record_type, data, nonce, _as_int(timestamp))
     session = get_session()
-    with INGEST_SECONDS.labels("callback").time():
-        try:
-            result = ingest(session, raw, batch)
-            session.commit()
-        except BaseException:
-            session.rollback()
-            raise
+    with INGEST_SECONDS.labels(Source.CALLBACK).time(), session.begin():
+        result = ingest(session, raw, batch)
+    # Committed: only now may JSMS be told the records are safe.
     g.callback_result = result
     return jsonify(result.as_json())
 
@@ -99,29 +96,23 @@ def _record(response: Response) -> Response:
     if result:
         fields.update(result.as_json())
         kind = type_label.removeprefix("SMS_").lower()
-        RECORDS.labels("callback", kind, "stored").inc(result.stored)
-        RECORDS.labels("callback", kind, "duplicate").inc(result.duplicates)
-        RECORDS.labels("callback", kind, "quarantined").inc(result.quarantined)
+        RECORDS.labels(Source.CALLBACK, kind, "stored").inc(result.stored)
+        RECORDS.labels(Source.CALLBACK, kind, "duplicate").inc(result.duplicates)
+        RECORDS.labels(Source.CALLBACK, kind, "quarantined").inc(result.quarantined)
     log.info("callback", extra=fields)
     return response
 
 
 def _outcome(status: int, quarantined: int) -> str:
+    """The metric and log label: stored or quarantined, else the error code that was raised."""
     if status == 200:
         return "quarantined" if quarantined else "stored"
-    return {
-        400: "bad_request",
-        401: "unauthorized",
-        403: "forbidden",
-        404: "unknown_app",
-        413: "too_large",
-        503: "database_unavailable",
-    }.get(status, "error")
+    return str(g.get("error_code", "error"))
 
 
 def _candidates(app_key: str | None) -> dict[str, str]:
     """The apps a request may be signed by: all of them, or the one its URL names."""
-    settings: Settings = current_app.config["SETTINGS"]
+    settings = get_settings()
     if app_key is None:
         return settings.jsms_apps
     if app_key not in settings.jsms_apps:

@@ -10,16 +10,17 @@ from flask.cli import AppGroup
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
-from app.config import Settings
-from app.jsms.client import KIND_TYPES, KINDS, JsmsClient
+from app.config import Settings, get_settings
+from app.jsms.client import JsmsClient
+from app.jsms.pulled import KINDS, Kind, parse_pulled
 from app.ops.doctor import FAIL, examine, render
 from app.pull import spool
 from app.pull.clock import run_clock, stop_on_signals
-from app.pull.puller import BatchNotStored, PassResult, Puller, StoreUnavailable, parse_pulled
-from app.pull.state import SyncPolicy
+from app.pull.puller import BatchNotStored, Puller, StoreUnavailable
+from app.pull.state import PassOutcome, PassResult, SyncPolicy
 from app.store.db import Database, get_database, upgrade_to_head
 from app.store.ingest import RawPayload, ingest, reprocess
-from app.store.models import RawEvent, utcnow
+from app.store.models import RawEvent, Source, SyncMode, utcnow
 from app.store.retention import purge, retention_policy
 
 jsms = AppGroup("jsms", help="jsms-receipts commands.")
@@ -42,26 +43,27 @@ def reprocess_quarantined(batch_size: int) -> None:
     after = 0
     with get_database().session() as session:
         for batch in spool.waiting(spool_dir()):
-            raw = RawPayload(batch.app_key, "pull", KIND_TYPES[batch.kind], batch.body)
-            result = ingest(session, raw, parse_pulled(batch.kind, batch.body))
-            session.commit()
+            kind = Kind(batch.kind)
+            raw = RawPayload(batch.app_key, Source.PULL, kind.record_type, batch.body)
+            with session.begin():
+                result = ingest(session, raw, parse_pulled(kind, batch.body))
             batch.path.unlink()
             click.echo(f"stored spooled batch {batch.path.name}: {result.as_json()}")
         while True:
-            events = session.scalars(
-                select(RawEvent)
-                .where(RawEvent.quarantined > 0, RawEvent.id > after)
-                .order_by(RawEvent.id)
-                .limit(batch_size)
-            ).all()
+            with session.begin():
+                events = session.scalars(
+                    select(RawEvent)
+                    .where(RawEvent.quarantined > 0, RawEvent.id > after)
+                    .order_by(RawEvent.id)
+                    .limit(batch_size)
+                ).all()
+                for event in events:
+                    result = reprocess(session, event)
+                    totals["events"] += 1
+                    totals["stored"] += result.stored
+                    totals["still_quarantined"] += result.quarantined
             if not events:
                 break
-            for event in events:
-                result = reprocess(session, event)
-                totals["events"] += 1
-                totals["stored"] += result.stored
-                totals["still_quarantined"] += result.quarantined
-            session.commit()
             after = events[-1].id
     click.echo(
         f"reprocessed {totals['events']} quarantined raw events: {totals['stored']} records "
@@ -72,7 +74,7 @@ def reprocess_quarantined(batch_size: int) -> None:
 @jsms.command("purge")
 def purge_expired() -> None:
     """Delete raw events and records older than their retention (the clock does this hourly)."""
-    settings: Settings = current_app.config["SETTINGS"]
+    settings = get_settings()
     with get_database().session() as session:
         deleted = purge(session, retention_policy(settings), utcnow(), max_batches=1_000_000)
     click.echo("deleted " + (", ".join(f"{n} {t}" for t, n in deleted.items()) or "nothing"))
@@ -80,13 +82,13 @@ def purge_expired() -> None:
 
 @jsms.command("sync")
 @click.option("--app-key", help="Only this app (default: every app in JSMS_APPS).")
-@click.option("--kind", type=click.Choice(KINDS), help="Only reports or only replies.")
+@click.option("--kind", type=click.Choice([k.value for k in KINDS]), help="Only reports or only replies.")
 def sync(app_key: str | None, kind: str | None) -> None:
     """One pull pass: drain each app's backlog, store it, print a summary per app and kind."""
-    settings: Settings = current_app.config["SETTINGS"]
+    settings = get_settings()
     apps = _chosen_apps(settings, app_key)
     database = _reachable_database()
-    kinds = [kind] if kind else list(KINDS)
+    kinds = [Kind(kind)] if kind else list(KINDS)
     with JsmsClient(settings.jsms_api_base_url) as client:
         puller = Puller(database, client, SyncPolicy.from_settings(settings), spool=spool_dir())
         with stop_on_signals(puller.stop):
@@ -102,7 +104,7 @@ def sync(app_key: str | None, kind: str | None) -> None:
 @jsms.command("clock")
 def clock() -> None:
     """Run the pull scheduler in the foreground (the `clock` process) until SIGTERM."""
-    settings: Settings = current_app.config["SETTINGS"]
+    settings = get_settings()
     apps = _chosen_apps(settings, None)
     database = _reachable_database()
     with JsmsClient(settings.jsms_api_base_url) as client:
@@ -114,7 +116,7 @@ def clock() -> None:
 def doctor() -> None:
     """Check configuration, database, migrations, upstream and each app's mode; exit 1 on
     any problem."""
-    settings: Settings = current_app.config["SETTINGS"]
+    settings = get_settings()
     findings = list(examine(settings, get_database()))
     click.echo(render(findings))
     if any(f.status == FAIL for f in findings):
@@ -124,7 +126,7 @@ def doctor() -> None:
 def describe(result: PassResult) -> str:
     """One line of `jsms sync` output for an app and kind."""
     line = f"{result.app_key} {result.kind}: {result.outcome.replace('_', ' ')}"
-    if result.outcome == "busy":
+    if result.outcome == PassOutcome.BUSY:
         return line + " (another puller holds this app's lease; it is pulling now)"
     if result.calls:
         line += (
@@ -134,7 +136,8 @@ def describe(result: PassResult) -> str:
         )
     if result.mode:
         line += f"; mode {result.mode}"
-    if result.next_attempt_at and (result.mode != "pull" or result.outcome != "drained"):
+    waiting = result.mode != SyncMode.PULL or result.outcome != PassOutcome.DRAINED
+    if result.next_attempt_at and waiting:
         line += f", next attempt {result.next_attempt_at.isoformat(timespec='seconds')}"
     if result.error:
         line += f"; last error {result.error}"

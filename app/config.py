@@ -6,6 +6,7 @@ import hashlib
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from typing import Annotated
 
+from flask import current_app
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -96,3 +97,9 @@ def load_settings() -> Settings:
             for error in exc.errors()
         )
         raise SystemExit(f"configuration error: {problems}") from None
+
+
+def get_settings() -> Settings:
+    """The current app's settings (as `get_database()` is its database)."""
+    settings: Settings = current_app.config["SETTINGS"]
+    return settings

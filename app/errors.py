@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 
-from flask import Flask, Response, jsonify
+from flask import Flask, Response, g, jsonify
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
@@ -22,9 +22,12 @@ class ServiceError(Exception):
     status = 400
     code = "bad_request"
 
-    def __init__(self, message: str, code: str | None = None) -> None:
+    def __init__(
+        self, message: str, code: str | None = None, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
+        self.headers = headers or {}
         if code:
             self.code = code
 
@@ -74,15 +77,22 @@ def error_response(status: int, code: str, message: str, parameter: str | None =
 
 
 def register(app: Flask) -> None:
-    """Make every error, expected or not, leave as JSON of the contract's shape."""
+    """Make every error, expected or not, leave as JSON of the contract's shape; the code is
+    also left in `g.error_code`, for the metrics and the log line to name it."""
 
     @app.errorhandler(ServiceError)
     def _service_error(exc: ServiceError) -> Response:
-        return error_response(exc.status, exc.code, exc.message, getattr(exc, "parameter", None))
+        g.error_code = exc.code
+        response = error_response(
+            exc.status, exc.code, exc.message, getattr(exc, "parameter", None)
+        )
+        response.headers.update(exc.headers)
+        return response
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:
         code = re.sub(r"[^a-z0-9]+", "_", (exc.name or "error").lower()).strip("_")
+        g.error_code = code
         response = error_response(exc.code or 500, code, exc.description or exc.name)
         if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
             response.headers["Allow"] = ", ".join(exc.valid_methods)
@@ -90,6 +100,7 @@ def register(app: Flask) -> None:
 
     def _database_unavailable(exc: Exception) -> Response:
         log.warning("database unavailable: %s", type(exc).__name__)
+        g.error_code = DatabaseUnavailable.code
         return error_response(503, "database_unavailable", "the database is unavailable; retry")
 
     for exc_class in DATABASE_UNAVAILABLE:
@@ -98,4 +109,5 @@ def register(app: Flask) -> None:
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
         log.exception("unhandled error")
+        g.error_code = "internal_error"
         return error_response(500, "internal_error", "internal error")

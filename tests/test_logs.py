@@ -60,5 +60,5 @@ def test_one_log_line_per_callback(client: FlaskClient, caplog: pytest.LogCaptur
         1,
     )
     assert ok.duration_ms >= 0  # type: ignore[attr-defined]
-    assert (refused.status, refused.outcome) == (401, "unauthorized")  # type: ignore[attr-defined]
+    assert (refused.status, refused.outcome) == (401, "bad_signature")  # type: ignore[attr-defined]
     assert "13800138000" not in caplog.text

@@ -44,7 +44,7 @@ def test_callback_counters_and_store_gauges(client: FlaskClient) -> None:
         return sample(after.text, name, **labels) - sample(before, name, **labels)
 
     assert delta("jsms_callbacks_total", type="SMS_REPORT", outcome="quarantined") == 1
-    assert delta("jsms_callbacks_total", type="-", outcome="unauthorized") == 1
+    assert delta("jsms_callbacks_total", type="-", outcome="bad_signature") == 1
     assert delta("jsms_records_total", source="callback", kind="report", result="stored") == 1
     assert delta("jsms_records_total", source="callback", kind="report", result="quarantined") == 1
     assert delta("jsms_ingest_duration_seconds_count", source="callback") == 1

@@ -5,20 +5,12 @@ Knows HTTP and the upstream's answer shapes; knows nothing about the database or
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
-from app.jsms.records import SMS_REPLY, SMS_REPORT
+from app.jsms.pulled import Kind, PulledBatch, decode_json
 
-# The most records JSMS hands out per call; a batch this size means "there may be more".
-MAX_BATCH = 500
-# What each pull kind is called upstream, and the record type its items carry.
-KIND_PATHS = {"report": "/v1/report", "reply": "/v1/reply"}
-KIND_TYPES = {"report": SMS_REPORT, "reply": SMS_REPLY}
-KINDS = tuple(KIND_PATHS)
 DEFAULT_TIMEOUT = httpx.Timeout(15.0, connect=5.0)
 
 
@@ -41,37 +33,6 @@ class UpstreamUnavailable(Exception):
         self.http_status = http_status
 
 
-@dataclass(frozen=True, slots=True)
-class PulledBatch:
-    """One successful pull: the body as received and, when it is JSON, what it decoded to.
-
-    `decode_error` is set (and `data` is None) when a 200 body is not JSON: the records in it
-    were still handed out, so the caller must keep the body.
-    """
-
-    body_text: str
-    data: Any
-    decode_error: str | None = None
-
-    @classmethod
-    def from_body(cls, body: str) -> PulledBatch:
-        """A batch from its body as received (e.g. read back from the spool)."""
-        data, decode_error = _decode(body)
-        return cls(body, data, decode_error)
-
-    @property
-    def item_count(self) -> int:
-        """How many items the upstream handed out (0 when the body could not be decoded)."""
-        if self.decode_error is not None or self.data is None:
-            return 0
-        return len(self.data) if isinstance(self.data, list) else 1
-
-    @property
-    def is_full(self) -> bool:
-        """A full batch: the backlog may hold more, pull again when the window allows."""
-        return self.item_count >= MAX_BATCH
-
-
 class JsmsClient:
     """A pooled HTTP client for the receipt API; one per process, closed when done."""
 
@@ -88,20 +49,20 @@ class JsmsClient:
             headers={"Accept": "application/json", "User-Agent": "jsms-receipts"},
         )
 
-    def pull(self, app_key: str, secret: str, kind: str) -> PulledBatch:
+    def pull(self, app_key: str, secret: str, kind: Kind) -> PulledBatch:
         """Fetch the next batch of `kind` (report | reply) for one app.
 
         Raises `JsmsApiError` for a JSMS error answer, `UpstreamUnavailable` for anything else
         that is not a 200.
         """
         try:
-            response = self._http.get(KIND_PATHS[kind], auth=(app_key, secret))
+            response = self._http.get(Kind(kind).path, auth=(app_key, secret))
         except httpx.TimeoutException as exc:
             raise UpstreamUnavailable(f"timed out: {type(exc).__name__}") from exc
         except httpx.TransportError as exc:
             raise UpstreamUnavailable(f"network error: {type(exc).__name__}: {exc}") from exc
         body = response.text
-        data, decode_error = _decode(body)
+        data, decode_error = decode_json(body)
         error = _jsms_error(data)
         if error is not None:
             raise JsmsApiError(error[0], error[1], response.status_code)
@@ -120,14 +81,6 @@ class JsmsClient:
 
     def __exit__(self, *_exc: object) -> None:
         self.close()
-
-
-def _decode(body: str) -> tuple[Any, str | None]:
-    """The JSON a body holds, or None and why it is not JSON."""
-    try:
-        return json.loads(body), None
-    except ValueError as exc:
-        return None, f"body is not JSON: {exc}"
 
 
 def _jsms_error(data: Any) -> tuple[int, str] | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import httpx
@@ -12,9 +12,11 @@ from alembic.script import ScriptDirectory
 from app.config import Settings
 from app.errors import DATABASE_UNAVAILABLE
 from app.jsms.client import JsmsClient
+from app.jsms.pulled import Kind
 from app.pull.puller import Puller, StoreUnavailable
-from app.pull.state import CALLBACK, PAUSED, SyncPolicy
+from app.pull.state import PassOutcome, SyncPolicy
 from app.store.db import Database, alembic_config
+from app.store.models import SyncMode
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
 
@@ -29,13 +31,15 @@ class Finding:
     fix: str = ""
 
 
-def examine(settings: Settings, database: Database) -> Iterator[Finding]:
-    """Every check, in order; later checks are skipped when an earlier one makes them moot."""
-    yield from _configuration(settings)
-    database_ok = yield from _database(database)
-    upstream_ok = yield from _upstream(settings)
-    if database_ok and upstream_ok:
-        yield from _apps(settings, database)
+def examine(settings: Settings, database: Database) -> list[Finding]:
+    """Every check, in order; the apps are probed only when the database and upstream are fine."""
+    findings = list(_configuration(settings))
+    store = _database(database)
+    upstream = _upstream(settings)
+    findings += store + upstream
+    if all(f.status == OK for f in store + upstream):
+        findings += _apps(settings, database)
+    return findings
 
 
 def _configuration(settings: Settings) -> Iterator[Finding]:
@@ -61,47 +65,49 @@ def _configuration(settings: Settings) -> Iterator[Finding]:
         )
 
 
-def _database(database: Database) -> Generator[Finding, None, bool]:
+def _database(database: Database) -> list[Finding]:
+    """Reachable, and at the newest migration."""
     try:
         database.ping()
     except DATABASE_UNAVAILABLE as exc:
-        yield Finding(
-            "database",
-            FAIL,
-            f"unreachable ({type(exc).__name__})",
-            "check DATABASE_URL and that the server is up",
-        )
-        return False
-    yield Finding("database", OK, f"reachable ({database.engine.url.get_backend_name()})")
+        return [
+            Finding(
+                "database",
+                FAIL,
+                f"unreachable ({type(exc).__name__})",
+                "check DATABASE_URL and that the server is up",
+            )
+        ]
+    reachable = Finding("database", OK, f"reachable ({database.engine.url.get_backend_name()})")
     with database.engine.connect() as connection:
         current = set(MigrationContext.configure(connection).get_current_heads())
     head = set(ScriptDirectory.from_config(alembic_config(database.url)).get_heads())
     if current == head:
-        yield Finding("migrations", OK, f"at head ({', '.join(sorted(head))})")
-        return True
-    yield Finding(
+        return [reachable, Finding("migrations", OK, f"at head ({', '.join(sorted(head))})")]
+    behind = Finding(
         "migrations",
         FAIL,
         f"at {', '.join(sorted(current)) or 'nothing'}, head is {', '.join(sorted(head))}",
         "run: flask --app wsgi jsms migrate",
     )
-    return False
+    return [reachable, behind]
 
 
-def _upstream(settings: Settings) -> Generator[Finding, None, bool]:
+def _upstream(settings: Settings) -> list[Finding]:
+    """The upstream's base URL answers at all."""
     url = settings.jsms_api_base_url
     try:
         httpx.get(url, timeout=5)
     except httpx.HTTPError as exc:
-        yield Finding(
-            "upstream",
-            FAIL,
-            f"{url} unreachable ({type(exc).__name__})",
-            "check JSMS_API_BASE_URL and outbound network access",
-        )
-        return False
-    yield Finding("upstream", OK, f"{url} answers")
-    return True
+        return [
+            Finding(
+                "upstream",
+                FAIL,
+                f"{url} unreachable ({type(exc).__name__})",
+                "check JSMS_API_BASE_URL and outbound network access",
+            )
+        ]
+    return [Finding("upstream", OK, f"{url} answers")]
 
 
 def _apps(settings: Settings, database: Database) -> Iterator[Finding]:
@@ -111,7 +117,7 @@ def _apps(settings: Settings, database: Database) -> Iterator[Finding]:
         puller = Puller(database, client, SyncPolicy.from_settings(settings))
         for app_key, secret in settings.jsms_apps.items():
             try:
-                [result] = puller.sync_app(app_key, secret, ["report"], max_calls=1)
+                [result] = puller.sync_app(app_key, secret, [Kind.REPORT], max_calls=1)
             except StoreUnavailable as exc:
                 yield Finding(f"app {app_key}", FAIL, str(exc), "see the database check")
                 continue
@@ -124,15 +130,15 @@ def _app_finding(
     app_key: str, outcome: str, mode: str | None, error: str | None, items: int
 ) -> Finding:
     name = f"app {app_key}"
-    if outcome == "busy":
+    if outcome == PassOutcome.BUSY:
         return Finding(name, OK, "another puller (the clock) is pulling it right now")
-    if mode == CALLBACK:
+    if mode == SyncMode.CALLBACK:
         return Finding(
             name,
             OK,
             f"callback mode: JSMS posts receipts to the callback URL (pulling answers {error})",
         )
-    if mode == PAUSED:
+    if mode == SyncMode.PAUSED:
         return Finding(
             name,
             FAIL,
@@ -140,7 +146,7 @@ def _app_finding(
             "check the app key and master secret in JSMS_APPS, and the account "
             "and SMS service in the JSMS console",
         )
-    if outcome == "failed":
+    if outcome == PassOutcome.FAILED:
         return Finding(
             name,
             FAIL,
@@ -148,7 +154,7 @@ def _app_finding(
             "check the upstream's status; see the status page for the next attempt",
         )
     detail = "pull mode" + (f", {items} record(s) pulled and stored" if items else "")
-    if outcome == "not_due":
+    if outcome == PassOutcome.NOT_DUE:
         detail += " (not probed now: waiting for its next attempt)"
     return Finding(name, OK, detail)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 
-from app.errors import DATABASE_UNAVAILABLE, error_response
+from app.errors import DATABASE_UNAVAILABLE, DatabaseUnavailable
 from app.store.db import get_database
 
 bp = Blueprint("health", __name__)
@@ -22,5 +22,5 @@ def readyz() -> Response:
     try:
         get_database().ping()
     except DATABASE_UNAVAILABLE:
-        return error_response(503, "database_unavailable", "the database is unreachable")
+        raise DatabaseUnavailable("the database is unreachable") from None
     return jsonify({"status": "ok", "database": "ok"})

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask import (
     Blueprint,
     Response,
-    current_app,
     make_response,
     redirect,
     render_template,
@@ -21,8 +18,9 @@ from flask import (
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.config import Settings
-from app.errors import error_response
+from app.auth import digest_is_known, token_digest, token_is_valid
+from app.config import Settings, get_settings
+from app.errors import Unauthenticated
 from app.query import stats, sync_items
 from app.query.params import StatsQuery
 from app.store.db import get_session
@@ -38,22 +36,15 @@ def short_time(iso: str | None) -> str:
     return iso[:16].replace("T", " ") if iso else ""
 
 
-def token_digest(token: str) -> str:
-    """What the session cookie keeps instead of the token itself."""
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
-
-
 def _signed_in(settings: Settings) -> bool:
     """The cookie names a token that is still configured (revoking a token signs it out)."""
-    held = str(session.get("token_digest", ""))
-    matches = [hmac.compare_digest(held, token_digest(t)) for t in settings.api_tokens]
-    return bool(held) and any(matches)
+    return digest_is_known(str(session.get("token_digest", "")), settings.api_tokens)
 
 
 @bp.get("/")
 def status_page() -> Response:
     """The status page, or the way to the login form."""
-    settings: Settings = current_app.config["SETTINGS"]
+    settings = get_settings()
     if not _signed_in(settings):
         return redirect(url_for("status.login_form"))  # type: ignore[return-value]
     now = utcnow()
@@ -80,12 +71,11 @@ def login_form() -> str:
 @bp.post("/login")
 def login() -> Response:
     """Sign in with an API token; the cookie keeps its digest, signed."""
-    settings: Settings = current_app.config["SETTINGS"]
+    settings = get_settings()
     token = request.form.get("token", "").strip()
-    matches = [hmac.compare_digest(token.encode(), t.encode()) for t in settings.api_tokens]
-    if not token or not any(matches):
+    if not token_is_valid(token, settings.api_tokens):
         if not request.accept_mimetypes.accept_html:
-            return error_response(401, "unauthorized", "that token is not accepted")
+            raise Unauthenticated("that token is not accepted")
         page = render_template("login.html", error="That token is not accepted.")
         return make_response(page, 401)
     session.clear()

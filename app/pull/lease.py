@@ -3,6 +3,8 @@
 Both are enforced with conditional UPDATEs, atomic on SQLite (one writer at a time) and on
 PostgreSQL (a row lock, with the WHERE clause re-checked after waiting for it), so several
 `clock` processes and a `jsms sync` beside them can never call one app within its window.
+
+Every function here writes inside the caller's transaction; the puller owns each unit of work.
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ class CallSlot:
 
 
 def acquire(session: Session, app_key: str, holder: str, now: datetime, ttl: float) -> bool:
-    """Take the app's lease if it is free, expired, or already ours. Commits."""
+    """Take the app's lease if it is free, expired, or already ours (in the caller's
+    transaction)."""
     session.execute(
         insert_on_conflict(session, PullLease).values(app_key=app_key).on_conflict_do_nothing()
     )
@@ -52,7 +55,6 @@ def acquire(session: Session, app_key: str, holder: str, now: datetime, ttl: flo
         )
         .values(holder=holder, expires_at=now + timedelta(seconds=ttl)),
     )
-    session.commit()
     return taken == 1
 
 
@@ -61,8 +63,8 @@ def claim_call(
 ) -> CallSlot:
     """Record a call at `now` if we hold the lease and the window has passed; renews the lease.
 
-    The caller adds its own writes to this transaction and commits before calling upstream, so
-    the call is on record before it is made (a crash mid-call still respects the window).
+    The caller adds its own writes to this transaction and commits it before calling upstream,
+    so the call is on record before it is made (a crash mid-call still respects the window).
     """
     claimed = _execute(
         session,
@@ -82,7 +84,6 @@ def claim_call(
     row = session.execute(
         select(PullLease.holder, PullLease.last_call_at).where(PullLease.app_key == app_key)
     ).one_or_none()
-    session.rollback()
     if row is None or row.holder != holder:
         return CallSlot(granted=False, lease_lost=True)
     return CallSlot(granted=False, not_before=row.last_call_at + timedelta(seconds=window))
@@ -103,13 +104,11 @@ def record_answer(session: Session, app_key: str, holder: str, answered_at: date
 
 def release(session: Session, app_key: str, holder: str) -> None:
     """Give the lease back (keeping `last_call_at`, which the next holder must respect)."""
-    session.rollback()
     session.execute(
         update(PullLease)
         .where(PullLease.app_key == app_key, PullLease.holder == holder)
         .values(holder=None, expires_at=None)
     )
-    session.commit()
 
 
 def _execute(session: Session, statement: object) -> int:

@@ -1,8 +1,11 @@
 """Pulling receipts: a pass per app drains each due kind, through the one ingest path.
 
-A pass holds the app's lease (`app/lease.py`), records every call in the database before making
-it, never calls within the upstream's window, and stores each batch in one transaction right
-after it arrives, so that a batch handed out by JSMS is either committed or still in hand.
+A pass holds the app's lease (`lease.py`), records every call in the database before making it,
+never calls within the upstream's window, and stores each batch in one transaction right after
+it arrives, so that a batch handed out by JSMS is either committed or still in hand.
+
+The puller owns every transaction: each unit of work below is one `with session.begin():`
+block, and nothing it calls commits or rolls back.
 """
 
 from __future__ import annotations
@@ -11,7 +14,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
 from pathlib import Path
@@ -22,28 +24,26 @@ from sqlalchemy.orm import Session
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from app.errors import DATABASE_UNAVAILABLE
-from app.jsms.client import (
-    KIND_TYPES,
-    KINDS,
-    JsmsApiError,
-    JsmsClient,
-    PulledBatch,
-    UpstreamUnavailable,
-)
-from app.jsms.records import ParsedBatch, Rejected, parse_payload
+from app.jsms.client import JsmsApiError, JsmsClient, UpstreamUnavailable
+from app.jsms.pulled import KINDS, Kind, PulledBatch
+from app.jsms.records import ParsedBatch, Rejected
 from app.metrics import PULL_SECONDS
 from app.pull import lease, spool
 from app.pull.state import (
+    PassOutcome,
+    PassResult,
     SyncPolicy,
+    call_result,
+    count_call,
     is_due,
-    new_state,
+    load_state,
     record_attempt,
     record_batch,
     record_failure,
 )
-from app.store.db import Database, insert_on_conflict
+from app.store.db import Database
 from app.store.ingest import IngestResult, RawPayload, ingest
-from app.store.models import PullCallCount, SyncState, utcnow
+from app.store.models import Source, SyncState, utcnow
 
 log = logging.getLogger(__name__)
 # How long a batch in hand is retried against an unavailable database before giving up
@@ -65,41 +65,6 @@ class Slot(Enum):
     GRANTED = "granted"
     STOPPED = "stopped"
     LEASE_LOST = "lease_lost"
-
-
-@dataclass(slots=True)
-class PassResult:
-    """What one pass did for one app and kind, and the state it left behind."""
-
-    app_key: str
-    kind: str
-    outcome: str  # drained | failed | not_due | busy | stopped | lease_lost
-    calls: int = 0
-    items: int = 0
-    stored: int = 0
-    duplicates: int = 0
-    quarantined: int = 0
-    mode: str | None = None
-    next_attempt_at: datetime | None = None
-    error: str | None = None
-
-    def add(self, batch: PulledBatch, ingested: IngestResult | None) -> None:
-        """Count a stored batch (None: an empty answer, nothing to store)."""
-        self.items += batch.item_count
-        if ingested is None:
-            return
-        self.stored += ingested.stored
-        self.duplicates += ingested.duplicates
-        self.quarantined += ingested.quarantined
-
-    def snapshot(self, state: SyncState | None) -> PassResult:
-        """Copy the state's mode, next attempt and error into the result."""
-        if state is not None:
-            self.mode = state.mode
-            self.next_attempt_at = state.next_attempt_at
-            if self.outcome == "failed" or state.mode != "pull":
-                self.error = f"{state.last_error_code or '-'}: {state.last_error_message}"
-        return self
 
 
 class Puller:
@@ -127,23 +92,21 @@ class Puller:
         # app → when our last call's answer came in (monotonic, and wall clock for the database)
         self._last_answer: dict[str, tuple[float, datetime]] = {}
 
-    def due_kinds(self, app_key: str, kinds: Iterable[str] = KINDS) -> list[str]:
+    def due_kinds(self, app_key: str, kinds: Iterable[Kind] = KINDS) -> list[Kind]:
         """The kinds the clock should pull for this app now."""
         now = self.now()
-        with self.database.session() as session:
+        with self.database.session() as session, session.begin():
             states = {
                 s.kind: s
                 for s in session.scalars(select(SyncState).where(SyncState.app_key == app_key))
             }
-            due = [k for k in kinds if is_due(states.get(k), now, on_schedule=True)]
-            session.rollback()
-        return due
+            return [k for k in kinds if is_due(states.get(k), now, on_schedule=True)]
 
     def sync_app(
         self,
         app_key: str,
         secret: str,
-        kinds: Iterable[str] = KINDS,
+        kinds: Iterable[Kind] = KINDS,
         *,
         on_schedule: bool = False,
         max_calls: int | None = None,
@@ -153,16 +116,17 @@ class Puller:
 
         Raises `StoreUnavailable` when the database cannot be written (then nothing was pulled).
         """
-        kinds = list(kinds)
+        kinds = [Kind(k) for k in kinds]
         with self.database.session() as session:
             try:
-                taken = lease.acquire(
-                    session, app_key, self.holder, self.now(), self.policy.lease_ttl
-                )
+                with session.begin():
+                    taken = lease.acquire(
+                        session, app_key, self.holder, self.now(), self.policy.lease_ttl
+                    )
             except DATABASE_UNAVAILABLE as exc:
                 raise StoreUnavailable(f"cannot take the lease for {app_key}: {exc}") from exc
             if not taken:
-                return [PassResult(app_key, kind, "busy") for kind in kinds]
+                return [PassResult(app_key, kind, PassOutcome.BUSY) for kind in kinds]
             try:
                 return [
                     self._pass(session, app_key, secret, k, on_schedule, max_calls) for k in kinds
@@ -175,44 +139,42 @@ class Puller:
         session: Session,
         app_key: str,
         secret: str,
-        kind: str,
+        kind: Kind,
         on_schedule: bool,
         max_calls: int | None = None,
     ) -> PassResult:
         """Drain one kind: pull while batches come back full, as often as the window allows."""
-        state = session.get(SyncState, (app_key, kind))
-        if not is_due(state, self.now(), on_schedule=on_schedule):
-            session.rollback()
-            return PassResult(app_key, kind, "not_due").snapshot(state)
-        if state is None:
-            state = new_state(app_key, kind)
-            session.add(state)
-        result = PassResult(app_key, kind, "drained")
+        with session.begin():
+            state = session.get(SyncState, (app_key, kind))
+            if not is_due(state, self.now(), on_schedule=on_schedule):
+                return PassResult(app_key, kind, PassOutcome.NOT_DUE).snapshot(state)
+        result = PassResult(app_key, kind, PassOutcome.DRAINED)
         while True:
-            slot = self._wait_for_slot(session, app_key, state)
+            slot = self._wait_for_slot(session, app_key, kind)
             if slot is not Slot.GRANTED:
-                result.outcome = slot.value
+                result.outcome = PassOutcome(slot.value)
                 break
             result.calls += 1
             started = time.perf_counter()
             try:
                 batch = self.client.pull(app_key, secret, kind)
             except (JsmsApiError, UpstreamUnavailable) as exc:
-                self._record_failure(session, state, exc, self._answered(app_key))
-                _log_call(state, call_result(exc), started)
-                result.outcome = "failed"
+                mode = self._record_failure(session, app_key, kind, exc, self._answered(app_key))
+                _log_call(app_key, kind, mode, call_result(exc), started)
+                result.outcome = PassOutcome.FAILED
                 break
             answered_at = self._answered(app_key)
-            ingested = self._store(session, app_key, kind, state, batch, answered_at)
-            _log_call(state, "ok", started, batch.item_count, ingested)
-            result.add(batch, ingested)
+            ingested, mode = self._store(session, app_key, kind, batch, answered_at)
+            _log_call(app_key, kind, mode, "ok", started, batch.item_count, ingested)
+            result.add(batch.item_count, ingested)
             if not batch.is_full or result.calls == max_calls:
                 break
         log.info(
             "pull app=%s kind=%s outcome=%s calls=%d items=%d stored=%d",
             app_key, kind, result.outcome, result.calls, result.items, result.stored,
         )  # fmt: skip
-        return result.snapshot(state)
+        with session.begin():
+            return result.snapshot(session.get(SyncState, (app_key, kind)))
 
     def _answered(self, app_key: str) -> datetime:
         """Note that a call's answer is in: the upstream saw the call before this moment."""
@@ -220,7 +182,7 @@ class Puller:
         self._last_answer[app_key] = (time.monotonic(), answered_at)
         return answered_at
 
-    def _wait_for_slot(self, session: Session, app_key: str, state: SyncState) -> Slot:
+    def _wait_for_slot(self, session: Session, app_key: str, kind: Kind) -> Slot:
         """Put the next call on record (committed) for the moment the window opens, then wait.
 
         Claiming ahead of time keeps the database's latency out of the gap between calls; the
@@ -228,25 +190,15 @@ class Puller:
         """
         spacing = self.policy.window + self.policy.call_margin
         while not self.stop.is_set():
-            # Spacing our calls from the previous *answer* (not the previous send) means that
-            # no network latency can make two calls look closer than the window upstream.
-            opens, planned = time.monotonic(), self.now()
-            last = self._last_answer.get(app_key)
-            if last is not None:
-                opens = last[0] + spacing
-                planned += timedelta(seconds=max(0.0, opens - time.monotonic()))
-                # Never before the instant the database holds, or the claim would be refused.
-                planned = max(planned, last[1] + timedelta(seconds=spacing))
+            opens, planned = self._next_opening(app_key, spacing)
             try:
-                slot = lease.claim_call(
-                    session, app_key, self.holder, planned, spacing, self.policy.lease_ttl
-                )
-                if slot.granted:
-                    record_attempt(state, planned)
-                    session.add(state)
-                    session.commit()
+                with session.begin():
+                    slot = lease.claim_call(
+                        session, app_key, self.holder, planned, spacing, self.policy.lease_ttl
+                    )
+                    if slot.granted:
+                        record_attempt(load_state(session, app_key, kind), planned)
             except DATABASE_UNAVAILABLE as exc:
-                session.rollback()
                 raise StoreUnavailable(f"cannot record a call for {app_key}: {exc}") from exc
             if slot.granted:
                 stopped = self.stop.wait(max(0.0, opens - time.monotonic()))
@@ -256,22 +208,32 @@ class Puller:
             self.stop.wait(max(0.001, (slot.not_before - self.now()).total_seconds()))
         return Slot.STOPPED
 
+    def _next_opening(self, app_key: str, spacing: float) -> tuple[float, datetime]:
+        """When (monotonic) our next call may go out, and that instant on the database's clock.
+
+        Spacing our calls from the previous *answer* (not the previous send) means that no
+        network latency can make two calls look closer than the window upstream.
+        """
+        opens, planned = time.monotonic(), self.now()
+        last = self._last_answer.get(app_key)
+        if last is not None:
+            opens = last[0] + spacing
+            planned += timedelta(seconds=max(0.0, opens - time.monotonic()))
+            # Never before the instant the database holds, or the claim would be refused.
+            planned = max(planned, last[1] + timedelta(seconds=spacing))
+        return opens, planned
+
     def _store(
-        self,
-        session: Session,
-        app_key: str,
-        kind: str,
-        state: SyncState,
-        batch: PulledBatch,
-        answered_at: datetime,
-    ) -> IngestResult | None:
-        """Store the raw batch, its records and the new state in one transaction, now.
+        self, session: Session, app_key: str, kind: Kind, batch: PulledBatch, answered_at: datetime
+    ) -> tuple[IngestResult | None, str]:
+        """Store the raw batch, its records and the new state in one transaction, now; retried
+        while the database is unavailable, then spooled. Returns what was stored and the mode.
 
         An empty answer stores no raw event (the clock polls idle apps every minute); only the
-        state records the successful call. Returns None then.
+        state records the successful call (the result is None then).
         """
-        raw = RawPayload(app_key, "pull", KIND_TYPES[kind], batch.body_text)
-        parsed = _parse(kind, batch)
+        raw = RawPayload(app_key, Source.PULL, kind.record_type, batch.body_text)
+        parsed = batch.records(kind)
         try:
             for attempt in Retrying(
                 retry=retry_if_exception_type(DATABASE_UNAVAILABLE),
@@ -279,88 +241,66 @@ class Puller:
                 stop=stop_after_delay(STORE_RETRY_SECONDS),
                 reraise=True,
             ):
-                with attempt:
-                    return self._commit_batch(session, raw, parsed, state, batch, answered_at)
+                with attempt, session.begin():
+                    ingested = None
+                    if batch.item_count or batch.decode_error is not None:
+                        ingested = _ingest_or_quarantine(session, raw, parsed)
+                    state = load_state(session, app_key, kind)
+                    record_batch(state, batch.item_count, batch.is_full, answered_at, self.policy)
+                    count_call(session, state, "ok")
+                    lease.record_answer(session, app_key, self.holder, answered_at)
+                    return ingested, state.mode
         except SQLAlchemyError as exc:
-            session.rollback()
-            if self.spool is None:
-                log.error("pulled batch NOT STORED app=%s kind=%s error=%s body=%s",
-                          app_key, kind, exc, batch.body_text)  # fmt: skip
-            else:
-                path = spool.save(self.spool, app_key, kind, batch.body_text)
-                log.error("pulled batch NOT STORED app=%s kind=%s error=%s: kept in %s until "
-                          "`jsms reprocess`", app_key, kind, exc, path)  # fmt: skip
+            self._keep_unstored(app_key, kind, batch, exc)
             raise BatchNotStored(f"{app_key} {kind}: {exc}") from exc
         raise AssertionError("unreachable: Retrying either returns or raises")
 
-    def _commit_batch(
-        self,
-        session: Session,
-        raw: RawPayload,
-        parsed: ParsedBatch,
-        state: SyncState,
-        batch: PulledBatch,
-        answered_at: datetime,
-    ) -> IngestResult | None:
-        """One attempt at the batch's transaction; a batch the store rejects is kept raw."""
-        session.rollback()
-        ingested = None
-        if batch.item_count or batch.decode_error is not None:
-            ingested = _ingest_or_quarantine(session, raw, parsed)
-        record_batch(state, batch.item_count, batch.is_full, answered_at, self.policy)
-        count_call(session, state, "ok")
-        lease.record_answer(session, state.app_key, self.holder, answered_at)
-        session.add(state)
-        session.commit()
-        return ingested
+    def _keep_unstored(
+        self, app_key: str, kind: Kind, batch: PulledBatch, error: SQLAlchemyError
+    ) -> None:
+        """The last copy of a batch the store would not take: the spool, else the error log."""
+        if self.spool is None:
+            log.error("pulled batch NOT STORED app=%s kind=%s error=%s body=%s",
+                      app_key, kind, error, batch.body_text)  # fmt: skip
+            return
+        path = spool.save(self.spool, app_key, kind, batch.body_text)
+        log.error("pulled batch NOT STORED app=%s kind=%s error=%s: kept in %s until "
+                  "`jsms reprocess`", app_key, kind, error, path)  # fmt: skip
 
     def _record_failure(
         self,
         session: Session,
-        state: SyncState,
+        app_key: str,
+        kind: Kind,
         error: JsmsApiError | UpstreamUnavailable,
         answered_at: datetime,
-    ) -> None:
-        """Put the upstream's refusal on record (nothing was handed out)."""
-        log.warning("pull app=%s kind=%s failed: %s", state.app_key, state.kind, error)
+    ) -> str | None:
+        """Put the upstream's refusal on record (nothing was handed out); returns the mode."""
+        log.warning("pull app=%s kind=%s failed: %s", app_key, kind, error)
         try:
-            record_failure(state, error, answered_at, self.policy)
-            count_call(session, state, call_result(error))
-            lease.record_answer(session, state.app_key, self.holder, answered_at)
-            session.add(state)
-            session.commit()
+            with session.begin():
+                state = load_state(session, app_key, kind)
+                record_failure(state, error, answered_at, self.policy)
+                count_call(session, state, call_result(error))
+                lease.record_answer(session, app_key, self.holder, answered_at)
+                return state.mode
         except DATABASE_UNAVAILABLE:
-            session.rollback()
-            log.warning("could not record the failure for %s %s", state.app_key, state.kind)
+            log.warning("could not record the failure for %s %s", app_key, kind)
+            return None
 
     def _release(self, session: Session, app_key: str) -> None:
         """Give the lease back; if the database is gone, it expires by itself."""
         try:
-            lease.release(session, app_key, self.holder)
+            with session.begin():
+                lease.release(session, app_key, self.holder)
         except DATABASE_UNAVAILABLE:
             log.warning("could not release the lease for %s; it will expire", app_key)
 
 
-def call_result(error: JsmsApiError | UpstreamUnavailable) -> str:
-    """The label of a failed call: the JSMS error code, or `unavailable` when none came back."""
-    return str(error.code) if isinstance(error, JsmsApiError) else "unavailable"
-
-
-def count_call(session: Session, state: SyncState, result: str) -> None:
-    """Add one to the calls that got this answer (in the caller's transaction)."""
-    stmt = insert_on_conflict(session, PullCallCount).values(
-        app_key=state.app_key, kind=state.kind, result=result, calls=1
-    )
-    session.execute(
-        stmt.on_conflict_do_update(
-            index_elements=["app_key", "kind", "result"],
-            set_={"calls": PullCallCount.calls + 1},
-        )
-    )
-
-
 def _log_call(
-    state: SyncState,
+    app_key: str,
+    kind: Kind,
+    mode: str | None,
     result: str,
     started: float,
     items: int = 0,
@@ -369,35 +309,21 @@ def _log_call(
     """One JSON log line per upstream call."""
     counts = ingested.as_json() if ingested else {"stored": 0, "duplicates": 0, "quarantined": 0}
     seconds = time.perf_counter() - started
-    PULL_SECONDS.labels(state.kind, result).observe(seconds)
+    PULL_SECONDS.labels(kind, result).observe(seconds)
     log.info("pull call", extra={
-        "event": "pull_call", "app_key": state.app_key, "kind": state.kind, "result": result,
-        "items": items, **counts, "duration_ms": round(seconds * 1000, 2), "mode": state.mode,
+        "event": "pull_call", "app_key": app_key, "kind": kind, "result": result,
+        "items": items, **counts, "duration_ms": round(seconds * 1000, 2), "mode": mode,
     })  # fmt: skip
 
 
 def _ingest_or_quarantine(session: Session, raw: RawPayload, parsed: ParsedBatch) -> IngestResult:
     """Ingest the batch; if the store refuses its records, keep the body raw and quarantined."""
     try:
-        return ingest(session, raw, parsed)
+        with session.begin_nested():  # a SAVEPOINT: a refusal undoes only this batch's rows
+            return ingest(session, raw, parsed)
     except DATABASE_UNAVAILABLE:
         raise
     except SQLAlchemyError as exc:
         # Records the store refuses must not cost us the batch: keep it raw, quarantined.
-        session.rollback()
         reason = f"the batch could not be stored as records: {type(exc).__name__}"
         return ingest(session, raw, ParsedBatch(rejected=[Rejected(0, None, reason)]))
-
-
-def parse_pulled(kind: str, body: str) -> ParsedBatch:
-    """Records from a pulled body as it was received (a spooled batch)."""
-    return _parse(kind, PulledBatch.from_body(body))
-
-
-def _parse(kind: str, batch: PulledBatch) -> ParsedBatch:
-    """Records from a pulled batch; a body that is not JSON becomes one quarantined item."""
-    if batch.decode_error is not None:
-        return ParsedBatch(rejected=[Rejected(0, batch.body_text[:200], batch.decode_error)])
-    if batch.data == []:
-        return ParsedBatch()
-    return parse_payload(KIND_TYPES[kind], batch.data)

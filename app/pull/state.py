@@ -1,21 +1,25 @@
 """How each upstream answer changes an app's sync state: mode, errors, next attempt.
 
-Pure functions over a `SyncState` row and a time; `app/sync.py` calls them and commits.
+Pure functions over a `SyncState` row and a time; the puller calls them inside its own
+transactions.
 """
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 
-from tenacity import RetryCallState, Retrying, wait_random_exponential
+from sqlalchemy.orm import Session
 
 from app.config import Settings
 from app.jsms.client import JsmsApiError, UpstreamUnavailable
 from app.jsms.codes import ERROR_TEXT
-from app.store.models import SyncState
+from app.store.db import insert_on_conflict
+from app.store.ingest import IngestResult
+from app.store.models import PullCallCount, SyncMode, SyncState
 
-PULL, CALLBACK, PAUSED = "pull", "callback", "paused"
 # Answers that mean "a person must change something": stop pulling, look again rarely.
 PAUSING_CODES = frozenset({50001, 50002, 50008, 50016, 50018, 50301})
 PULL_OUT_OF_FREQUENCY = 50201
@@ -49,11 +53,65 @@ class SyncPolicy:
         return min(0.1, max(0.002, self.window * 0.01))
 
 
-def new_state(app_key: str, kind: str) -> SyncState:
-    """The state of an app and kind never pulled before."""
-    return SyncState(
-        app_key=app_key, kind=kind, mode=PULL, consecutive_failures=0, records_pulled=0
-    )
+class PassOutcome(StrEnum):
+    """How one pass for one app and kind ended."""
+
+    DRAINED = "drained"  # pulled until a short batch
+    FAILED = "failed"  # the upstream refused or did not answer
+    NOT_DUE = "not_due"  # waiting for its next attempt (callback mode, paused, backoff)
+    BUSY = "busy"  # another puller holds the app's lease
+    STOPPED = "stopped"  # SIGTERM: the batch in hand was committed
+    LEASE_LOST = "lease_lost"  # the lease expired under us and someone else took it
+
+
+@dataclass(slots=True)
+class PassResult:
+    """What one pass did for one app and kind, and the state it left behind."""
+
+    app_key: str
+    kind: str
+    outcome: PassOutcome
+    calls: int = 0
+    items: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    quarantined: int = 0
+    mode: str | None = None
+    next_attempt_at: datetime | None = None
+    error: str | None = None
+
+    def add(self, items: int, ingested: IngestResult | None) -> None:
+        """Count a stored batch (None: an empty answer, nothing to store)."""
+        self.items += items
+        if ingested is None:
+            return
+        self.stored += ingested.stored
+        self.duplicates += ingested.duplicates
+        self.quarantined += ingested.quarantined
+
+    def snapshot(self, state: SyncState | None) -> PassResult:
+        """Copy the state's mode, next attempt and error into the result."""
+        if state is not None:
+            self.mode = state.mode
+            self.next_attempt_at = state.next_attempt_at
+            if self.outcome == PassOutcome.FAILED or state.mode != SyncMode.PULL:
+                self.error = f"{state.last_error_code or '-'}: {state.last_error_message}"
+        return self
+
+
+def load_state(session: Session, app_key: str, kind: str) -> SyncState:
+    """The app and kind's state row, added (in the caller's transaction) if it has none yet."""
+    state = session.get(SyncState, (app_key, kind))
+    if state is None:
+        state = SyncState(
+            app_key=app_key,
+            kind=kind,
+            mode=SyncMode.PULL,
+            consecutive_failures=0,
+            records_pulled=0,
+        )
+        session.add(state)
+    return state
 
 
 def is_due(state: SyncState | None, now: datetime, *, on_schedule: bool) -> bool:
@@ -64,7 +122,7 @@ def is_due(state: SyncState | None, now: datetime, *, on_schedule: bool) -> bool
     """
     if state is None or state.next_attempt_at is None:
         return True
-    if state.mode != PULL or state.consecutive_failures > 0 or on_schedule:
+    if state.mode != SyncMode.PULL or state.consecutive_failures > 0 or on_schedule:
         return state.next_attempt_at <= now
     return True
 
@@ -78,7 +136,7 @@ def record_batch(
     state: SyncState, items: int, more: bool, now: datetime, policy: SyncPolicy
 ) -> None:
     """A batch arrived and is being stored: the app pulls, and is healthy."""
-    state.mode = PULL
+    state.mode = SyncMode.PULL
     state.last_success_at = now
     state.consecutive_failures = 0
     state.records_pulled = (state.records_pulled or 0) + items
@@ -98,31 +156,45 @@ def record_failure(
         state.next_attempt_at = now + timedelta(seconds=policy.window)
         return
     if code == PULL_NOT_ALLOWED:
-        state.mode = CALLBACK
+        state.mode = SyncMode.CALLBACK
         state.consecutive_failures = 0
         state.next_attempt_at = now + timedelta(seconds=policy.callback_reprobe)
         return
     if code in PAUSING_CODES or (
         isinstance(error, JsmsApiError) and error.http_status < 500 and code != 50019
     ):
-        state.mode = PAUSED
+        state.mode = SyncMode.PAUSED
         state.consecutive_failures += 1
         state.next_attempt_at = now + timedelta(seconds=policy.paused_retry)
         return
-    state.mode = PULL
+    state.mode = SyncMode.PULL
     state.consecutive_failures += 1
     delay = backoff_seconds(state.consecutive_failures, policy)
     state.next_attempt_at = now + timedelta(seconds=delay)
 
 
+def count_call(session: Session, state: SyncState, result: str) -> None:
+    """Add one to the calls that got this answer (in the caller's transaction)."""
+    stmt = insert_on_conflict(session, PullCallCount).values(
+        app_key=state.app_key, kind=state.kind, result=result, calls=1
+    )
+    session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["app_key", "kind", "result"],
+            set_={"calls": PullCallCount.calls + 1},
+        )
+    )
+
+
+def call_result(error: JsmsApiError | UpstreamUnavailable) -> str:
+    """The label of a failed call: the JSMS error code, or `unavailable` when none came back."""
+    return str(error.code) if isinstance(error, JsmsApiError) else "unavailable"
+
+
 def backoff_seconds(failures: int, policy: SyncPolicy) -> float:
     """Full-jitter exponential backoff: a random wait in [window, window·2^(failures-1)], capped."""
-    wait = wait_random_exponential(
-        multiplier=policy.window, min=policy.window, max=policy.backoff_max
-    )
-    retry_state = RetryCallState(Retrying(), None, (), {})
-    retry_state.attempt_number = max(1, failures)
-    return float(wait(retry_state))
+    ceiling = min(policy.backoff_max, policy.window * 2 ** min(max(1, failures) - 1, 64))
+    return random.uniform(policy.window, max(policy.window, ceiling))
 
 
 def _message(error: JsmsApiError | UpstreamUnavailable) -> str:

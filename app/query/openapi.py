@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from app.jsms.pulled import KINDS
 from app.query.params import BUCKETS, DEFAULT_LIMIT, MAX_LIMIT, SOURCES
+from app.store.models import SyncMode
 
 JSON = "application/json"
 UTC_TIME = {"type": "string", "format": "date-time", "description": "ISO 8601, UTC, with Z"}
@@ -199,8 +201,8 @@ SCHEMAS: dict[str, Any] = {
         "type": "object",
         "properties": {
             "app_key": {"type": "string"},
-            "kind": {"type": "string", "enum": ["report", "reply"]},
-            "mode": {"type": "string", "enum": ["pull", "callback", "paused"]},
+            "kind": {"type": "string", "enum": [k.value for k in KINDS]},
+            "mode": {"type": "string", "enum": [m.value for m in SyncMode]},
             "configured": {"type": "boolean"},
             "last_attempt_at": {**UTC_TIME, "type": ["string", "null"]},
             "last_success_at": {**UTC_TIME, "type": ["string", "null"]},

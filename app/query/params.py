@@ -15,11 +15,12 @@ from werkzeug.datastructures import MultiDict
 
 from app.errors import InvalidParameter
 from app.query.cursor import decode_cursor
+from app.store.models import Source
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 MAX_STATUSES = 50
-SOURCES = ("callback", "pull")
+SOURCES = tuple(s.value for s in Source)
 FORMATS = ("json", "csv")
 BUCKETS = ("hour", "day")
 _EPOCH_MS = re.compile(r"[0-9]{1,15}")

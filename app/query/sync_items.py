@@ -9,10 +9,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.jsms.codes import ERROR_TEXT
+from app.jsms.pulled import KINDS
 from app.query.items import iso_utc
-from app.store.models import SyncState
-
-KINDS = ("report", "reply")
+from app.store.models import SyncMode, SyncState
 
 
 def sync_items(session: Session, configured_apps: Iterable[str]) -> list[dict[str, Any]]:
@@ -49,7 +48,7 @@ def _never_attempted(app_key: str, kind: str) -> dict[str, Any]:
     return {
         "app_key": app_key,
         "kind": kind,
-        "mode": "pull",
+        "mode": SyncMode.PULL,
         "configured": True,
         "last_attempt_at": None,
         "last_success_at": None,

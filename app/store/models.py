@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from enum import StrEnum
 
 from sqlalchemy import (
     BigInteger,
@@ -55,6 +56,21 @@ class UTCDateTime(TypeDecorator[datetime]):
 FAILURE_INCLUDE = ["id", "msg_id", "phone", "status", "delivered", "source", "ingested_at"]
 
 
+class Source(StrEnum):
+    """How a record reached us (`source` in every record table and in `raw_events`)."""
+
+    CALLBACK = "callback"
+    PULL = "pull"
+
+
+class SyncMode(StrEnum):
+    """How an app's receipts of one kind reach us (`sync_state.mode`)."""
+
+    PULL = "pull"  # the clock pulls them
+    CALLBACK = "callback"  # JSMS posts them (pulling answers 50202); probed again now and then
+    PAUSED = "paused"  # a person must fix something (auth, account, IP list); retried rarely
+
+
 def utcnow() -> datetime:
     """Now, as an aware UTC datetime."""
     return datetime.now(UTC)
@@ -75,7 +91,7 @@ class RawEvent(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     app_key: Mapped[str] = mapped_column(String(64))
-    source: Mapped[str] = mapped_column(String(16))  # callback | pull
+    source: Mapped[str] = mapped_column(String(16))  # a Source
     type: Mapped[str] = mapped_column(String(64))  # SMS_REPORT, SMS_REPLY, … as sent
     payload: Mapped[str] = mapped_column(Text)  # the callback's `data`, or the pulled JSON body
     nonce: Mapped[str | None] = mapped_column(String(64))
@@ -183,7 +199,7 @@ class SyncState(Base):
 
     app_key: Mapped[str] = mapped_column(String(64), primary_key=True)
     kind: Mapped[str] = mapped_column(String(16), primary_key=True)
-    mode: Mapped[str] = mapped_column(String(16), default="pull")  # pull | callback | paused
+    mode: Mapped[str] = mapped_column(String(16), default=SyncMode.PULL)  # a SyncMode
     last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_success_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_error_code: Mapped[int | None] = mapped_column(Integer)

@@ -34,7 +34,7 @@ def retention_policy(settings: Settings) -> RetentionPolicy:
 def purge(
     session: Session, policy: RetentionPolicy, now: datetime, max_batches: int = 100
 ) -> dict[str, int]:
-    """Delete expired rows, committing every BATCH rows so no long lock is held.
+    """Delete expired rows, one transaction per BATCH rows so no long lock is held.
     Returns the rows deleted per table (a later run continues where this one stopped)."""
     deleted: dict[str, int] = {}
     if policy.raw_event_days:
@@ -64,12 +64,13 @@ def _purge(
     total = 0
     identity = model.id  # type: ignore[attr-defined]
     for _ in range(max_batches):
-        ids = session.scalars(
-            select(identity).where(column < cutoff, *conditions).order_by(identity).limit(BATCH)
-        ).all()
+        with session.begin():  # one transaction per batch: no long lock on the table
+            ids = session.scalars(
+                select(identity).where(column < cutoff, *conditions).order_by(identity).limit(BATCH)
+            ).all()
+            if ids:
+                session.execute(delete(model).where(identity.in_(ids)))
         if not ids:
             break
-        session.execute(delete(model).where(identity.in_(ids)))
-        session.commit()
         total += len(ids)
     return total

@@ -1,0 +1,84 @@
+"""`GET /metrics`: the Prometheus exposition, right across gunicorn's workers and the clock.
+
+Counters and histograms come from every process (`app/metrics.py`); what is true of the store
+(sync state, quarantine, pull calls) is read from the database at scrape time, so it is right
+whichever process or dyno did the work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from flask import Blueprint, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+from sqlalchemy import func, select
+
+from app.config import get_settings
+from app.metrics import PROCESS_METRICS
+from app.store.db import Database, get_database
+from app.store.models import PullCallCount, RawEvent, SyncState
+
+bp = Blueprint("metrics", __name__)
+
+
+class StoreCollector(Collector):
+    """Gauges read from the database at scrape time."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    def collect(self) -> Iterator[Metric]:
+        last_success = GaugeMetricFamily(
+            "jsms_sync_last_success_timestamp_seconds",
+            "When the last successful pull ended, per app and kind.",
+            labels=["app_key", "kind"],
+        )
+        mode = GaugeMetricFamily(
+            "jsms_sync_mode",
+            "1 for the current mode of each app and kind.",
+            labels=["app_key", "kind", "mode"],
+        )
+        quarantined = GaugeMetricFamily(
+            "jsms_quarantined_events", "Raw events holding records that could not be normalized."
+        )
+        calls = CounterMetricFamily(
+            "jsms_pull_calls",
+            "Upstream pull calls by app, kind and result (ok, JSMS code, unavailable).",
+            labels=["app_key", "kind", "result"],
+        )
+        pulled = CounterMetricFamily(
+            "jsms_records_pulled",
+            "Records handed out by the upstream, per app and kind.",
+            labels=["app_key", "kind"],
+        )
+        with self.database.session() as session:
+            for state in session.scalars(select(SyncState)):
+                mode.add_metric([state.app_key, state.kind, state.mode], 1)
+                pulled.add_metric([state.app_key, state.kind], state.records_pulled)
+                if state.last_success_at:
+                    last_success.add_metric(
+                        [state.app_key, state.kind], state.last_success_at.timestamp()
+                    )
+            for row in session.scalars(select(PullCallCount)):
+                calls.add_metric([row.app_key, row.kind, row.result], row.calls)
+            count = session.scalar(
+                select(func.count()).select_from(RawEvent).where(RawEvent.quarantined > 0)
+            )
+        quarantined.add_metric([], count or 0)
+        yield from (last_success, mode, quarantined, calls, pulled)
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    """The Prometheus text exposition: process metrics aggregated, plus the store's gauges."""
+    registry = CollectorRegistry()
+    if get_settings().prometheus_multiproc_dir:
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        for collector in PROCESS_METRICS:
+            registry.register(collector)
+    registry.register(StoreCollector(get_database()))
+    return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
