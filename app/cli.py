@@ -82,7 +82,9 @@ def purge_expired() -> None:
 
 @jsms.command("sync")
 @click.option("--app-key", help="Only this app (default: every app in JSMS_APPS).")
-@click.option("--kind", type=click.Choice([k.value for k in KINDS]), help="Only reports or only replies.")
+@click.option(
+    "--kind", type=click.Choice([k.value for k in KINDS]), help="Only reports or only replies."
+)
 def sync(app_key: str | None, kind: str | None) -> None:
     """One pull pass: drain each app's backlog, store it, print a summary per app and kind."""
     settings = get_settings()

@@ -31,9 +31,13 @@ class MaskPhones(logging.Filter):
         return True
 
 
+class JsonLineHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The service's own handler: one JSON object per record, phones masked."""
+
+
 def json_handler() -> logging.Handler:
     """A stdout handler writing one JSON object per record, phones masked."""
-    handler = logging.StreamHandler(sys.stdout)
+    handler = JsonLineHandler(sys.stdout)
     handler.setFormatter(
         JsonFormatter(
             "{asctime}{levelname}{name}{message}",
@@ -49,10 +53,8 @@ def json_handler() -> logging.Handler:
 def configure_logging(level: str) -> None:
     """Send the service's logs (and gunicorn's, when under it) to stdout as JSON lines."""
     root = logging.getLogger()
-    if not any(getattr(h, "_jsms", False) for h in root.handlers):
-        handler = json_handler()
-        handler._jsms = True  # type: ignore[attr-defined]
-        root.addHandler(handler)
+    if not any(isinstance(h, JsonLineHandler) for h in root.handlers):
+        root.addHandler(json_handler())
     root.setLevel(level.upper())
 
 
