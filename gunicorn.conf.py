@@ -10,6 +10,7 @@ if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
 
 from prometheus_client import multiprocess  # noqa: E402
 
+from app.config import EPHEMERAL_STORE_FIX, load_settings  # noqa: E402
 from app.logs import gunicorn_logconfig  # noqa: E402
 
 bind = f"0.0.0.0:{os.environ.get('PORT', '5000')}"
@@ -32,8 +33,12 @@ access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(B)s %(M)sms'
 
 
 def on_starting(server: object) -> None:
-    """Start from no metric files: counters restart with the master. Only prometheus's own
-    files are removed, whatever else the directory holds."""
+    """Refuse to serve from a store the platform will wipe; then start from no metric files:
+    counters restart with the master. Only prometheus's own files are removed, whatever else
+    the directory holds."""
+    problem = load_settings().ephemeral_store_problem()
+    if problem:
+        raise SystemExit(f"refusing to start web: {problem}; {EPHEMERAL_STORE_FIX}")
     directory = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
     directory.mkdir(parents=True, exist_ok=True)
     for kind in ("counter", "gauge", "histogram", "summary"):

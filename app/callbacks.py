@@ -7,6 +7,7 @@ import logging
 import time
 
 from flask import Blueprint, Response, g, jsonify, request
+from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.datastructures import MultiDict
 
 from app.config import get_settings
@@ -15,11 +16,15 @@ from app.jsms.records import KNOWN_TYPES, parse_payload
 from app.jsms.signature import find_signer
 from app.metrics import CALLBACKS, INGEST_SECONDS, RECORDS
 from app.network import client_address, is_allowed
-from app.store.db import get_session
+from app.store.alarms import count_refusal
+from app.store.db import get_database, get_session
 from app.store.ingest import RawPayload, ingest
-from app.store.models import Source
+from app.store.models import Source, utcnow
 
 log = logging.getLogger(__name__)
+# Refusals JSMS answers with a retry (and that are JSMS's, not a stranger's missing signature):
+# counted durably, because the retries run out ~13 h after the first attempt.
+COUNTED_REFUSALS = {"bad_signature", "database_unavailable"}
 bp = Blueprint("callbacks", __name__, url_prefix="/callbacks/jsms")
 
 
@@ -100,7 +105,30 @@ def _record(response: Response) -> Response:
         RECORDS.labels(Source.CALLBACK, kind, "duplicate").inc(result.duplicates)
         RECORDS.labels(Source.CALLBACK, kind, "quarantined").inc(result.quarantined)
     log.info("callback", extra=fields)
+    _count_refusal(response, type_label.removeprefix("SMS_").lower())
     return response
+
+
+def _count_refusal(response: Response, kind: str) -> None:
+    """Count a refusal JSMS will retry, against the app that signed it or the app its URL
+    names ("" on the shared URL, where a bad signature names none). Best effort: with the
+    database down, the 503 itself cannot be counted (the metrics and /readyz still show it)."""
+    reason = str(g.get("error_code", ""))
+    if reason not in COUNTED_REFUSALS:
+        return
+    app_key = g.get("callback_app") or (request.view_args or {}).get("app_key") or ""
+    if kind == "-":
+        kind = _kind_of(request.form.get("type", ""))
+    try:
+        with get_database().session() as session, session.begin():
+            count_refusal(session, app_key, kind, reason, utcnow())
+    except SQLAlchemyError as exc:
+        log.warning("refused callback not counted: %s", type(exc).__name__)
+
+
+def _kind_of(record_type: str) -> str:
+    """`SMS_REPORT` → `report`; anything unknown → `other`."""
+    return record_type.removeprefix("SMS_").lower() if record_type in KNOWN_TYPES else "other"
 
 
 def _outcome(status: int, quarantined: int) -> str:

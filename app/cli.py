@@ -10,7 +10,7 @@ from flask.cli import AppGroup
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
-from app.config import Settings, get_settings
+from app.config import EPHEMERAL_STORE_FIX, Settings, get_settings
 from app.jsms.client import JsmsClient
 from app.jsms.pulled import KINDS, Kind, parse_pulled
 from app.ops.doctor import FAIL, examine, render
@@ -21,6 +21,7 @@ from app.pull.state import PassOutcome, PassResult, SyncPolicy
 from app.store.db import Database, get_database, upgrade_to_head
 from app.store.ingest import RawPayload, ingest, reprocess
 from app.store.models import RawEvent, Source, SyncMode, utcnow
+from app.store.readonly import READABLE_TABLES, READABLE_VIEWS, GrantRefused, grant_readonly
 from app.store.retention import purge, retention_policy
 
 jsms = AppGroup("jsms", help="jsms-receipts commands.")
@@ -29,6 +30,7 @@ jsms = AppGroup("jsms", help="jsms-receipts commands.")
 @jsms.command("migrate")
 def migrate() -> None:
     """Bring the database schema to the newest migration (safe to run on every deploy)."""
+    _refuse_ephemeral_store("release")
     database = get_database()
     upgrade_to_head(database.url)
     click.echo("database schema is at head")
@@ -107,11 +109,32 @@ def sync(app_key: str | None, kind: str | None) -> None:
 def clock() -> None:
     """Run the pull scheduler in the foreground (the `clock` process) until SIGTERM."""
     settings = get_settings()
+    _refuse_ephemeral_store("clock")
     apps = _chosen_apps(settings, None)
     database = _reachable_database()
     with JsmsClient(settings.jsms_api_base_url) as client:
         puller = Puller(database, client, SyncPolicy.from_settings(settings), spool=spool_dir())
         run_clock(puller, apps, retention_policy(settings))
+
+
+@jsms.command("grant-readonly")
+@click.argument("role")
+def grant_readonly_role(role: str) -> None:
+    """Let ROLE (an existing PostgreSQL role, for a BI tool) read the record tables and views
+    and nothing else; safe to repeat (and to rerun after an upgrade adds a view)."""
+    database = get_database()
+    if database.engine.dialect.name != "postgresql":
+        raise click.ClickException(
+            "grant-readonly is for PostgreSQL; this database is SQLite, which has no roles: "
+            "give the BI tool a read-only copy of the file, or move to PostgreSQL (DATABASE_URL)"
+        )
+    try:
+        with database.engine.begin() as connection:
+            schema = grant_readonly(connection, role)
+    except GrantRefused as exc:
+        raise click.ClickException(str(exc)) from None
+    readable = ", ".join(READABLE_TABLES + READABLE_VIEWS)
+    click.echo(f"role {role} may read, in schema {schema}: {readable}; nothing else")
 
 
 @jsms.command("doctor")
@@ -155,6 +178,14 @@ def _chosen_apps(settings: Settings, app_key: str | None) -> dict[str, str]:
     if app_key not in settings.jsms_apps:
         raise click.BadParameter(f"{app_key!r} is not in JSMS_APPS", param_hint="--app-key")
     return {app_key: settings.jsms_apps[app_key]}
+
+
+def _refuse_ephemeral_store(process: str) -> None:
+    """Stop (exit 1) before touching a SQLite file the platform will wipe."""
+    settings = get_settings()
+    problem = settings.ephemeral_store_problem()
+    if problem:
+        raise click.ClickException(f"refusing to start {process}: {problem}; {EPHEMERAL_STORE_FIX}")
 
 
 def _reachable_database() -> Database:

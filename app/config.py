@@ -10,6 +10,12 @@ from flask import current_app
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+# What to do about `Settings.ephemeral_store_problem`.
+EPHEMERAL_STORE_FIX = (
+    "add a database: heroku addons:create heroku-postgresql (it sets DATABASE_URL), "
+    "or set DATABASE_URL to a PostgreSQL URL"
+)
+
 
 class Settings(BaseSettings):
     """Typed settings from the environment (and `.env` in development)."""
@@ -36,6 +42,9 @@ class Settings(BaseSettings):
     callback_allowed_networks: Annotated[tuple[IPv4Network | IPv6Network, ...], NoDecode] = ()
     # Proxies whose X-Forwarded-For is believed (the platform's router); others' is ignored.
     trusted_proxies: Annotated[tuple[IPv4Network | IPv6Network, ...], NoDecode] = ()
+    # Set by Heroku-style platforms on every dyno (`web.1`, `clock.1`, `release.1234`): its disk
+    # does not outlive the process, so the SQLite default must not be used there.
+    dyno: str | None = None
 
     @field_validator("jsms_apps", mode="before")
     @classmethod
@@ -76,6 +85,16 @@ class Settings(BaseSettings):
             return self.secret_key
         material = "\n".join(sorted(self.api_tokens)) or "no tokens: nobody can sign in"
         return hashlib.sha256(f"jsms-receipts session\n{material}".encode()).hexdigest()
+
+    def ephemeral_store_problem(self) -> str | None:
+        """Why a process must not start here, or None: on a dyno without DATABASE_URL the
+        SQLite default would sit on a disk that is wiped at the next restart."""
+        if not self.dyno or self.database_url:
+            return None
+        return (
+            f"DYNO is set ({self.dyno}) but DATABASE_URL is not: the SQLite default would live "
+            "on this dyno's ephemeral disk and every receipt would be lost at its next restart"
+        )
 
     def sqlalchemy_url(self, instance_path: str) -> str:
         """The database URL to connect to, with Heroku's `postgres://` and the default resolved."""

@@ -40,7 +40,9 @@ def test_broken_setup_says_what_to_fix(database_url: str, fake_jsms: FakeJsms) -
     assert "[FAIL] app app-one: paused: 50002" in result.output
     assert "[FAIL] app app-two: paused: 50301" in result.output
     assert "fix: check the app key and master secret" in result.output
-    assert "2 problem(s) found" in result.output
+    # Paused and never pulled: each app's receipts are at risk too (tests/test_at_risk.py).
+    assert "[FAIL] at risk: app-one report: never pulled successfully" in result.output
+    assert "4 problem(s) found" in result.output
 
 
 def test_unreachable_database_and_upstream(database_url: str) -> None:

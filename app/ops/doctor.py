@@ -9,14 +9,15 @@ import httpx
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from app.config import Settings
+from app.config import EPHEMERAL_STORE_FIX, Settings
 from app.errors import DATABASE_UNAVAILABLE
 from app.jsms.client import JsmsClient
 from app.jsms.pulled import Kind
+from app.ops.risk import receipts_at_risk
 from app.pull.puller import Puller, StoreUnavailable
 from app.pull.state import PassOutcome, SyncPolicy
 from app.store.db import Database, alembic_config
-from app.store.models import SyncMode
+from app.store.models import SyncMode, utcnow
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
 
@@ -32,13 +33,16 @@ class Finding:
 
 
 def examine(settings: Settings, database: Database) -> list[Finding]:
-    """Every check, in order; the apps are probed only when the database and upstream are fine."""
-    findings = list(_configuration(settings))
+    """Every check, in order; the apps are probed only when the database and upstream are fine,
+    and the receipts at risk read only from a database at head."""
+    findings = [*_configuration(settings), *_durable_store(settings)]
     store = _database(database)
     upstream = _upstream(settings)
     findings += store + upstream
     if all(f.status == OK for f in store + upstream):
         findings += _apps(settings, database)
+    if all(f.status == OK for f in store):
+        findings += _receipts_at_risk(settings, database)
     return findings
 
 
@@ -63,6 +67,23 @@ def _configuration(settings: Settings) -> Iterator[Finding]:
             "none: the query API and status page refuse everyone",
             "set API_TOKENS=<long random token>[,…]",
         )
+
+
+def _durable_store(settings: Settings) -> Iterator[Finding]:
+    """On a dyno, the SQLite default would be wiped at the next restart: the processes refuse
+    to start, and this says so."""
+    problem = settings.ephemeral_store_problem()
+    if problem:
+        yield Finding("durable store", FAIL, problem, EPHEMERAL_STORE_FIX)
+
+
+def _receipts_at_risk(settings: Settings, database: Database) -> Iterator[Finding]:
+    """Per app and kind, how long until JSMS drops receipts this service has not got."""
+    with database.session() as session:
+        found = receipts_at_risk(session, settings.jsms_apps, utcnow())
+    for risk in found:
+        status = FAIL if risk.red else OK
+        yield Finding(f"at risk: {risk.app_key} {risk.kind}", status, risk.detail, risk.fix)
 
 
 def _database(database: Database) -> list[Finding]:

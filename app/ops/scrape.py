@@ -7,6 +7,7 @@ whichever process or dyno did the work.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 from flask import Blueprint, Response
@@ -15,12 +16,16 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from app.config import get_settings
+from app.errors import DATABASE_UNAVAILABLE
 from app.metrics import PROCESS_METRICS
+from app.store.alarms import last_heartbeat, refusal_totals
 from app.store.db import Database, get_database
 from app.store.models import PullCallCount, RawEvent, SyncState
 
+log = logging.getLogger(__name__)
 bp = Blueprint("metrics", __name__)
 
 
@@ -31,6 +36,17 @@ class StoreCollector(Collector):
         self.database = database
 
     def collect(self) -> Iterator[Metric]:
+        """The store's gauges; a database that cannot answer leaves them out, so the processes'
+        own counters (the callbacks answered 503 among them) are still scraped."""
+        try:
+            with self.database.session() as session:
+                metrics = [*self._sync_metrics(), *_alarm_metrics(session)]
+        except DATABASE_UNAVAILABLE as exc:
+            log.warning("store metrics left out: the database is unavailable (%s)", exc)
+            return
+        yield from metrics
+
+    def _sync_metrics(self) -> Iterator[Metric]:
         last_success = GaugeMetricFamily(
             "jsms_sync_last_success_timestamp_seconds",
             "When the last successful pull ended, per app and kind.",
@@ -69,6 +85,26 @@ class StoreCollector(Collector):
             )
         quarantined.add_metric([], count or 0)
         yield from (last_success, mode, quarantined, calls, pulled)
+
+
+def _alarm_metrics(session: Session) -> Iterator[Metric]:
+    """What the "clock silent" and "callbacks refused" alerts watch, read from the store."""
+    heartbeat = GaugeMetricFamily(
+        "jsms_clock_last_heartbeat_timestamp_seconds",
+        "When a clock process last wrote its heartbeat (every 30 s while it runs).",
+    )
+    refused = CounterMetricFamily(
+        "jsms_callbacks_refused",
+        "Callbacks refused in a way JSMS retries (bad_signature, database_unavailable), per "
+        "app named by the URL or signature (empty: the shared URL), kind and reason.",
+        labels=["app_key", "kind", "reason"],
+    )
+    beat_at = last_heartbeat(session)
+    if beat_at:
+        heartbeat.add_metric([], beat_at.timestamp())
+    for app_key, kind, reason, count in refusal_totals(session):
+        refused.add_metric([app_key, kind, reason], count)
+    yield from (heartbeat, refused)
 
 
 @bp.get("/metrics")

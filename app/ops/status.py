@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from app.auth import digest_is_known, token_digest, token_is_valid
 from app.config import Settings, get_settings
 from app.errors import Unauthenticated
+from app.ops.risk import receipts_at_risk
 from app.query import stats, sync_items
 from app.query.params import StatsQuery
 from app.store.db import get_session
@@ -56,6 +57,7 @@ def status_page() -> Response:
         callbacks=_callbacks_last_day(db, now),
         chart=delivery_chart(_daily_rates(db, now), now),
         quarantined=_quarantined(db),
+        at_risk=receipts_at_risk(db, settings.jsms_apps, now),
     )
     response = make_response(page)
     response.headers["Cache-Control"] = "no-store"

@@ -21,6 +21,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.pull.puller import BatchNotStored, Puller, StoreUnavailable
+from app.store.alarms import beat
 from app.store.models import utcnow
 from app.store.retention import RetentionPolicy, purge
 
@@ -31,6 +32,8 @@ MAX_THREADS = 8
 # Retention runs this often, deleting at most RETENTION_BATCHES × 1,000 rows per table a run.
 RETENTION_EVERY_HOURS = 1
 RETENTION_BATCHES = 50
+# The clock writes a heartbeat this often; `/metrics` exports it for the "clock silent" alert.
+HEARTBEAT_SECONDS = 30
 
 
 @contextmanager
@@ -76,12 +79,24 @@ def enforce_retention(puller: Puller, policy: RetentionPolicy) -> None:
         log.info("retention", extra={"event": "retention", "deleted": deleted})
 
 
+def send_heartbeat(puller: Puller) -> None:
+    """Tell the store this clock is alive (its own thread, so a long drain cannot hide it)."""
+    if puller.stop.is_set():
+        return
+    try:
+        with puller.database.session() as session, session.begin():
+            beat(session, puller.holder, utcnow())
+    except SQLAlchemyError as exc:
+        log.error("heartbeat skipped: %s", exc)
+
+
 def build_scheduler(
     puller: Puller, apps: dict[str, str], retention: RetentionPolicy | None = None
 ) -> BackgroundScheduler:
-    """A scheduler with one job per app, first run now, and the retention job."""
+    """A scheduler with one job per app, first run now, the heartbeat and the retention job."""
+    # One thread per app (up to MAX_THREADS), and one for the heartbeat and retention.
     scheduler = BackgroundScheduler(
-        executors={"default": ThreadPoolExecutor(max(1, min(MAX_THREADS, len(apps))))},
+        executors={"default": ThreadPoolExecutor(min(MAX_THREADS, len(apps)) + 1)},
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
         timezone=UTC,
     )
@@ -94,6 +109,14 @@ def build_scheduler(
             id=f"pull:{app_key}",
             next_run_time=datetime.now(UTC),
         )
+    scheduler.add_job(
+        send_heartbeat,
+        "interval",
+        seconds=HEARTBEAT_SECONDS,
+        args=(puller,),
+        id="heartbeat",
+        next_run_time=datetime.now(UTC),
+    )
     if retention and (retention.raw_event_days or retention.record_days):
         scheduler.add_job(
             enforce_retention,

@@ -232,3 +232,28 @@ class PullLease(Base):
     holder: Mapped[str | None] = mapped_column(String(128))
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_call_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class RefusedCallback(Base):
+    """Callbacks this service refused in a way JSMS retries (a bad signature, a 503), counted
+    per app, kind, reason and UTC hour: the countdown to JSMS's last retry reads these."""
+
+    __tablename__ = "refused_callbacks"
+
+    # The app the callback URL named; "" for the shared URL, where a bad signature names none.
+    app_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)  # report, reply, … or other
+    reason: Mapped[str] = mapped_column(String(32), primary_key=True)  # the error code sent
+    hour: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    refusals: Mapped[int] = mapped_column(BigInteger, default=0)
+    first_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ClockHeartbeat(Base):
+    """When each running clock process last showed it was alive (`/metrics` exports the newest)."""
+
+    __tablename__ = "clock_heartbeats"
+
+    holder: Mapped[str] = mapped_column(String(128), primary_key=True)
+    beat_at: Mapped[datetime] = mapped_column(UTCDateTime)
