@@ -47,7 +47,7 @@ class Gunicorn(str):
 
 @contextmanager
 def running_gunicorn(
-    env: dict[str, str], workers: int = 2, timeout: float = 30
+    env: dict[str, str], workers: int = 2, timeout: float = 30, gunicorn: Path = BIN / "gunicorn"
 ) -> Iterator[Gunicorn]:
     """Start `web` as the Procfile does, on a free port; yield its base URL; stop it."""
     port = free_port()
@@ -55,7 +55,7 @@ def running_gunicorn(
     # Output goes to a file: a pipe nobody reads fills up and blocks the workers' logging.
     log = tempfile.NamedTemporaryFile("w+", prefix="gunicorn-", suffix=".log")  # noqa: SIM115
     process = subprocess.Popen(
-        [str(BIN / "gunicorn"), "wsgi:app"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+        [str(gunicorn), "wsgi:app"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
     )
     base_url = Gunicorn(f"http://127.0.0.1:{port}")
     base_url.pid = process.pid
