@@ -76,8 +76,14 @@ def test_every_alert_has_a_test_that_fires_and_one_that_does_not() -> None:
         for check in case["alert_rule_test"]:
             (fired if check.get("exp_alerts") else quiet).add(check["alertname"])
     alerts = set(alert_expressions())
-    assert {"JsmsPullStalled", "JsmsAppPaused", "JsmsCallbackBadSignature",
-            "JsmsCallbacksUnavailable", "JsmsQuarantineGrowing", "JsmsClockSilent"} <= alerts
+    assert {
+        "JsmsPullStalled",
+        "JsmsAppPaused",
+        "JsmsCallbackBadSignature",
+        "JsmsCallbacksUnavailable",
+        "JsmsQuarantineGrowing",
+        "JsmsClockSilent",
+    } <= alerts
     assert fired == alerts
     assert quiet == alerts
 
