@@ -82,5 +82,5 @@ def test_the_clock_schedules_retention(database: Database) -> None:
         puller = Puller(database, jsms, SyncPolicy())
         with_retention = build_scheduler(puller, {"a": "s"}, RetentionPolicy(90, 0))
         without = build_scheduler(puller, {"a": "s"}, RetentionPolicy(0, 0))
-    assert {j.id for j in with_retention.get_jobs()} == {"pull:a", "retention"}
-    assert {j.id for j in without.get_jobs()} == {"pull:a"}
+    assert {j.id for j in with_retention.get_jobs()} == {"pull:a", "heartbeat", "retention"}
+    assert {j.id for j in without.get_jobs()} == {"pull:a", "heartbeat"}
