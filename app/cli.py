@@ -29,11 +29,12 @@ jsms = AppGroup("jsms", help="jsms-receipts commands.")
 
 @jsms.command("migrate")
 def migrate() -> None:
-    """Bring the database schema to the newest migration (safe to run on every deploy)."""
+    """Bring the database schema to the newest migration and the BI views to BUSINESS_TIMEZONE
+    (safe to run on every deploy)."""
     _refuse_ephemeral_store("release")
-    database = get_database()
-    upgrade_to_head(database.url)
-    click.echo("database schema is at head")
+    settings = get_settings()
+    upgrade_to_head(get_database().url, settings.business_timezone)
+    click.echo(f"database schema is at head; BI views count days in {settings.business_timezone}")
 
 
 @jsms.command("reprocess")

@@ -5,16 +5,21 @@ from __future__ import annotations
 import hashlib
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from typing import Annotated
+from zoneinfo import ZoneInfo
 
 from flask import current_app
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from app.timezones import zone_named
 
 # What to do about `Settings.ephemeral_store_problem`.
 EPHEMERAL_STORE_FIX = (
     "add a database: heroku addons:create heroku-postgresql (it sets DATABASE_URL), "
     "or set DATABASE_URL to a PostgreSQL URL"
 )
+# Where JSMS, its carriers and their customers count their days.
+DEFAULT_BUSINESS_TIMEZONE = "Asia/Shanghai"
 
 
 class Settings(BaseSettings):
@@ -45,6 +50,8 @@ class Settings(BaseSettings):
     # Set by Heroku-style platforms on every dyno (`web.1`, `clock.1`, `release.1234`): its disk
     # does not outlive the process, so the SQLite default must not be used there.
     dyno: str | None = None
+    # The IANA zone whose days and hours the stats, BI views and status page count in.
+    business_timezone: str = DEFAULT_BUSINESS_TIMEZONE
 
     @field_validator("jsms_apps", mode="before")
     @classmethod
@@ -70,6 +77,13 @@ class Settings(BaseSettings):
             return tuple(ip_network(n.strip(), strict=False) for n in value.split(",") if n.strip())
         return value
 
+    @field_validator("business_timezone")
+    @classmethod
+    def _check_timezone(cls, value: str) -> str:
+        """An IANA name the tz database knows (`zone_named` says why not)."""
+        zone_named(value)
+        return value
+
     @field_validator("api_tokens", mode="before")
     @classmethod
     def _parse_tokens(cls, value: object) -> object:
@@ -77,6 +91,10 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return tuple(t.strip() for t in value.split(",") if t.strip())
         return value
+
+    def business_zone(self) -> ZoneInfo:
+        """BUSINESS_TIMEZONE as a zone."""
+        return zone_named(self.business_timezone)
 
     def session_secret(self) -> str:
         """The cookie-signing key: SECRET_KEY, or one derived from the tokens (so changing the

@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import command
 
 from app import create_app
-from app.store.db import alembic_config
+from app.store.db import alembic_config, upgrade_to_head
 from tests.conftest import APPS, make_settings
 from tests.fake_jsms import FakeJsms
 
@@ -61,7 +61,7 @@ def test_migrations_behind_head(database_url: str, fake_jsms: FakeJsms) -> None:
     assert result.exit_code == 1
     assert "[FAIL] migrations: at 0002, head is" in result.output
     assert "fix: run: flask --app wsgi jsms migrate" in result.output
-    command.upgrade(alembic_config(database_url), "head")
+    upgrade_to_head(database_url)
 
 
 def test_bad_configuration_stops_every_command_with_the_variable_named(tmp_path) -> None:  # type: ignore[no-untyped-def]

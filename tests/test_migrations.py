@@ -7,7 +7,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
-from app.store.db import alembic_config, make_engine
+from app.store.db import alembic_config, make_engine, upgrade_to_head
 from app.store.models import Base
 
 
@@ -30,7 +30,7 @@ def test_0002_downgrades_and_upgrades(database_url: str) -> None:
         assert "ix_delivery_reports_app_key_received_at" in names
         assert "ix_delivery_reports_msg_id" not in names
     finally:
-        command.upgrade(config, "head")
+        upgrade_to_head(database_url)
     inspector = inspect(engine)
     assert {"daily_delivery_rate", "failures_by_status", "daily_replies"} <= set(
         inspector.get_view_names()

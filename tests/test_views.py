@@ -1,4 +1,5 @@
-"""The BI views against hand-computed expectations (UTC days), on both databases."""
+"""The BI views against hand-computed expectations, on both databases: here the `*_utc` views
+(UTC days); the business-day views are in test_business_timezone.py."""
 
 from __future__ import annotations
 
@@ -51,7 +52,7 @@ def two_days(database: Database) -> None:
 def test_daily_delivery_rate(database: Database, two_days: None) -> None:
     rows = _rows(
         database,
-        "SELECT app_key, day, total, delivered, failed, delivery_rate FROM daily_delivery_rate "
+        "SELECT app_key, day, total, delivered, failed, delivery_rate FROM daily_delivery_rate_utc "
         "ORDER BY app_key, day",
     )
     assert [(a, _day(d), t, int(dv), int(f), float(r)) for a, d, t, dv, f, r in rows] == [
@@ -64,7 +65,7 @@ def test_daily_delivery_rate(database: Database, two_days: None) -> None:
 def test_failures_by_status(database: Database, two_days: None) -> None:
     rows = _rows(
         database,
-        "SELECT app_key, day, status, status_text, failures FROM failures_by_status "
+        "SELECT app_key, day, status, status_text, failures FROM failures_by_status_utc "
         "ORDER BY app_key, day, status",
     )
     assert [(a, _day(d), s, t, f) for a, d, s, t, f in rows] == [
@@ -88,7 +89,8 @@ def test_daily_replies(database: Database) -> None:
     )
     store(database, "app-two", [reply("13800000001", "hi", "2024-05-02 10:00")])
     rows = _rows(
-        database, "SELECT app_key, day, replies, phones FROM daily_replies ORDER BY app_key, day"
+        database,
+        "SELECT app_key, day, replies, phones FROM daily_replies_utc ORDER BY app_key, day",
     )
     assert [(a, _day(d), r, p) for a, d, r, p in rows] == [
         ("app-one", "2024-05-01", 3, 2),
@@ -100,3 +102,4 @@ def test_daily_replies(database: Database) -> None:
 def test_views_are_empty_on_an_empty_store(database: Database) -> None:
     for view in ("daily_delivery_rate", "failures_by_status", "daily_replies"):
         assert _rows(database, f"SELECT * FROM {view}") == []
+        assert _rows(database, f"SELECT * FROM {view}_utc") == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 
 import httpx
 from alembic.runtime.migration import MigrationContext
@@ -16,6 +17,7 @@ from app.jsms.pulled import Kind
 from app.ops.risk import receipts_at_risk
 from app.pull.puller import Puller, StoreUnavailable
 from app.pull.state import PassOutcome, SyncPolicy
+from app.store.business_time import recorded_business_timezone
 from app.store.db import Database, alembic_config
 from app.store.models import SyncMode, utcnow
 
@@ -37,8 +39,10 @@ def examine(settings: Settings, database: Database) -> list[Finding]:
     and the receipts at risk read only from a database at head."""
     findings = [*_configuration(settings), *_durable_store(settings)]
     store = _database(database)
+    store_ok = all(f.status == OK for f in store)
+    findings += store + _business_timezone(settings, database if store_ok else None)
     upstream = _upstream(settings)
-    findings += store + upstream
+    findings += upstream
     if all(f.status == OK for f in store + upstream):
         findings += _apps(settings, database)
     if all(f.status == OK for f in store):
@@ -84,6 +88,28 @@ def _receipts_at_risk(settings: Settings, database: Database) -> Iterator[Findin
     for risk in found:
         status = FAIL if risk.red else OK
         yield Finding(f"at risk: {risk.app_key} {risk.kind}", status, risk.detail, risk.fix)
+
+
+def _business_timezone(settings: Settings, database: Database | None) -> list[Finding]:
+    """The zone whose days the stats and status page count, and whether the BI views (set by
+    `jsms migrate`) count in the same one."""
+    name = settings.business_timezone
+    offset = datetime.now(settings.business_zone()).isoformat()[-6:]
+    recorded = name
+    if database is not None:
+        with database.engine.connect() as connection:
+            recorded = recorded_business_timezone(connection) or "nothing"
+    if recorded == name:
+        detail = f"{name} (UTC{offset} now): days of the stats, status page and BI views"
+        return [Finding("BUSINESS_TIMEZONE", OK, detail)]
+    return [
+        Finding(
+            "BUSINESS_TIMEZONE",
+            WARN,
+            f"{name}, but the BI views count days in {recorded}",
+            "run: flask --app wsgi jsms migrate (the release step) to apply it to the views",
+        )
+    ]
 
 
 def _database(database: Database) -> list[Finding]:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from flask import (
     Blueprint,
@@ -32,9 +33,14 @@ CHART_DAYS = 14
 
 
 @bp.app_template_filter("short_time")
-def short_time(iso: str | None) -> str:
-    """`2026-11-25T07:03:14.909242Z` → `2026-11-25 07:03`."""
-    return iso[:16].replace("T", " ") if iso else ""
+def short_time(value: str | datetime | None) -> str:
+    """An API time (`2026-11-25T07:03:14.909242Z`) or an aware datetime, in the business time
+    zone: `2026-11-25 15:03`."""
+    if not value:
+        return ""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return value.astimezone(get_settings().business_zone()).strftime("%Y-%m-%d %H:%M")
 
 
 def _signed_in(settings: Settings) -> bool:
@@ -50,12 +56,14 @@ def status_page() -> Response:
         return redirect(url_for("status.login_form"))  # type: ignore[return-value]
     now = utcnow()
     db = get_session()
+    zone = settings.business_zone()
     page = render_template(
         "status.html",
-        now=now,
+        now=now.astimezone(zone),
+        timezone=zone.key,
         sync=[_with_age(item, now) for item in sync_items.sync_items(db, settings.jsms_apps)],
         callbacks=_callbacks_last_day(db, now),
-        chart=delivery_chart(_daily_rates(db, now), now),
+        chart=delivery_chart(_daily_rates(db, now, zone), now, zone),
         quarantined=_quarantined(db),
         at_risk=receipts_at_risk(db, settings.jsms_apps, now),
     )
@@ -126,11 +134,11 @@ def _callbacks_last_day(db: Session, now: datetime) -> list[dict[str, Any]]:
     return [dict(zip(keys, row, strict=True)) for row in rows]
 
 
-def _daily_rates(db: Session, now: datetime) -> list[dict[str, Any]]:
-    start = (now - timedelta(days=CHART_DAYS - 1)).replace(
-        hour=0, minute=0, second=0, microsecond=0
-    )
-    return stats.delivery_stats(db, StatsQuery(None, start, None, "day"))
+def _daily_rates(db: Session, now: datetime, zone: ZoneInfo) -> list[dict[str, Any]]:
+    """The chart's days: local days of the business time zone, from midnight CHART_DAYS ago."""
+    first_day = now.astimezone(zone).date() - timedelta(days=CHART_DAYS - 1)
+    start = datetime.combine(first_day, time(0), tzinfo=zone).astimezone(UTC)
+    return stats.delivery_stats(db, StatsQuery(None, start, None, "day", zone))
 
 
 def _quarantined(db: Session, limit: int = 20) -> list[RawEvent]:
@@ -144,14 +152,16 @@ def _quarantined(db: Session, limit: int = 20) -> list[RawEvent]:
     )
 
 
-def delivery_chart(buckets: list[dict[str, Any]], now: datetime) -> dict[str, Any]:
-    """Bars for the last CHART_DAYS days (a day without reports has no bar), in SVG units."""
+def delivery_chart(buckets: list[dict[str, Any]], now: datetime, zone: ZoneInfo) -> dict[str, Any]:
+    """Bars for the last CHART_DAYS local days (a day without reports has no bar), in SVG
+    units; `buckets` are the stats' day buckets in `zone` (their `start` begins with the day)."""
     width, height, top, bottom = 700, 220, 20, 30
     slot = width / CHART_DAYS
     by_day = {b["start"][:10]: b for b in buckets}
+    today = now.astimezone(zone).date()
     bars = []
     for index in range(CHART_DAYS):
-        day = (now - timedelta(days=CHART_DAYS - 1 - index)).astimezone(UTC).date().isoformat()
+        day = (today - timedelta(days=CHART_DAYS - 1 - index)).isoformat()
         bucket = by_day.get(day)
         bar: dict[str, Any] = {
             "x": round(index * slot + 4, 1),

@@ -50,9 +50,11 @@ def replies() -> Response:
 
 @bp.get("/stats/delivery")
 def delivery_stats() -> Response:
-    """Delivery totals, rate and counts by status per UTC hour or day."""
-    query = params.parse_stats_query(request.args)
-    return _json({"items": stats.delivery_stats(get_session(), query)})
+    """Delivery totals, rate and counts by status per local hour or day of `tz` (by default
+    BUSINESS_TIMEZONE); `timezone` names the zone the buckets are in."""
+    query = params.parse_stats_query(request.args, get_settings().business_zone())
+    items = stats.delivery_stats(get_session(), query)
+    return _json({"items": items, "timezone": query.zone.key})
 
 
 @bp.get("/sync")

@@ -9,13 +9,15 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, fields
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
+from zoneinfo import ZoneInfo
 
 from werkzeug.datastructures import MultiDict
 
 from app.errors import InvalidParameter
 from app.query.cursor import decode_cursor
 from app.store.models import Source
+from app.timezones import UnknownTimezone, zone_named
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
@@ -74,12 +76,13 @@ class PageRequest:
 
 @dataclass(frozen=True, slots=True)
 class StatsQuery:
-    """What `/stats/delivery` aggregates."""
+    """What `/stats/delivery` aggregates, and in which zone's hours and days."""
 
     app_key: str | None
     since: datetime | None
     until: datetime | None
     bucket: str
+    zone: ZoneInfo
 
 
 _PAGE_PARAMS = frozenset({"limit", "cursor", "format"})
@@ -87,7 +90,7 @@ _REPORT_PARAMS = frozenset(
     {"app_key", "msg_id", "phone", "status", "delivered", "source", "since", "until"}
 )
 _REPLY_PARAMS = frozenset({"app_key", "phone", "since", "until"})
-_STATS_PARAMS = frozenset({"app_key", "since", "until", "bucket"})
+_STATS_PARAMS = frozenset({"app_key", "since", "until", "bucket", "tz"})
 
 
 def parse_report_query(args: Args, wants_csv: bool = False) -> tuple[ReportFilter, PageRequest]:
@@ -120,12 +123,14 @@ def parse_reply_query(args: Args, wants_csv: bool = False) -> tuple[ReplyFilter,
     return reply_filter, _page(args, reply_filter.fingerprint(), wants_csv)
 
 
-def parse_stats_query(args: Args) -> StatsQuery:
-    """The parameters of a `/stats/delivery` request."""
+def parse_stats_query(args: Args, default_zone: ZoneInfo) -> StatsQuery:
+    """The parameters of a `/stats/delivery` request; `tz` (else `default_zone`) is the zone
+    of the buckets and of `since`/`until` given without an offset."""
     _reject_unknown(args, _STATS_PARAMS)
-    since, until = _time_range(args)
+    zone = _zone(args) or default_zone
+    since, until = _time_range(args, zone)
     bucket = _choice(args, "bucket", BUCKETS) or "day"
-    return StatsQuery(_text(args, "app_key", 64), since, until, bucket)
+    return StatsQuery(_text(args, "app_key", 64), since, until, bucket, zone)
 
 
 def reject_any(args: Args) -> None:
@@ -133,8 +138,8 @@ def reject_any(args: Args) -> None:
     _reject_unknown(args, frozenset())
 
 
-def parse_time(name: str, value: str) -> datetime:
-    """ISO 8601 (a date, or a date-time; no offset means UTC) or epoch milliseconds, as UTC."""
+def parse_time(name: str, value: str, zone: tzinfo = UTC) -> datetime:
+    """ISO 8601 (a date, or a date-time; no offset means `zone`) or epoch milliseconds, as UTC."""
     if _EPOCH_MS.fullmatch(value):
         millis = int(value)
         if millis > _MAX_EPOCH_MS:
@@ -147,7 +152,7 @@ def parse_time(name: str, value: str) -> datetime:
             name, "expected ISO 8601 (e.g. 2024-05-01T00:00:00Z) or epoch milliseconds"
         ) from None
     if parsed.tzinfo is None:
-        return parsed.replace(tzinfo=UTC)
+        parsed = parsed.replace(tzinfo=zone)
     try:
         return parsed.astimezone(UTC)
     except OverflowError:
@@ -217,11 +222,22 @@ def _statuses(args: Args) -> tuple[int, ...] | None:
     return tuple(sorted({int(p) for p in parts}))
 
 
-def _time_range(args: Args) -> tuple[datetime | None, datetime | None]:
-    """`since` (inclusive) and `until` (exclusive): the half-open range [since, until)."""
+def _zone(args: Args) -> ZoneInfo | None:
+    name = _text(args, "tz", 64)
+    if name is None:
+        return None
+    try:
+        return zone_named(name)
+    except UnknownTimezone:
+        raise InvalidParameter("tz", "expected an IANA time zone, e.g. Asia/Shanghai") from None
+
+
+def _time_range(args: Args, zone: tzinfo = UTC) -> tuple[datetime | None, datetime | None]:
+    """`since` (inclusive) and `until` (exclusive): the half-open range [since, until); a time
+    without an offset is in `zone`."""
     since_text, until_text = _one(args, "since"), _one(args, "until")
-    since = None if since_text is None else parse_time("since", since_text)
-    until = None if until_text is None else parse_time("until", until_text)
+    since = None if since_text is None else parse_time("since", since_text, zone)
+    until = None if until_text is None else parse_time("until", until_text, zone)
     if since is not None and until is not None and until < since:
         raise InvalidParameter("until", "must not be before since")
     return since, until

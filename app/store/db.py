@@ -17,6 +17,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.config import DEFAULT_BUSINESS_TIMEZONE
+from app.store.business_time import record_business_timezone
+
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 
 
@@ -156,6 +159,13 @@ def alembic_config(url: str) -> Config:
     return config
 
 
-def upgrade_to_head(url: str) -> None:
-    """Bring the schema to the newest migration (what the `release` process does)."""
+def upgrade_to_head(url: str, business_timezone: str = DEFAULT_BUSINESS_TIMEZONE) -> None:
+    """Bring the schema to the newest migration, then point the BI views at the business time
+    zone (what the `release` process does)."""
     command.upgrade(alembic_config(url), "head")
+    engine = make_engine(url)
+    try:
+        with engine.begin() as connection:
+            record_business_timezone(connection, business_timezone)
+    finally:
+        engine.dispose()

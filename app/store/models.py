@@ -257,3 +257,16 @@ class ClockHeartbeat(Base):
 
     holder: Mapped[str] = mapped_column(String(128), primary_key=True)
     beat_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class BusinessTimezone(Base):
+    """The business time zone (BUSINESS_TIMEZONE) for the BI views, one row per UTC offset
+    period: from `starts_at` on, local time is UTC + `utc_offset_seconds`. SQLite has no tz
+    database, so its views read the offsets; PostgreSQL's use the zone's name. Rewritten by
+    `jsms migrate` (app/store/business_time.py)."""
+
+    __tablename__ = "business_timezone"
+
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    timezone: Mapped[str] = mapped_column(String(64))
+    utc_offset_seconds: Mapped[int] = mapped_column(Integer)
