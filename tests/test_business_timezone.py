@@ -152,6 +152,17 @@ def test_a_23_hour_dst_day_is_one_bucket(client: FlaskClient, database: Database
     ]
 
 
+def test_an_old_offset_is_not_mistaken_for_todays(client: FlaskClient, database: Database) -> None:
+    # Moscow was UTC+4 until 2014-10-26 and is UTC+3 since: days before then start at 20:00Z.
+    times = ["2014-10-25 19:30", "2014-10-25 20:30", "2024-05-01 20:30"]
+    store(database, "app-one", [report(f"m{n}", when=t) for n, t in enumerate(times)])
+    assert buckets(client, tz="Europe/Moscow") == [
+        ("2014-10-25T00:00:00+04:00", 1),
+        ("2014-10-26T00:00:00+04:00", 1),
+        ("2024-05-01T00:00:00+03:00", 1),
+    ]
+
+
 @pytest.mark.parametrize(
     "tz", ["Mars/Olympus", "asia/shanghai", "localtime", "../etc/passwd", "", "America"]
 )

@@ -1,15 +1,18 @@
 """Delivery statistics per local hour or day of a time zone, the same way on either backend.
 
-The database counts reports per UTC slot (an hour; a quarter hour or finer only for a zone whose
-offset is not whole hours) and status; Python folds the slots into the zone's local buckets with
-`zoneinfo`. A slot is never split: if one straddles a local bucket's boundary, the counts are
-asked for again with finer slots. So SQLite, which has no tz database, gives exactly what
-PostgreSQL gives, and a 23- or 25-hour DST day is one bucket.
+The database counts reports per status and per slot of UTC time; Python folds the slots into the
+zone's local buckets with `zoneinfo`. While the zone's offset stays the same over the range, a
+slot is the bucket itself (a day or an hour shifted by the offset); across a DST change it is a
+UTC hour (finer only for offsets that are not whole hours). A slot is never split: if one
+straddles a local bucket's boundary, the counts are asked for again with finer slots. So SQLite,
+which has no tz database, gives exactly what PostgreSQL gives, and a 23- or 25-hour DST day is
+one bucket.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -23,27 +26,40 @@ from app.query.params import StatsQuery
 from app.store.models import DeliveryReport
 from app.timezones import bucket_start
 
-# Slot lengths in seconds, coarsest first. Every offset in use since 2000 is a multiple of 15 min.
-SLOTS = (3600, 900, 60, 1)
+# Fallback slot lengths in seconds, coarsest first: every offset since 2000 is whole 15 minutes.
+FINE_SLOTS = (3600, 1800, 900, 60, 1)
+BUCKET_SECONDS = {"day": 86400, "hour": 3600}
 _EPSILON = timedelta(microseconds=1)
 
 SlotCounts = dict[datetime, Counter[int]]
 
 
-def slot_start(dialect: str, slot: int) -> ColumnElement[Any]:
-    """The start of the UTC slot of `slot` seconds that `received_at` falls in."""
+@dataclass(frozen=True, slots=True)
+class Slot:
+    """UTC time cut into `seconds`-long slots, starting at `origin` seconds after the epoch."""
+
+    seconds: int
+    origin: int = 0
+
+
+def slot_start(dialect: str, slot: Slot) -> ColumnElement[Any]:
+    """The start of the slot that `received_at` falls in."""
     column = DeliveryReport.received_at
     # Constants, not bound parameters: the same expression must appear in SELECT and GROUP BY.
     if dialect == "postgresql":
-        origin: ColumnElement[Any] = literal_column("TIMESTAMPTZ '2000-01-01 00:00:00+00'")
-        width: ColumnElement[Any] = literal_column(f"INTERVAL '{slot} seconds'")
+        origin_at = datetime.fromtimestamp(slot.origin, UTC).isoformat()
+        origin: ColumnElement[Any] = literal_column(f"TIMESTAMPTZ '{origin_at}'")
+        width: ColumnElement[Any] = literal_column(f"INTERVAL '{slot.seconds} seconds'")
         return func.date_bin(width, column, origin, type_=DateTime(timezone=True))
-    # SQLite stores naive UTC text: whole epoch seconds, rounded down to the slot.
+    # SQLite stores naive UTC text: whole epoch seconds, rounded down to the slot (every stored
+    # time is after the origin, so integer division rounds down).
     seconds = func.cast(func.strftime(literal_column("'%s'"), column), Integer)
-    return (seconds / literal_column(str(slot)) * literal_column(str(slot))).label(None)
+    origin_s: ColumnElement[Any] = literal_column(str(slot.origin))
+    width_s: ColumnElement[Any] = literal_column(str(slot.seconds))
+    return ((seconds - origin_s) / width_s * width_s + origin_s).label(None)
 
 
-def stats_statement(dialect: str, query: StatsQuery, slot: int) -> Select[tuple[Any, int, int]]:
+def stats_statement(dialect: str, query: StatsQuery, slot: Slot) -> Select[tuple[Any, int, int]]:
     """`SELECT slot, status, count(*) … GROUP BY slot, status` for the query."""
     start = slot_start(dialect, slot)
     conditions: list[ColumnElement[bool]] = []
@@ -63,11 +79,11 @@ def stats_statement(dialect: str, query: StatsQuery, slot: int) -> Select[tuple[
 def delivery_stats(session: Session, query: StatsQuery) -> list[dict[str, Any]]:
     """One item per non-empty local bucket, oldest first: totals, rate and counts by status."""
     dialect = session.get_bind().dialect.name
-    for slot in _slots_for(query):
+    for slot in slots_for(query):
         counts: SlotCounts = {}
         for start, status, count in session.execute(stats_statement(dialect, query, slot)):
             counts.setdefault(_as_utc(start), Counter())[status] += count
-        buckets = fold(counts, slot, query.zone, query.bucket)
+        buckets = fold(counts, slot.seconds, query.zone, query.bucket)
         if buckets is not None:
             return [_bucket_item(start, buckets[start], query.zone) for start in sorted(buckets)]
     raise AssertionError("one-second slots cannot straddle: every UTC offset is whole seconds")
@@ -86,13 +102,26 @@ def fold(counts: SlotCounts, slot: int, zone: ZoneInfo, bucket: str) -> SlotCoun
     return buckets
 
 
-def _slots_for(query: StatsQuery) -> tuple[int, ...]:
-    """The slot lengths to try: start with whole hours unless the zone's offset (now, or at
-    the range's ends) already says they cannot fit."""
-    instants = [datetime.now(UTC), query.since, query.until]
-    offsets = [i.astimezone(query.zone).utcoffset() for i in instants if i is not None]
-    seconds = [int(o.total_seconds()) for o in offsets if o is not None]
-    return tuple(s for s in SLOTS if all(offset % s == 0 for offset in seconds))
+def slots_for(query: StatsQuery) -> list[Slot]:
+    """The slots to try, coarsest first: the bucket itself while the zone's offset looks
+    constant over the range (at its ends, now, and, for an open range, in January and July),
+    then UTC slots that every offset seen divides."""
+    now = datetime.now(UTC)
+    instants = [now, query.since, query.until]
+    if query.since is None or query.until is None:
+        instants += [now.replace(month=1, day=1), now.replace(month=7, day=1)]
+    offsets = {_offset_seconds(i, query.zone) for i in instants if i is not None}
+    slots = []
+    if len(offsets) == 1:
+        # Local 1970-01-01 00:00 at that offset: every later local day or hour starts k slots on.
+        slots.append(Slot(BUCKET_SECONDS[query.bucket], -next(iter(offsets))))
+    slots += [Slot(s) for s in FINE_SLOTS if all(offset % s == 0 for offset in offsets)]
+    return slots
+
+
+def _offset_seconds(instant: datetime, zone: ZoneInfo) -> int:
+    offset = instant.astimezone(zone).utcoffset()
+    return int(offset.total_seconds()) if offset is not None else 0
 
 
 def _bucket_item(start: datetime, by_status: Counter[int], zone: ZoneInfo) -> dict[str, Any]:
