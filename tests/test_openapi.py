@@ -59,6 +59,7 @@ def test_documented_parameters_are_the_accepted_ones(client: FlaskClient) -> Non
         "until": "2024-05-02",
         "status": "4001",
         "format": "json",
+        "tz": "Asia/Shanghai",
     }
     for path, operations in document["paths"].items():
         if not path.startswith("/api/v1/") or path.endswith("openapi.json"):

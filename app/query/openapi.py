@@ -189,7 +189,12 @@ SCHEMAS: dict[str, Any] = {
     "DeliveryBucket": {
         "type": "object",
         "properties": {
-            "start": UTC_TIME,
+            "start": {
+                "type": "string",
+                "format": "date-time",
+                "description": "The bucket's first instant in the zone, with its offset "
+                "(`2025-11-25T00:00:00+08:00`; `Z` for a zero offset).",
+            },
             "total": {"type": "integer"},
             "delivered": {"type": "integer"},
             "failed": {"type": "integer"},
@@ -345,16 +350,27 @@ PATHS: dict[str, Any] = {
     },
     "/api/v1/stats/delivery": {
         "get": {
-            "summary": "Delivery totals per UTC hour or day; only buckets holding reports.",
+            "summary": "Delivery totals per local hour or day of a time zone (BUSINESS_TIMEZONE "
+            "unless `tz`); only buckets holding reports. A DST day is one 23- or 25-hour bucket.",
             "security": [{"bearer": []}],
             "parameters": [
                 APP_KEY,
-                SINCE,
+                _param(
+                    "since",
+                    "Inclusive lower bound: ISO 8601 (no offset = in the zone, `tz`) or epoch ms.",
+                    TIME_PARAM_SCHEMA,
+                ),
                 UNTIL,
                 _param(
                     "bucket",
                     "Bucket size.",
                     {"type": "string", "enum": list(BUCKETS), "default": "day"},
+                ),
+                _param(
+                    "tz",
+                    "IANA time zone of the buckets and of offset-less `since`/`until`. "
+                    "Default: the service's BUSINESS_TIMEZONE (Asia/Shanghai unless set).",
+                    {"type": "string", "examples": ["Asia/Shanghai", "UTC", "Europe/Berlin"]},
                 ),
             ],
             "responses": {
@@ -368,7 +384,11 @@ PATHS: dict[str, Any] = {
                                     "items": {
                                         "type": "array",
                                         "items": {"$ref": "#/components/schemas/DeliveryBucket"},
-                                    }
+                                    },
+                                    "timezone": {
+                                        "type": "string",
+                                        "description": "The IANA zone the buckets are in.",
+                                    },
                                 },
                             }
                         }
