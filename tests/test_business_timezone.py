@@ -15,6 +15,7 @@ from sqlalchemy import text
 from app import create_app
 from app.config import load_settings
 from app.store.db import Database, upgrade_to_head
+from app.timezones import offset_periods, zone_named
 
 from .api_data import get, reply, report, store
 from .conftest import make_settings
@@ -246,6 +247,16 @@ def test_views_keep_a_25_hour_day_whole(database: Database, released_in: Any) ->
         ("2024-10-28", 1),
     ]
     assert _rows(database, "SELECT day, replies FROM daily_replies") == [("2024-10-27", 2)]
+
+
+def test_offset_periods_find_each_change_to_the_second() -> None:
+    start, end = datetime(2024, 1, 1, tzinfo=UTC), datetime(2025, 1, 1, tzinfo=UTC)
+    assert offset_periods(zone_named("Europe/Berlin"), start, end) == [
+        (start, 3600),
+        (datetime(2024, 3, 31, 1, tzinfo=UTC), 7200),
+        (datetime(2024, 10, 27, 1, tzinfo=UTC), 3600),
+    ]
+    assert offset_periods(zone_named("Asia/Shanghai"), start, end) == [(start, 28800)]
 
 
 # --- settings, doctor, status page ------------------------------------------------------------

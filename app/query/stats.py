@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -143,7 +142,7 @@ def local_iso(instant: datetime, zone: ZoneInfo) -> str:
     return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
-def _as_utc(value: datetime | int | Decimal) -> datetime:
+def _as_utc(value: datetime | int) -> datetime:
     """A slot start from either backend (an aware datetime, or epoch seconds) as aware UTC."""
     if isinstance(value, datetime):
         return value.astimezone(UTC)
