@@ -7,8 +7,22 @@ from sqlalchemy import Connection, text
 # What BI reads: the records, the raw events they came in (quarantine included), the views.
 # Not the sync machinery (sync_state, pull_leases, pull_call_counts, refused_callbacks,
 # clock_heartbeats, alembic_version): the API's /api/v1/sync and /metrics serve that.
-READABLE_TABLES = ("delivery_reports", "replies", "review_results", "raw_events")
-READABLE_VIEWS = ("daily_delivery_rate", "failures_by_status", "daily_replies")
+# `business_timezone` says which zone the views' days are in.
+READABLE_TABLES = (
+    "delivery_reports",
+    "replies",
+    "review_results",
+    "raw_events",
+    "business_timezone",
+)
+READABLE_VIEWS = (
+    "daily_delivery_rate",
+    "failures_by_status",
+    "daily_replies",
+    "daily_delivery_rate_utc",
+    "failures_by_status_utc",
+    "daily_replies_utc",
+)
 
 
 class GrantRefused(Exception):
