@@ -15,6 +15,7 @@ from sqlalchemy import text
 from app import create_app
 from app.config import Settings, load_settings
 from app.store.db import Database, upgrade_to_head
+from app.store.models import SyncState
 from app.timezones import offset_periods, zone_named
 
 from .api_data import get, reply, report, store
@@ -296,7 +297,12 @@ def test_status_page_chart_days_are_business_days(
     yesterday = datetime.now(zone).date() - timedelta(days=1)
     at = datetime(yesterday.year, yesterday.month, yesterday.day, 0, 30, tzinfo=zone)
     store(database, "app-one", [report("s", when=f"{at.astimezone(UTC):%Y-%m-%d %H:%M}")])
+    with database.session() as session:
+        attempt = datetime(2024, 5, 1, 16, 30, tzinfo=UTC)
+        session.add(SyncState(app_key="app-one", kind="report", last_attempt_at=attempt))
+        session.commit()
     client.post("/login", data={"token": "test-token"})
     html = client.get("/").get_data(as_text=True)
     assert f'data-day="{yesterday.isoformat()}" data-rate="1.0000"' in html
-    assert "days in Asia/Shanghai" in html and "As of" in html
+    assert "days in Asia/Shanghai" in html and "Asia/Shanghai (UTC+08:00;" in html
+    assert "2024-05-02 00:30" in html and "2024-05-01 16:30" not in html
