@@ -115,7 +115,7 @@ def clock() -> None:
     database = _reachable_database()
     with JsmsClient(settings.jsms_api_base_url) as client:
         puller = Puller(database, client, SyncPolicy.from_settings(settings), spool=spool_dir())
-        run_clock(puller, apps, retention_policy(settings))
+        run_clock(puller, apps, retention_policy(settings), settings.pull_max_parallel_apps)
 
 
 @jsms.command("grant-readonly")

@@ -33,6 +33,8 @@ class Settings(BaseSettings):
     jsms_rate_limit_seconds: float = Field(default=5.0, gt=0)
     # A puller's lease on an app; a dead holder's lease is free after this.
     pull_lease_seconds: float = Field(default=60.0, gt=0)
+    # The most apps one clock pulls at once (a thread each); more due apps wait, most urgent first.
+    pull_max_parallel_apps: int = Field(default=64, ge=1)
     api_tokens: Annotated[tuple[str, ...], NoDecode] = ()
     port: int = 5000
     # Retention in days (0 keeps forever); quarantined raw events are always kept.

@@ -112,7 +112,7 @@ def test_the_clock_beats_and_metrics_export_the_newest_heartbeat(
     assert "\njsms_clock_last_heartbeat_timestamp_seconds " not in client.get("/metrics").text
     with JsmsClient("http://127.0.0.1:9") as upstream:
         puller = Puller(database, upstream, SyncPolicy())
-        assert "heartbeat" in {job.id for job in build_scheduler(puller, dict(APPS)).get_jobs()}
+        assert "heartbeat" in {job.id for job in build_scheduler(puller).get_jobs()}
         send_heartbeat(puller)
     with database.session() as session, session.begin():
         beat(session, "long-gone", utcnow() - HEARTBEAT_KEPT - timedelta(hours=1))

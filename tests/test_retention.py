@@ -80,7 +80,7 @@ def test_the_clock_schedules_retention(database: Database) -> None:
 
     with JsmsClient("http://127.0.0.1:9") as jsms:
         puller = Puller(database, jsms, SyncPolicy())
-        with_retention = build_scheduler(puller, {"a": "s"}, RetentionPolicy(90, 0))
-        without = build_scheduler(puller, {"a": "s"}, RetentionPolicy(0, 0))
-    assert {j.id for j in with_retention.get_jobs()} == {"pull:a", "heartbeat", "retention"}
-    assert {j.id for j in without.get_jobs()} == {"pull:a", "heartbeat"}
+        with_retention = build_scheduler(puller, RetentionPolicy(90, 0))
+        without = build_scheduler(puller, RetentionPolicy(0, 0))
+    assert {j.id for j in with_retention.get_jobs()} == {"heartbeat", "retention"}
+    assert {j.id for j in without.get_jobs()} == {"heartbeat"}

@@ -1,9 +1,10 @@
-"""The `clock` process: APScheduler runs each app's due pull passes (and, hourly, retention)
+"""The `clock` process: pull passes for every due app side by side, and hourly retention,
 until SIGTERM.
 
-One interval job per app (apps have separate windows, so they drain in parallel); a job that is
-still draining simply skips its next ticks. SIGTERM or SIGINT sets the puller's stop event: the
-batch in hand is committed, leases are released, and the process exits 0.
+Each tick the dispatcher (`app/pull/dispatch.py`) starts a pass for every due app that is not
+being pulled yet, most urgent first, up to `PULL_MAX_PARALLEL_APPS` at once (apps have separate
+windows, so they drain in parallel); APScheduler runs retention. SIGTERM or SIGINT sets the
+puller's stop event: the batch in hand is committed, leases are released, and the process exits 0.
 """
 
 from __future__ import annotations
@@ -16,19 +17,18 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from types import FrameType
 
-from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy.exc import SQLAlchemyError
 
-from app.pull.puller import BatchNotStored, Puller, StoreUnavailable
+from app.pull.dispatch import Dispatcher
+from app.pull.puller import Puller
 from app.store.alarms import beat
 from app.store.models import utcnow
 from app.store.retention import RetentionPolicy, purge
 
 log = logging.getLogger(__name__)
-# How often each app's job looks for due work; the sync state says what is due.
+# How often the dispatcher looks for due apps (and at once when a pass ends).
 TICK_SECONDS = 1.0
-MAX_THREADS = 8
 # Retention runs this often, deleting at most RETENTION_BATCHES × 1,000 rows per table a run.
 RETENTION_EVERY_HOURS = 1
 RETENTION_BATCHES = 50
@@ -50,19 +50,6 @@ def stop_on_signals(stop: threading.Event) -> Iterator[None]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-
-
-def run_due_passes(puller: Puller, app_key: str, secret: str) -> None:
-    """One tick for one app: pull the kinds whose next attempt has come."""
-    if puller.stop.is_set():
-        return
-    try:
-        kinds = puller.due_kinds(app_key)
-        if kinds:
-            puller.sync_app(app_key, secret, kinds, on_schedule=True)
-    except (StoreUnavailable, BatchNotStored, SQLAlchemyError) as exc:
-        # Nothing is pulled while the store is down; the next tick tries again.
-        log.error("pull app=%s skipped: %s", app_key, exc)
 
 
 def enforce_retention(puller: Puller, policy: RetentionPolicy) -> None:
@@ -91,24 +78,14 @@ def send_heartbeat(puller: Puller) -> None:
 
 
 def build_scheduler(
-    puller: Puller, apps: dict[str, str], retention: RetentionPolicy | None = None
+    puller: Puller, retention: RetentionPolicy | None = None
 ) -> BackgroundScheduler:
-    """A scheduler with one job per app, first run now, the heartbeat and the retention job."""
-    # One thread per app (up to MAX_THREADS), and one for the heartbeat and retention.
+    """A scheduler with the heartbeat and, when retention is on, the hourly retention job (both
+    first run now). Pull passes run in the dispatcher's own pool."""
     scheduler = BackgroundScheduler(
-        executors={"default": ThreadPoolExecutor(min(MAX_THREADS, len(apps)) + 1)},
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
         timezone=UTC,
     )
-    for app_key, secret in apps.items():
-        scheduler.add_job(
-            run_due_passes,
-            "interval",
-            seconds=TICK_SECONDS,
-            args=(puller, app_key, secret),
-            id=f"pull:{app_key}",
-            next_run_time=datetime.now(UTC),
-        )
     scheduler.add_job(
         send_heartbeat,
         "interval",
@@ -130,17 +107,25 @@ def build_scheduler(
 
 
 def run_clock(
-    puller: Puller, apps: dict[str, str], retention: RetentionPolicy | None = None
+    puller: Puller,
+    apps: dict[str, str],
+    retention: RetentionPolicy | None = None,
+    max_parallel: int = 64,
 ) -> None:
-    """Run the scheduler in the foreground until SIGTERM/SIGINT, then stop cleanly."""
-    # A draining job skips its next ticks; APScheduler warns about each skip, which is noise.
-    logging.getLogger("apscheduler.scheduler").setLevel(logging.ERROR)
-    scheduler = build_scheduler(puller, apps, retention)
+    """Pull every due app, `max_parallel` at most at once, until SIGTERM/SIGINT; stop cleanly."""
+    scheduler = build_scheduler(puller, retention)
+    dispatcher = Dispatcher(puller, apps, max_parallel)
     with stop_on_signals(puller.stop):
         scheduler.start()
-        log.info("clock started: %d app(s), holder %s", len(apps), puller.holder)
-        while not puller.stop.wait(1.0):
-            pass
+        log.info(
+            "clock started: %d app(s), %d at once, holder %s",
+            len(apps), dispatcher.max_parallel, puller.holder,
+        )  # fmt: skip
+        while not puller.stop.is_set():
+            dispatcher.dispatch()
+            dispatcher.wake.wait(TICK_SECONDS)
+            dispatcher.wake.clear()
         # Waits for running passes, which stop after committing the batch in hand.
+        dispatcher.shutdown()
         scheduler.shutdown(wait=True)
     log.info("clock stopped")

@@ -246,7 +246,10 @@ class Puller:
                     if batch.item_count or batch.decode_error is not None:
                         ingested = _ingest_or_quarantine(session, raw, parsed)
                     state = load_state(session, app_key, kind)
-                    record_batch(state, batch.item_count, batch.is_full, answered_at, self.policy)
+                    record_batch(
+                        state, batch.item_count, batch.is_full, answered_at, self.policy,
+                        parsed.records,
+                    )  # fmt: skip
                     count_call(session, state, "ok")
                     lease.record_answer(session, app_key, self.holder, answered_at)
                     return ingested, state.mode

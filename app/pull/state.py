@@ -7,6 +7,7 @@ transactions.
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -16,6 +17,7 @@ from sqlalchemy.orm import Session
 from app.config import Settings
 from app.jsms.client import JsmsApiError, UpstreamUnavailable
 from app.jsms.codes import ERROR_TEXT
+from app.jsms.records import Record, ReplyMessage, Report
 from app.store.db import insert_on_conflict
 from app.store.ingest import IngestResult
 from app.store.models import PullCallCount, SyncMode, SyncState
@@ -133,7 +135,12 @@ def record_attempt(state: SyncState, now: datetime) -> None:
 
 
 def record_batch(
-    state: SyncState, items: int, more: bool, now: datetime, policy: SyncPolicy
+    state: SyncState,
+    items: int,
+    more: bool,
+    now: datetime,
+    policy: SyncPolicy,
+    records: Iterable[Record] = (),
 ) -> None:
     """A batch arrived and is being stored: the app pulls, and is healthy."""
     state.mode = SyncMode.PULL
@@ -141,6 +148,21 @@ def record_batch(
     state.consecutive_failures = 0
     state.records_pulled = (state.records_pulled or 0) + items
     state.next_attempt_at = now + timedelta(seconds=policy.window if more else policy.idle_poll)
+    newest = newest_carrier_time(records, now)
+    if newest is not None and (state.newest_record_at is None or newest > state.newest_record_at):
+        state.newest_record_at = newest
+
+
+def newest_carrier_time(records: Iterable[Record], now: datetime) -> datetime | None:
+    """The latest carrier time (report `received_at`, reply `replied_at`) among the records,
+    capped at `now`: a record cannot be newer than the answer that brought it, whatever the
+    carrier's clock says."""
+    times = [
+        r.received_at if isinstance(r, Report) else r.replied_at
+        for r in records
+        if isinstance(r, Report | ReplyMessage)
+    ]
+    return min(max(times), now) if times else None
 
 
 def record_failure(

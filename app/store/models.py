@@ -209,6 +209,8 @@ class SyncState(Base):
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
     records_pulled: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Carrier time (received_at / replied_at) of the newest record pulled: the pull lag.
+    newest_record_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class PullCallCount(Base):

@@ -1,0 +1,123 @@
+"""The clock's dispatcher: every app side by side, and the most urgent first when bounded."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+
+from app.jsms.client import JsmsClient
+from app.pull.dispatch import Dispatcher, catch_up_order
+from app.pull.puller import Puller
+from app.pull.state import SyncPolicy
+from app.store.db import Database
+from app.store.models import SyncMode, SyncState, utcnow
+from tests.conftest import FAKE_WINDOW
+from tests.fake_jsms import FakeJsms
+
+# JSMS_APPS order: the opposite of their urgency below.
+APPS = {"fresh": "s-fresh", "day-old": "s-day-old", "two-days": "s-two-days", "new": "s-new"}
+
+
+@pytest.fixture
+def upstream() -> Iterator[FakeJsms]:
+    """A fake JSMS with the four apps, each with a backlog of two full batches."""
+    fake = FakeJsms(APPS, window=FAKE_WINDOW).start()
+    for app_key in APPS:
+        fake.add_reports(app_key, 1000, prefix=f"{app_key}-")
+    yield fake
+    fake.stop()
+
+
+def new_state(app_key: str, kind: str) -> SyncState:
+    """A state row as the puller first writes it."""
+    return SyncState(app_key=app_key, kind=kind, mode=SyncMode.PULL, consecutive_failures=0,
+                     records_pulled=0)  # fmt: skip
+
+
+def pulled_before(store: Database, ages: dict[str, timedelta | None]) -> None:
+    """Sync state as if each app was last pulled `age` ago and is due now (None: never)."""
+    now = utcnow()
+    with store.session() as session, session.begin():
+        for app_key, age in ages.items():
+            for kind in ("report", "reply"):
+                state = new_state(app_key, kind)
+                state.last_success_at = None if age is None else now - age
+                state.next_attempt_at = now - timedelta(seconds=1)
+                session.add(state)
+
+
+def drain_one_at_a_time(dispatcher: Dispatcher) -> list[str]:
+    """Dispatch with nothing else due until every app was started once; the start order."""
+    order: list[str] = []
+    while len(order) < len(APPS):
+        dispatcher.wake.clear()
+        order += dispatcher.dispatch()
+        assert dispatcher.wake.wait(30), "a pass should end"
+    dispatcher.shutdown()
+    return order
+
+
+def test_with_a_bound_of_one_the_oldest_last_success_goes_first(
+    upstream: FakeJsms, store: Database
+) -> None:
+    pulled_before(
+        store,
+        {"fresh": timedelta(minutes=5), "day-old": timedelta(days=1),
+         "two-days": timedelta(days=2), "new": None},
+    )  # fmt: skip
+    with JsmsClient(upstream.url) as client:
+        puller = Puller(store, client, SyncPolicy(window=FAKE_WINDOW))
+        dispatcher = Dispatcher(puller, APPS, max_parallel=1)
+        order = drain_one_at_a_time(dispatcher)
+
+    assert order == ["new", "two-days", "day-old", "fresh"]
+    first_call = [c.app_key for c in upstream.calls if c.kind == "report"]
+    assert list(dict.fromkeys(first_call)) == order, "the upstream saw them in that order too"
+    assert all(upstream.pending(app_key, "report") == 0 for app_key in APPS)
+    assert upstream.calls_with(50201) == []
+
+
+def test_without_a_bound_every_due_app_starts_at_once_and_never_twice(
+    upstream: FakeJsms, store: Database
+) -> None:
+    with JsmsClient(upstream.url) as client:
+        puller = Puller(store, client, SyncPolicy(window=FAKE_WINDOW))
+        dispatcher = Dispatcher(puller, APPS, max_parallel=64)
+        started = dispatcher.dispatch()
+        again = dispatcher.dispatch()
+        dispatcher.shutdown()
+
+    assert started == list(APPS), "never pulled: all equally urgent, JSMS_APPS order"
+    assert dispatcher.max_parallel == len(APPS), "one thread per app, not the bound"
+    assert again == [], "running apps are not started twice; drained ones are not due"
+    assert all(upstream.pending(app_key, "report") == 0 for app_key in APPS)
+    assert upstream.calls_with(50201) == []
+
+
+def test_catch_up_order_ranks_backlogs_before_re_probes() -> None:
+    now = utcnow()
+    states = []
+    for app_key, kind, age, mode in [
+        ("probe", "report", timedelta(days=2), SyncMode.CALLBACK),
+        ("probe", "reply", timedelta(days=2), SyncMode.CALLBACK),
+        ("old", "report", timedelta(hours=3), "pull"),
+        ("old", "reply", timedelta(minutes=1), "pull"),
+        ("older", "report", timedelta(hours=4), "pull"),
+        ("older", "reply", timedelta(hours=4), "pull"),
+        ("not-due", "report", timedelta(days=3), "pull"),
+    ]:
+        state = new_state(app_key, kind)
+        state.mode, state.last_success_at = mode, now - age
+        state.next_attempt_at = now + timedelta(hours=1) if app_key == "not-due" else now
+        states.append(state)
+    not_due_reply = new_state("not-due", "reply")
+    not_due_reply.next_attempt_at = now + timedelta(hours=1)
+    states.append(not_due_reply)
+
+    order = catch_up_order(["probe", "not-due", "old", "older", "brand-new"], states, now)
+
+    assert [a.app_key for a in order] == ["brand-new", "older", "old", "probe"]
+    assert order[0].kinds == ["report", "reply"]
+    assert order[2].rank[1] == now - timedelta(hours=3), "an app is as late as its oldest kind"
