@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import select
 
 from app.jsms.client import JsmsClient
 from app.pull.dispatch import Dispatcher, catch_up_order
@@ -82,17 +83,23 @@ def test_with_a_bound_of_one_the_oldest_last_success_goes_first(
 def test_without_a_bound_every_due_app_starts_at_once_and_never_twice(
     upstream: FakeJsms, store: Database
 ) -> None:
+    pulled_before(store, {"fresh": timedelta(minutes=1)})
+    with store.session() as session, session.begin():  # "fresh" is not due for an hour
+        for state in session.scalars(select(SyncState).where(SyncState.app_key == "fresh")):
+            state.next_attempt_at = utcnow() + timedelta(hours=1)
     with JsmsClient(upstream.url) as client:
         puller = Puller(store, client, SyncPolicy(window=FAKE_WINDOW))
         dispatcher = Dispatcher(puller, APPS, max_parallel=64)
         started = dispatcher.dispatch()
+        # Each pass needs three calls a window apart: all are still draining now.
         again = dispatcher.dispatch()
         dispatcher.shutdown()
 
-    assert started == list(APPS), "never pulled: all equally urgent, JSMS_APPS order"
+    assert started == ["day-old", "two-days", "new"], "never pulled: JSMS_APPS order"
     assert dispatcher.max_parallel == len(APPS), "one thread per app, not the bound"
-    assert again == [], "running apps are not started twice; drained ones are not due"
-    assert all(upstream.pending(app_key, "report") == 0 for app_key in APPS)
+    assert again == [], "an app being pulled is not started twice"
+    assert upstream.pending("fresh", "report") == 1000
+    assert all(upstream.pending(app_key, "report") == 0 for app_key in started)
     assert upstream.calls_with(50201) == []
 
 

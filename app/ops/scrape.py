@@ -23,7 +23,7 @@ from app.errors import DATABASE_UNAVAILABLE
 from app.metrics import PROCESS_METRICS
 from app.store.alarms import last_heartbeat, refusal_totals
 from app.store.db import Database, get_database
-from app.store.models import PullCallCount, RawEvent, SyncState
+from app.store.models import PullCallCount, RawEvent, SyncState, utcnow
 
 log = logging.getLogger(__name__)
 bp = Blueprint("metrics", __name__)
@@ -70,6 +70,19 @@ class StoreCollector(Collector):
             "Records handed out by the upstream, per app and kind.",
             labels=["app_key", "kind"],
         )
+        ages = {
+            "newest_record_age_seconds": GaugeMetricFamily(
+                "jsms_sync_newest_record_age_seconds",
+                "Pull lag: age of the newest record pulled (its carrier time), per app and kind.",
+                labels=["app_key", "kind"],
+            ),
+            "last_success_age_seconds": GaugeMetricFamily(
+                "jsms_sync_last_success_age_seconds",
+                "Seconds since the last successful pull, per app and kind.",
+                labels=["app_key", "kind"],
+            ),
+        }
+        now = utcnow()
         with self.database.session() as session:
             for state in session.scalars(select(SyncState)):
                 mode.add_metric([state.app_key, state.kind, state.mode], 1)
@@ -78,13 +91,16 @@ class StoreCollector(Collector):
                     last_success.add_metric(
                         [state.app_key, state.kind], state.last_success_at.timestamp()
                     )
+                for name, age in state.lag(now).items():
+                    if age is not None:
+                        ages[name].add_metric([state.app_key, state.kind], age)
             for row in session.scalars(select(PullCallCount)):
                 calls.add_metric([row.app_key, row.kind, row.result], row.calls)
             count = session.scalar(
                 select(func.count()).select_from(RawEvent).where(RawEvent.quarantined > 0)
             )
         quarantined.add_metric([], count or 0)
-        yield from (last_success, mode, quarantined, calls, pulled)
+        yield from (last_success, mode, quarantined, calls, pulled, *ages.values())
 
 
 def _alarm_metrics(session: Session) -> Iterator[Metric]:

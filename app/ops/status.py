@@ -61,7 +61,7 @@ def status_page() -> Response:
         "status.html",
         now=now.astimezone(zone),
         timezone=zone.key,
-        sync=[_with_age(item, now) for item in sync_items.sync_items(db, settings.jsms_apps)],
+        sync=[_with_age(item, now) for item in sync_items.sync_items(db, settings.jsms_apps, now)],
         callbacks=_callbacks_last_day(db, now),
         chart=delivery_chart(_daily_rates(db, now, zone), now, zone),
         quarantined=_quarantined(db),
@@ -104,7 +104,9 @@ def logout() -> Response:
 def _with_age(item: dict[str, Any], now: datetime) -> dict[str, Any]:
     last = item.get("last_success_at")
     since = now - datetime.fromisoformat(last.replace("Z", "+00:00")) if last else None
-    return {**item, "since_success": _human(since)}
+    newest = item.get("newest_record_age_seconds")
+    newest_age = None if newest is None else timedelta(seconds=newest)
+    return {**item, "since_success": _human(since), "newest_record_age": _human(newest_age)}
 
 
 def _human(delta: timedelta | None) -> str:

@@ -217,6 +217,19 @@ SCHEMAS: dict[str, Any] = {
             "next_attempt_at": {**UTC_TIME, "type": ["string", "null"]},
             "consecutive_failures": {"type": "integer"},
             "records_pulled": {"type": "integer"},
+            "newest_record_at": {
+                **UTC_TIME,
+                "type": ["string", "null"],
+                "description": "carrier time of the newest record pulled",
+            },
+            "newest_record_age_seconds": {
+                "type": ["number", "null"],
+                "description": "pull lag: seconds since newest_record_at, as of the request",
+            },
+            "last_success_age_seconds": {
+                "type": ["number", "null"],
+                "description": "seconds since last_success_at, as of the request",
+            },
         },
     },
     "CallbackForm": {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -11,15 +12,21 @@ from sqlalchemy.orm import Session
 from app.jsms.codes import ERROR_TEXT
 from app.jsms.pulled import KINDS
 from app.query.items import iso_utc
-from app.store.models import SyncMode, SyncState
+from app.store.models import SyncMode, SyncState, utcnow
 
 
-def sync_items(session: Session, configured_apps: Iterable[str]) -> list[dict[str, Any]]:
+def sync_items(
+    session: Session, configured_apps: Iterable[str], now: datetime | None = None
+) -> list[dict[str, Any]]:
     """Every stored row, plus a never-attempted `pull` row for each configured app and kind
-    that has none yet; sorted by app and kind."""
+    that has none yet; sorted by app and kind. Ages (the lag) are as of `now`."""
     configured = set(configured_apps)
+    now = now or utcnow()
     states = session.scalars(select(SyncState)).all()
-    items = {(s.app_key, s.kind): _state_item(s, s.app_key in configured) for s in states}
+    items = {
+        (s.app_key, s.kind): {**_state_item(s, s.app_key in configured), **s.lag(now)}
+        for s in states
+    }
     for app_key in configured:
         for kind in KINDS:
             items.setdefault((app_key, kind), _never_attempted(app_key, kind))
@@ -41,6 +48,7 @@ def _state_item(state: SyncState, configured: bool) -> dict[str, Any]:
         "next_attempt_at": iso_utc(state.next_attempt_at),
         "consecutive_failures": state.consecutive_failures,
         "records_pulled": state.records_pulled,
+        "newest_record_at": iso_utc(state.newest_record_at),
     }
 
 
@@ -58,4 +66,7 @@ def _never_attempted(app_key: str, kind: str) -> dict[str, Any]:
         "next_attempt_at": None,
         "consecutive_failures": 0,
         "records_pulled": 0,
+        "newest_record_at": None,
+        "newest_record_age_seconds": None,
+        "last_success_age_seconds": None,
     }

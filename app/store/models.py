@@ -212,6 +212,18 @@ class SyncState(Base):
     # Carrier time (received_at / replied_at) of the newest record pulled: the pull lag.
     newest_record_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
+    def lag(self, now: datetime) -> dict[str, float | None]:
+        """How far behind pulling is, in seconds as of `now` (None: never): the age of the
+        newest record pulled (by its carrier time) and the time since the last successful pull."""
+        return {
+            "newest_record_age_seconds": _age(self.newest_record_at, now),
+            "last_success_age_seconds": _age(self.last_success_at, now),
+        }
+
+
+def _age(then: datetime | None, now: datetime) -> float | None:
+    return None if then is None else round(max(0.0, (now - then).total_seconds()), 3)
+
 
 class PullCallCount(Base):
     """How many calls to the upstream got each answer, per app and kind (`ok`, a JSMS error
