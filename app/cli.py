@@ -15,7 +15,7 @@ from app.jsms.client import JsmsClient
 from app.jsms.pulled import KINDS, Kind, parse_pulled
 from app.ops.doctor import FAIL, examine, render
 from app.pull import spool
-from app.pull.clock import run_clock, stop_on_signals
+from app.pull.clock import CLOCK_POOL_TIMEOUT_SECONDS, run_clock, stop_on_signals
 from app.pull.puller import BatchNotStored, Puller, StoreUnavailable
 from app.pull.state import PassOutcome, PassResult, SyncPolicy
 from app.store.db import Database, get_database, upgrade_to_head
@@ -112,10 +112,14 @@ def clock() -> None:
     settings = get_settings()
     _refuse_ephemeral_store("clock")
     apps = _chosen_apps(settings, None)
-    database = _reachable_database()
-    with JsmsClient(settings.jsms_api_base_url) as client:
-        puller = Puller(database, client, SyncPolicy.from_settings(settings), spool=spool_dir())
-        run_clock(puller, apps, retention_policy(settings), settings.pull_max_parallel_apps)
+    # Its own engine: passes queue for a connection instead of giving up after web's 5 s.
+    database = Database(_reachable_database().url, pool_timeout=CLOCK_POOL_TIMEOUT_SECONDS)
+    try:
+        with JsmsClient(settings.jsms_api_base_url) as client:
+            puller = Puller(database, client, SyncPolicy.from_settings(settings), spool=spool_dir())
+            run_clock(puller, apps, retention_policy(settings), settings.pull_max_parallel_apps)
+    finally:
+        database.engine.dispose()
 
 
 @jsms.command("grant-readonly")

@@ -29,6 +29,10 @@ from app.store.retention import RetentionPolicy, purge
 log = logging.getLogger(__name__)
 # How often the dispatcher looks for due apps (and at once when a pass ends).
 TICK_SECONDS = 1.0
+# How long a pass waits for a pooled database connection. A pass holds one only while writing
+# (never across the window or an upstream call), so when many apps' batches arrive together they
+# queue for the pool; shorter than the puller's 20 s of retries for a batch in hand.
+CLOCK_POOL_TIMEOUT_SECONDS = 15.0
 # Retention runs this often, deleting at most RETENTION_BATCHES × 1,000 rows per table a run.
 RETENTION_EVERY_HOURS = 1
 RETENTION_BATCHES = 50

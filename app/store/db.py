@@ -23,8 +23,9 @@ from app.store.business_time import record_business_timezone
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 
 
-def make_engine(url: str) -> Engine:
-    """An engine tuned for the backend: WAL + immediate transactions on SQLite, pre-ping on PG."""
+def make_engine(url: str, pool_timeout: float = 5.0) -> Engine:
+    """An engine tuned for the backend: WAL + immediate transactions on SQLite, pre-ping on PG.
+    `pool_timeout`: how long to wait for a free pooled connection (PostgreSQL)."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
@@ -38,7 +39,7 @@ def make_engine(url: str) -> Engine:
         url,
         pool_size=5,
         max_overflow=5,
-        pool_timeout=5,
+        pool_timeout=pool_timeout,
         # Sessions in UTC: timestamptz values arrive as UTC, and date_trunc means UTC days.
         connect_args={"connect_timeout": 5, "options": "-c timezone=UTC"},
     )
@@ -99,9 +100,9 @@ def _make_sqlite_transactional(engine: Engine) -> None:
 class Database:
     """An engine and its session factory."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, pool_timeout: float = 5.0) -> None:
         self.url = url
-        self.engine = make_engine(url)
+        self.engine = make_engine(url, pool_timeout)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextmanager
