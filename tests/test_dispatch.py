@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from app.jsms.client import JsmsClient
 from app.pull.dispatch import Dispatcher, catch_up_order
 from app.pull.puller import Puller
-from app.pull.state import SyncPolicy
+from app.pull.state import PassResult, SyncPolicy
 from app.store.db import Database
-from app.store.models import SyncMode, SyncState, utcnow
+from app.store.models import DeliveryReport, SyncMode, SyncState, utcnow
 from tests.conftest import FAKE_WINDOW
 from tests.fake_jsms import FakeJsms
 
@@ -128,3 +129,31 @@ def test_catch_up_order_ranks_backlogs_before_re_probes() -> None:
     assert [a.app_key for a in order] == ["brand-new", "older", "old", "probe"]
     assert order[0].kinds == ["report", "reply"]
     assert order[2].rank[1] == now - timedelta(hours=3), "an app is as late as its oldest kind"
+
+
+class RecordingPuller(Puller):
+    """A puller that keeps the result of every pass it made."""
+
+    def sync_app(self, *args: Any, **kwargs: Any) -> list[PassResult]:
+        results = super().sync_app(*args, **kwargs)
+        self.results = [*getattr(self, "results", []), *results]
+        return results
+
+
+def test_two_clocks_share_the_apps_through_the_lease(upstream: FakeJsms, store: Database) -> None:
+    with JsmsClient(upstream.url) as client:
+        pullers = [RecordingPuller(store, client, SyncPolicy(window=FAKE_WINDOW)) for _ in "ab"]
+        clocks = [Dispatcher(puller, APPS, 64) for puller in pullers]
+        started = [clock.dispatch() for clock in clocks]
+        for clock in clocks:
+            clock.shutdown()
+
+    assert started == [list(APPS), list(APPS)], "both try every app"
+    for app_key in APPS:
+        results = [r for p in pullers for r in p.results if r.app_key == app_key]
+        outcomes = sorted(r.outcome for r in results if r.kind == "report")
+        assert outcomes == ["busy", "drained"], "one clock pulls an app, the other finds it taken"
+    assert upstream.calls_with(50201) == []
+    with store.session() as session:
+        stored = session.scalar(select(func.count(DeliveryReport.id)))
+    assert stored == 1000 * len(APPS), "every record stored once"
