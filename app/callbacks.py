@@ -12,13 +12,13 @@ from werkzeug.datastructures import MultiDict
 
 from app.config import get_settings
 from app.errors import BadInput, Forbidden, NotFound, Unauthenticated
-from app.jsms.records import KNOWN_TYPES, parse_payload
+from app.jsms.records import KNOWN_TYPES, MAX_CALLBACK_ITEMS, parse_payload
 from app.jsms.signature import find_signer
 from app.metrics import CALLBACKS, INGEST_SECONDS, RECORDS
 from app.network import client_address, is_allowed
 from app.store.alarms import count_refusal
 from app.store.db import get_database, get_session
-from app.store.ingest import RawPayload, ingest
+from app.store.ingest import RawPayload, ingest_or_quarantine
 from app.store.models import Source, utcnow
 
 log = logging.getLogger(__name__)
@@ -70,11 +70,14 @@ def receive(app_key: str | None) -> Response:
         payload = json.loads(data)
     except (ValueError, RecursionError):  # RecursionError: nesting deeper than json can read
         raise BadInput("the data field is not JSON", "invalid_data") from None
-    batch = parse_payload(record_type, payload)
+    # Never raises: a record nobody can read is quarantined, a list too long is kept unread.
+    batch = parse_payload(record_type, payload, max_items=MAX_CALLBACK_ITEMS)
     raw = RawPayload(signer, Source.CALLBACK, record_type, data, nonce, _as_int(timestamp))
     session = get_session()
     with INGEST_SECONDS.labels(Source.CALLBACK).time(), session.begin():
-        result = ingest(session, raw, batch)
+        # The raw `data` is written whatever the store makes of its records; only the
+        # database being unavailable escapes (503, and JSMS retries).
+        result = ingest_or_quarantine(session, raw, batch)
     # Committed: only now may JSMS be told the records are safe.
     g.callback_result = result
     return jsonify(result.as_json())

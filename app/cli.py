@@ -19,7 +19,7 @@ from app.pull.clock import CLOCK_POOL_TIMEOUT_SECONDS, run_clock, stop_on_signal
 from app.pull.puller import BatchNotStored, Puller, StoreUnavailable
 from app.pull.state import PassOutcome, PassResult, SyncPolicy
 from app.store.db import Database, get_database, upgrade_to_head
-from app.store.ingest import RawPayload, ingest, reprocess
+from app.store.ingest import RawPayload, ingest_or_quarantine, reprocess
 from app.store.models import RawEvent, Source, SyncMode, utcnow
 from app.store.readonly import READABLE_TABLES, READABLE_VIEWS, GrantRefused, grant_readonly
 from app.store.retention import purge, retention_policy
@@ -49,7 +49,7 @@ def reprocess_quarantined(batch_size: int) -> None:
             kind = Kind(batch.kind)
             raw = RawPayload(batch.app_key, Source.PULL, kind.record_type, batch.body)
             with session.begin():
-                result = ingest(session, raw, parse_pulled(kind, batch.body))
+                result = ingest_or_quarantine(session, raw, parse_pulled(kind, batch.body))
             batch.path.unlink()
             click.echo(f"stored spooled batch {batch.path.name}: {result.as_json()}")
         while True:

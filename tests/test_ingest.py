@@ -66,7 +66,8 @@ def test_a_later_status_replaces_an_earlier_one_and_not_the_reverse(database: Da
     later = run(database, "SMS_REPORT", [report("m1", status=4001, receive_time=1575015099000)])
     earlier = run(database, "SMS_REPORT", [report("m1", status=4004, receive_time=1575015000000)])
     assert (later.stored, later.duplicates) == (1, 0)
-    assert (earlier.stored, earlier.duplicates) == (0, 1)
+    # Not a repeat: kept in its raw event and counted stored, but the newer row stays.
+    assert (earlier.stored, earlier.duplicates) == (1, 0)
     with database.session() as session:
         stored = session.scalars(select(DeliveryReport)).one()
     assert (stored.status, stored.delivered) == (4001, True)
@@ -79,9 +80,70 @@ def test_the_same_report_twice_in_one_batch_keeps_the_latest(database: Database)
         "SMS_REPORT",
         [report("m1", status=4001, receive_time=1575015099000), report("m1", status=4003)],
     )
-    assert (result.stored, result.duplicates) == (1, 1)
+    assert (result.stored, result.duplicates) == (2, 0)  # two different reports, no repeat
     with database.session() as session:
         assert session.scalars(select(DeliveryReport.status)).one() == 4001
+
+
+SAME_TIME = 1575015093000
+FAILED = report("m1", status=4003, receive_time=SAME_TIME)
+DELIVERED = report("m1", status=4001, receive_time=SAME_TIME)
+ALSO_FAILED = report("m1", status=4004, receive_time=SAME_TIME)
+
+
+def stored_row(database: Database) -> DeliveryReport:
+    with database.session() as session:
+        return session.scalars(select(DeliveryReport)).one()
+
+
+@pytest.mark.parametrize(
+    "arrivals",
+    [(FAILED, DELIVERED), (DELIVERED, FAILED), (FAILED, ALSO_FAILED, DELIVERED)],
+    ids=["failure-first", "delivered-first", "two-failures-first"],
+)
+def test_at_the_same_time_delivered_wins_whatever_the_arrival_order(
+    database: Database, arrivals: tuple[dict, ...]
+) -> None:
+    results = [run(database, "SMS_REPORT", [item]) for item in arrivals]
+    # Each arrival was a different report: stored (changing the row or not), never a duplicate.
+    assert [(r.stored, r.duplicates) for r in results] == [(1, 0)] * len(arrivals)
+    row = stored_row(database)
+    assert (row.status, row.delivered) == (4001, True)
+    assert row.raw_event_id == results[arrivals.index(DELIVERED)].raw_event_id
+    # Only an identical repeat is a duplicate, and it changes nothing.
+    for item in arrivals:
+        repeat = run(database, "SMS_REPORT", [item])
+        assert (repeat.stored, repeat.duplicates) == ((1, 0) if item is not DELIVERED else (0, 1))
+    assert stored_row(database).raw_event_id == results[arrivals.index(DELIVERED)].raw_event_id
+
+
+@pytest.mark.parametrize("first", [FAILED, ALSO_FAILED])
+def test_two_failures_at_the_same_time_keep_the_higher_code_in_any_order(
+    database: Database, first: dict
+) -> None:
+    run(database, "SMS_REPORT", [first])
+    run(database, "SMS_REPORT", [ALSO_FAILED if first is FAILED else FAILED])
+    assert stored_row(database).status == 4004
+
+
+@pytest.mark.parametrize(
+    "batch",
+    [
+        [FAILED, DELIVERED, FAILED],
+        [DELIVERED, FAILED, DELIVERED],
+        [ALSO_FAILED, DELIVERED, FAILED],
+        [DELIVERED, ALSO_FAILED],
+    ],
+)
+def test_in_one_batch_the_same_rule_applies(database: Database, batch: list[dict]) -> None:
+    result = run(database, "SMS_REPORT", batch)
+    assert stored_row(database).status == 4001
+    repeats = len(batch) - len({item["status"] for item in batch})
+    assert (result.stored, result.duplicates) == (len(batch) - repeats, repeats)
+    with database.session() as session:
+        event = session.get(RawEvent, result.raw_event_id)
+        assert event is not None
+        assert event.records == event.stored + event.duplicates + event.quarantined
 
 
 def test_a_large_batch_is_stored_whole(database: Database) -> None:

@@ -9,13 +9,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from app.jsms.records import (
-    InvalidField,
     ReplyMessage,
     Report,
     Review,
     parse_payload,
     parse_time,
 )
+from app.jsms.times import InvalidTime
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
@@ -42,7 +42,7 @@ def test_parse_time_accepts_documented_forms(value: object, expected: datetime) 
 
 @pytest.mark.parametrize("value", [True, None, "yesterday", [], "2019-13-45 99:00:00", 10**30])
 def test_parse_time_rejects_others(value: object) -> None:
-    with pytest.raises(InvalidField):
+    with pytest.raises(InvalidTime):
         parse_time(value)
 
 
@@ -64,7 +64,7 @@ def test_report_fields_are_normalized() -> None:
 
 
 def test_reply_keeps_unknown_fields() -> None:
-    batch = parse_payload("SMS_REPLY", [{"phone": "1", "content": "", "replyTime": 1, "x": [1]}])
+    batch = parse_payload("SMS_REPLY", [{"phone": "1", "content": "", "replyTime": 1575015093, "x": [1]}])
     [reply] = batch.records
     assert isinstance(reply, ReplyMessage) and reply.extra == {"x": [1]} and reply.content == ""
 

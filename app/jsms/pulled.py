@@ -57,9 +57,14 @@ class PulledBatch:
     @property
     def item_count(self) -> int:
         """How many items the upstream handed out (0 when the body could not be decoded)."""
-        if self.decode_error is not None or self.data is None:
+        if self.decode_error is not None:
             return 0
         return len(self.data) if isinstance(self.data, list) else 1
+
+    @property
+    def is_empty(self) -> bool:
+        """Nothing handed out (`[]`, or an empty body): no raw event is kept for it."""
+        return self.decode_error is None and self.data == []
 
     @property
     def is_full(self) -> bool:
@@ -70,7 +75,7 @@ class PulledBatch:
         """Records from this batch; a body that is not JSON becomes one quarantined item."""
         if self.decode_error is not None:
             return ParsedBatch(rejected=[Rejected(0, self.body_text[:200], self.decode_error)])
-        if self.data == []:
+        if self.is_empty:
             return ParsedBatch()
         return parse_payload(kind.record_type, self.data)
 
@@ -81,8 +86,15 @@ def parse_pulled(kind: Kind, body: str) -> ParsedBatch:
 
 
 def decode_json(body: str) -> tuple[Any, str | None]:
-    """The JSON a body holds, or None and why it is not JSON."""
+    """The JSON a body holds, or None and why it is not JSON.
+
+    A UTF-8 byte order mark before the JSON is skipped; an empty or blank body is an empty
+    batch (JSMS answers some calls `200` with `Content-Length: 0`).
+    """
+    text = body.removeprefix("\ufeff")
+    if not text.strip(" \t\r\n"):  # JSON's whitespace only: anything else is kept, quarantined
+        return [], None
     try:
-        return json.loads(body), None
-    except ValueError as exc:
-        return None, f"body is not JSON: {exc}"
+        return json.loads(text), None
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested deeper than json reads
+        return None, f"body is not JSON: {type(exc).__name__}: {str(exc)[:120]}"

@@ -1,18 +1,21 @@
 """Parse JSMS receipt payloads (callback `data` or a pulled batch) into typed records.
 
-Pure functions over plain data. Anything that cannot become a record is returned as a
-`Rejected` item with the reason, never raised and never dropped.
+Pure functions over plain data. Anything that cannot become a record, for any reason (a field of
+the wrong shape, an implausible time, an exception nobody foresaw), is returned as a `Rejected`
+item with the reason: `parse_payload` never raises and never drops an item.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from app.jsms.codes import DELIVERED
+from app.jsms.times import InvalidTime, parse_time, plausible
 
 SMS_REPORT = "SMS_REPORT"
 SMS_REPLY = "SMS_REPLY"
@@ -20,9 +23,11 @@ SMS_TEMPLATE = "SMS_TEMPLATE"
 SMS_SIGN = "SMS_SIGN"
 KNOWN_TYPES = (SMS_REPORT, SMS_REPLY, SMS_TEMPLATE, SMS_SIGN)
 
-CHINA_TIME = timezone(timedelta(hours=8))
-# Epoch values above this are milliseconds (1e11 s is the year 5138; 1e11 ms is 1973).
-_MILLIS_THRESHOLD = 100_000_000_000
+# A callback holding more items than this is kept raw and quarantined whole, unread: reading
+# 500,000 tiny items costs a worker ~160 MB (JSMS sends one or a few per callback).
+MAX_CALLBACK_ITEMS = 1000
+# `quarantine_reason` keeps the first this many reasons, then "… and N more".
+MAX_REASONS = 20
 _INTEGER = re.compile(r"-?[0-9]{1,20}")
 
 
@@ -42,6 +47,13 @@ class Report:
     @property
     def delivered(self) -> bool:
         return self.status == DELIVERED
+
+    @property
+    def precedence(self) -> tuple[datetime, bool, int]:
+        """Of two reports for one message and phone, the greater is kept: the later one; at the
+        same time a delivered one; then the higher code. A total order, so the row kept never
+        depends on the order of arrival; equal means an identical repeat."""
+        return (self.received_at, self.delivered, self.status)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,70 +91,110 @@ class Rejected:
 
 @dataclass(slots=True)
 class ParsedBatch:
-    """The records a payload held, and the items it held that are not records."""
+    """The records a payload held, and the items it held that are not records.
+
+    `unread` items were quarantined whole, without being read one by one (a callback too large
+    to read, a batch the parser or the store could not take), for `unread_reason`.
+    """
 
     records: list[Record] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
+    unread: int = 0
+    unread_reason: str | None = None
+
+    @classmethod
+    def kept_whole(cls, items: int, reason: str) -> ParsedBatch:
+        """A batch of `items` items quarantined as a whole, none of them read."""
+        return cls(unread=items, unread_reason=reason)
+
+    @property
+    def quarantined(self) -> int:
+        """How many items are quarantined (rejected one by one, or unread)."""
+        return len(self.rejected) + self.unread
+
+    @property
+    def items(self) -> int:
+        """How many items the payload held: records plus quarantined."""
+        return len(self.records) + self.quarantined
+
+    def reasons(self) -> str | None:
+        """Why items were quarantined, one line each ("#index: reason"): the first MAX_REASONS
+        lines, then "… and N more", so it stays small however many items were refused."""
+        lines = [self.unread_reason] if self.unread_reason else []
+        lines += [f"#{r.index}: {r.reason[:200]}" for r in self.rejected[:MAX_REASONS]]
+        total = len(self.rejected) + (1 if self.unread_reason else 0)
+        if total > MAX_REASONS:
+            lines = lines[:MAX_REASONS] + [f"… and {total - MAX_REASONS} more"]
+        return "\n".join(lines) or None
 
 
-def parse_payload(record_type: str, data: Any) -> ParsedBatch:
-    """Normalize `data` (one object or a list of them) of the given JSMS type."""
+def parse_payload(
+    record_type: str,
+    data: Any,
+    now: datetime | None = None,
+    *,
+    max_items: int | None = None,
+) -> ParsedBatch:
+    """Normalize `data` (one object or a list of them) of the given JSMS type. Never raises.
+
+    `now` is the server's clock for the plausibility of times (default: the current time); more
+    than `max_items` items are kept whole, unread.
+    """
     items = data if isinstance(data, list) else [data]
+    if max_items is not None and len(items) > max_items:
+        reason = f"{len(items)} items, more than {max_items} in one payload: kept raw, unread"
+        return ParsedBatch.kept_whole(len(items), reason)
+    try:
+        return _parse_items(record_type, items, now or datetime.now(UTC))
+    except Exception as exc:  # whatever went wrong, the items stay in hand, quarantined
+        return ParsedBatch.kept_whole(len(items), f"the batch could not be read: {_describe(exc)}")
+
+
+def _parse_items(record_type: str, items: list[Any], now: datetime) -> ParsedBatch:
     batch = ParsedBatch()
     parser = _PARSERS.get(record_type)
     for index, item in enumerate(items):
         if parser is None:
             batch.rejected.append(Rejected(index, item, f"unknown type {record_type[:64]!r}"))
-            continue
-        if not isinstance(item, dict):
+        elif not isinstance(item, dict):
             batch.rejected.append(Rejected(index, item, f"expected an object, got {_kind(item)}"))
-            continue
-        try:
-            batch.records.append(parser(item))
-        except InvalidField as exc:
-            batch.rejected.append(Rejected(index, item, str(exc)))
+        else:
+            parsed = _parse_item(parser, index, item, now)
+            if isinstance(parsed, Rejected):
+                batch.rejected.append(parsed)
+            else:
+                batch.records.append(parsed)
     return batch
 
 
-def parse_time(value: Any) -> datetime:
-    """An aware UTC datetime from epoch s, epoch ms, or `yyyy-MM-dd HH:mm:ss` (UTC+8)."""
-    if isinstance(value, bool):
-        raise InvalidField(f"time {value!r} is not a timestamp")
-    if isinstance(value, str):
-        text = value.strip()
-        if _INTEGER.fullmatch(text):
-            return parse_time(int(text))
-        for layout in ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M:%S.%f"):
-            try:
-                return datetime.strptime(text, layout).replace(tzinfo=CHINA_TIME).astimezone(UTC)
-            except ValueError:
-                pass
-        try:
-            parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-        except ValueError:
-            raise InvalidField(f"time {text[:40]!r} is not a known format") from None
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=CHINA_TIME)
-        return parsed.astimezone(UTC)
-    if isinstance(value, int | float):
-        seconds = value / 1000 if abs(value) >= _MILLIS_THRESHOLD else value
-        try:
-            return datetime.fromtimestamp(seconds, UTC)
-        except (OverflowError, OSError, ValueError):
-            raise InvalidField(f"time {value!r} is out of range") from None
-    raise InvalidField(f"time is {_kind(value)}, not a timestamp")
+def _parse_item(
+    parser: _Parser, index: int, item: dict[str, Any], now: datetime
+) -> Record | Rejected:
+    """One record, or why not: no exception, foreseen or not, leaves this function."""
+    try:
+        return parser(item, now)
+    except (InvalidField, InvalidTime) as exc:
+        return Rejected(index, item, str(exc))
+    except Exception as exc:  # one odd record must never take its neighbours down
+        return Rejected(index, item, f"unexpected {_describe(exc)}")
 
 
-def _parse_report(item: dict[str, Any]) -> Report:
+def _describe(exc: BaseException) -> str:
+    """An exception as a short reason: its type and the start of its message."""
+    message = str(exc)
+    return f"{type(exc).__name__}: {message[:120]}" if message else type(exc).__name__
+
+
+def _parse_report(item: dict[str, Any], now: datetime) -> Report:
     return Report(
         msg_id=_identifier(item, "msgId", 64),
         phone=_identifier(item, "phone", 32),
         status=_integer(item, "status"),
-        received_at=parse_time(_required(item, "receiveTime")),
+        received_at=_time(item, "receiveTime", now),
     )
 
 
-def _parse_reply(item: dict[str, Any]) -> ReplyMessage:
+def _parse_reply(item: dict[str, Any], now: datetime) -> ReplyMessage:
     content = _required(item, "content")
     if not isinstance(content, str):
         raise InvalidField(f"content is {_kind(content)}, not a string")
@@ -151,13 +203,13 @@ def _parse_reply(item: dict[str, Any]) -> ReplyMessage:
     return ReplyMessage(
         phone=_identifier(item, "phone", 32),
         content=content,
-        replied_at=parse_time(_required(item, "replyTime")),
-        extra={k: v for k, v in item.items() if k not in known},
+        replied_at=_time(item, "replyTime", now),
+        extra=_extra(item, known),
     )
 
 
-def _review_parser(review_type: str, id_field: str) -> Callable[[dict[str, Any]], Review]:
-    def parse(item: dict[str, Any]) -> Review:
+def _review_parser(review_type: str, id_field: str) -> _Parser:
+    def parse(item: dict[str, Any], now: datetime) -> Review:
         reason = item.get("refuseReason")
         if reason is not None and not isinstance(reason, str):
             raise InvalidField(f"refuseReason is {_kind(reason)}, not a string")
@@ -169,18 +221,48 @@ def _review_parser(review_type: str, id_field: str) -> Callable[[dict[str, Any]]
             subject_id=_identifier(item, id_field, 64),
             status=_integer(item, "status"),
             refuse_reason=reason,
-            extra={k: v for k, v in item.items() if k not in known},
+            extra=_extra(item, known),
         )
 
     return parse
 
 
-_PARSERS: dict[str, Callable[[dict[str, Any]], Record]] = {
+_Parser = Callable[[dict[str, Any], datetime], Record]
+_PARSERS: dict[str, _Parser] = {
     SMS_REPORT: _parse_report,
     SMS_REPLY: _parse_reply,
     SMS_TEMPLATE: _review_parser("template", "tempId"),
     SMS_SIGN: _review_parser("sign", "signId"),
 }
+
+
+def encode_extra(extra: dict[str, Any]) -> str | None:
+    """The fields we do not model, as the JSON text the store keeps (None when there are none).
+
+    Raises what `json.dumps` raises (RecursionError for deep nesting): the parser calls it
+    first, so a record whose extra fields cannot be encoded is quarantined, not stored.
+    """
+    if not extra:
+        return None
+    text = json.dumps(extra, ensure_ascii=False, sort_keys=True)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates: escape them instead
+        text = json.dumps(extra, sort_keys=True)
+    return text
+
+
+def _extra(item: dict[str, Any], known: set[str]) -> dict[str, Any]:
+    extra = {k: v for k, v in item.items() if k not in known}
+    encode_extra(extra)  # raises here, inside the record's own try, if it cannot be stored
+    return extra
+
+
+def _time(item: dict[str, Any], name: str, now: datetime) -> datetime:
+    try:
+        return plausible(parse_time(_required(item, name)), now)
+    except InvalidTime as exc:
+        raise InvalidField(f"{name}: {exc}") from None
 
 
 def _required(item: dict[str, Any], name: str) -> Any:

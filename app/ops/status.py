@@ -143,10 +143,20 @@ def _daily_rates(db: Session, now: datetime, zone: ZoneInfo) -> list[dict[str, A
     return stats.delivery_stats(db, StatsQuery(None, start, None, "day", zone))
 
 
-def _quarantined(db: Session, limit: int = 20) -> list[RawEvent]:
+def _quarantined(db: Session, limit: int = 20, excerpt: int = 4000) -> list[Any]:
+    """The latest quarantined raw events, with the start of their reasons only (rows written
+    before reasons were bounded can hold megabytes)."""
+    reason = func.substr(RawEvent.quarantine_reason, 1, excerpt).label("quarantine_reason")
     return list(
-        db.scalars(
-            select(RawEvent)
+        db.execute(
+            select(
+                RawEvent.id,
+                RawEvent.app_key,
+                RawEvent.type,
+                RawEvent.received_at,
+                RawEvent.quarantined,
+                reason,
+            )
             .where(RawEvent.quarantined > 0)
             .order_by(RawEvent.id.desc())
             .limit(limit)

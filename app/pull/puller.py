@@ -19,14 +19,12 @@ from enum import Enum
 from pathlib import Path
 
 from sqlalchemy import select
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from app.errors import DATABASE_UNAVAILABLE
 from app.jsms.client import JsmsApiError, JsmsClient, UpstreamUnavailable
 from app.jsms.pulled import KINDS, Kind, PulledBatch
-from app.jsms.records import ParsedBatch, Rejected
 from app.metrics import PULL_SECONDS
 from app.pull import lease, spool
 from app.pull.state import (
@@ -42,7 +40,7 @@ from app.pull.state import (
     record_failure,
 )
 from app.store.db import Database
-from app.store.ingest import IngestResult, RawPayload, ingest
+from app.store.ingest import IngestResult, RawPayload, ingest_or_quarantine
 from app.store.models import Source, SyncState, utcnow
 
 log = logging.getLogger(__name__)
@@ -243,8 +241,8 @@ class Puller:
             ):
                 with attempt, session.begin():
                     ingested = None
-                    if batch.item_count or batch.decode_error is not None:
-                        ingested = _ingest_or_quarantine(session, raw, parsed)
+                    if not batch.is_empty:
+                        ingested = ingest_or_quarantine(session, raw, parsed)
                     state = load_state(session, app_key, kind)
                     record_batch(
                         state, batch.item_count, batch.is_full, answered_at, self.policy,
@@ -253,13 +251,13 @@ class Puller:
                     count_call(session, state, "ok")
                     lease.record_answer(session, app_key, self.holder, answered_at)
                     return ingested, state.mode
-        except SQLAlchemyError as exc:
+        except Exception as exc:  # whatever it was, the batch in hand must not be dropped
             self._keep_unstored(app_key, kind, batch, exc)
             raise BatchNotStored(f"{app_key} {kind}: {exc}") from exc
         raise AssertionError("unreachable: Retrying either returns or raises")
 
     def _keep_unstored(
-        self, app_key: str, kind: Kind, batch: PulledBatch, error: SQLAlchemyError
+        self, app_key: str, kind: Kind, batch: PulledBatch, error: Exception
     ) -> None:
         """The last copy of a batch the store would not take: the spool, else the error log."""
         if self.spool is None:
@@ -317,16 +315,3 @@ def _log_call(
         "event": "pull_call", "app_key": app_key, "kind": kind, "result": result,
         "items": items, **counts, "duration_ms": round(seconds * 1000, 2), "mode": mode,
     })  # fmt: skip
-
-
-def _ingest_or_quarantine(session: Session, raw: RawPayload, parsed: ParsedBatch) -> IngestResult:
-    """Ingest the batch; if the store refuses its records, keep the body raw and quarantined."""
-    try:
-        with session.begin_nested():  # a SAVEPOINT: a refusal undoes only this batch's rows
-            return ingest(session, raw, parsed)
-    except DATABASE_UNAVAILABLE:
-        raise
-    except SQLAlchemyError as exc:
-        # Records the store refuses must not cost us the batch: keep it raw, quarantined.
-        reason = f"the batch could not be stored as records: {type(exc).__name__}"
-        return ingest(session, raw, ParsedBatch(rejected=[Rejected(0, None, reason)]))

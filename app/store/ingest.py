@@ -1,34 +1,42 @@
 """The one write path: a raw payload and its parsed records into the store.
 
-Callbacks and pulls both come through `ingest`. It writes inside the caller's transaction; the
-caller commits, and only after that commit may anyone be told the records are safe.
+Callbacks and pulls both come through `ingest_or_quarantine`. It writes inside the caller's
+transaction; the caller commits, and only after that commit may anyone be told the records are
+safe. Whatever a payload holds, its raw text is written: records the store refuses turn into
+quarantined items of a raw event, never into a lost payload.
 
-Every statement here is built once and cached compiled by SQLAlchemy, and the same SQL runs on
-PostgreSQL and SQLite: a callback costs two statements (three when some records were repeats)
-and no ORM unit of work. See bench/README.md for what that bought.
+Every statement here is built once and cached compiled by SQLAlchemy (`upsert.py`), and the same
+SQL runs on PostgreSQL and SQLite: a callback costs two statements inside a SAVEPOINT (three
+when some records were repeats) and no ORM unit of work. See bench/README.md for what that
+bought.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table, TextClause, bindparam, insert, update
-from sqlalchemy import text as sql_text
+from sqlalchemy import Connection, Table, bindparam, insert, update
 from sqlalchemy.orm import Session
 
-from app.jsms.records import ParsedBatch, Rejected, ReplyMessage, Report, Review, parse_payload
-from app.store.models import DeliveryReport, RawEvent, Reply, ReviewResult, utcnow
+from app.errors import DATABASE_UNAVAILABLE
+from app.jsms.pulled import decode_json
+from app.jsms.records import (
+    ParsedBatch,
+    ReplyMessage,
+    Report,
+    Review,
+    encode_extra,
+    parse_payload,
+)
+from app.store.models import RawEvent, utcnow
+from app.store.upsert import REPLIES, REPORTS, REVIEWS, write
 
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
-# Rows per INSERT statement: well under SQLite's 32,766 bound parameters.
-CHUNK = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +68,31 @@ class IngestResult:
         }
 
 
+def ingest_or_quarantine(session: Session, raw: RawPayload, batch: ParsedBatch) -> IngestResult:
+    """Ingest the payload; if the store refuses a record's values, keep the payload raw with
+    every item quarantined instead. Both ways in (callbacks and pulls) come through here.
+
+    Only the database being unavailable escapes (the caller answers 503 or spools the batch):
+    whatever else goes wrong, the raw payload is written in the caller's transaction.
+    """
+    try:
+        with session.begin_nested():  # a SAVEPOINT: a refusal undoes only this payload's rows
+            return ingest(session, raw, batch)
+    except DATABASE_UNAVAILABLE:
+        raise
+    except Exception as exc:  # an exception for one record's values must not cost the payload
+        reason = (
+            f"{len(batch.records)} records could not be stored "
+            f"({type(exc).__name__}): the payload is kept raw"
+        )
+        whole = ParsedBatch(
+            rejected=batch.rejected,
+            unread=batch.unread + len(batch.records),
+            unread_reason="; ".join(filter(None, [reason, batch.unread_reason])),
+        )
+        return ingest(session, raw, whole)
+
+
 def ingest(session: Session, raw: RawPayload, batch: ParsedBatch) -> IngestResult:
     """Store the raw payload and every record in it, skipping duplicates. The caller commits."""
     # Core statements only: run them on the transaction's connection, not through the ORM.
@@ -78,11 +111,11 @@ def ingest(session: Session, raw: RawPayload, batch: ParsedBatch) -> IngestResul
             "nonce": storable_text(raw.nonce[:64]) if raw.nonce else None,
             "callback_timestamp": raw.callback_timestamp,
             "received_at": now,
-            "records": records + len(batch.rejected),
+            "records": batch.items,
             "stored": records,
             "duplicates": 0,
-            "quarantined": len(batch.rejected),
-            "quarantine_reason": _reasons(batch.rejected),
+            "quarantined": batch.quarantined,
+            "quarantine_reason": batch.reasons(),
         },
     ).scalar_one()
     context = _Context(connection, raw.app_key, raw.source, now, raw_event_id)
@@ -92,7 +125,7 @@ def ingest(session: Session, raw: RawPayload, batch: ParsedBatch) -> IngestResul
             _RAW_EVENT_OUTCOME,
             {"event_id": raw_event_id, "stored": stored, "duplicates": records - stored},
         )
-    return IngestResult(raw_event_id, stored, records - stored, len(batch.rejected))
+    return IngestResult(raw_event_id, stored, records - stored, batch.quarantined)
 
 
 _EVENTS: Table = RawEvent.__table__  # type: ignore[assignment]
@@ -105,22 +138,33 @@ _RAW_EVENT_OUTCOME = (
 
 
 def reprocess(session: Session, event: RawEvent) -> IngestResult:
-    """Normalize a quarantined raw event again with today's parser; the caller commits.
+    """Read a quarantined raw event again with today's parser; the caller commits. Returns the
+    records it newly stored (its duplicates and quarantined counts are the event's, now).
 
-    Records stored before are duplicates now, so running it twice changes nothing more.
+    Records stored before are duplicates now, so running it twice changes nothing more. Every
+    item is read, however many (the callback bound protects web workers, not this command).
     """
-    try:
-        batch = parse_payload(event.type, json.loads(event.payload))
-    except (ValueError, RecursionError):
-        return IngestResult(event.id, 0, 0, event.quarantined)
+    data, decode_error = decode_json(event.payload)
+    if decode_error is not None:
+        return IngestResult(event.id, 0, event.duplicates, event.quarantined)
+    batch = parse_payload(event.type, data)
     context = _Context(session.connection(), event.app_key, event.source, utcnow(), event.id)
-    stored = _store_records(context, batch)
-    event.stored += stored
-    event.duplicates = event.records - event.stored - len(batch.rejected)
-    event.quarantined = len(batch.rejected)
-    event.quarantine_reason = _reasons(batch.rejected)
+    try:
+        with session.begin_nested():
+            written = _store_records(context, batch)
+    except DATABASE_UNAVAILABLE:
+        raise
+    except Exception:  # the store still refuses these values: the event stays as it was
+        return IngestResult(event.id, 0, event.duplicates, event.quarantined)
+    before, kept = event.stored, len(batch.records)
+    # Its records stored before come back as duplicates (or, superseded since, as stored).
+    event.stored = min(before + written, kept)
+    event.records = batch.items
+    event.duplicates = kept - event.stored
+    event.quarantined = batch.quarantined
+    event.quarantine_reason = batch.reasons()
     session.flush()
-    return IngestResult(event.id, stored, len(batch.records) - stored, event.quarantined)
+    return IngestResult(event.id, event.stored - before, event.duplicates, event.quarantined)
 
 
 def _store_records(context: _Context, batch: ParsedBatch) -> int:
@@ -150,12 +194,15 @@ class _Context:
 
 
 def store_reports(context: _Context, reports: Sequence[Report]) -> int:
-    """Upsert reports; a later `received_at` replaces the stored status. Returns rows changed."""
+    """Upsert reports; the greater `Report.precedence` is kept. Returns the reports that were
+    not identical repeats: new, replacing the row, or superseded by a row that ranks higher."""
     # One row per key: ON CONFLICT DO UPDATE may not touch a row twice in one statement.
     latest: dict[tuple[str, str], Report] = {}
+    distinct: set[tuple[str, str, tuple[datetime, bool, int]]] = set()
     for report in reports:
         key = (report.msg_id, report.phone)
-        if key not in latest or report.received_at > latest[key].received_at:
+        distinct.add((*key, report.precedence))
+        if key not in latest or report.precedence > latest[key].precedence:
             latest[key] = report
     rows = [
         context.row(
@@ -167,7 +214,8 @@ def store_reports(context: _Context, reports: Sequence[Report]) -> int:
         )
         for r in latest.values()
     ]
-    return _write(context.connection, _REPORTS, rows)
+    # The reports this batch itself outranked were not repeats either.
+    return write(context.connection, REPORTS, rows) + len(distinct) - len(latest)
 
 
 def store_replies(context: _Context, replies: Sequence[ReplyMessage]) -> int:
@@ -179,10 +227,10 @@ def store_replies(context: _Context, replies: Sequence[ReplyMessage]) -> int:
             phone=r.phone,
             content=r.content,
             replied_at=r.replied_at,
-            extra=_json_or_none(r.extra),
+            extra=encode_extra(r.extra),
             dedup_key=key,
         )
-    return _write(context.connection, _REPLIES, list(rows.values()))
+    return write(context.connection, REPLIES, list(rows.values()))
 
 
 def store_reviews(context: _Context, reviews: Sequence[Review]) -> int:
@@ -197,100 +245,17 @@ def store_reviews(context: _Context, reviews: Sequence[Review]) -> int:
             subject_id=r.subject_id,
             status=r.status,
             refuse_reason=r.refuse_reason,
-            extra=_json_or_none(r.extra),
+            extra=encode_extra(r.extra),
             dedup_key=key,
         )
-    return _write(context.connection, _REVIEWS, list(rows.values()))
-
-
-@dataclass(frozen=True)
-class _ConflictInsert:
-    """`INSERT … VALUES (…), (…) ON CONFLICT … RETURNING id` for one table, as plain SQL.
-
-    SQLAlchemy 2.0 never caches a compiled ON CONFLICT statement (its dialect Insert is not
-    cacheable), so built with `on_conflict_do_update` it is compiled anew on every callback: a
-    quarter of a worker's CPU. PostgreSQL and SQLite spell this clause the same way, so one
-    textual statement per row count (typed binds, columns taken from the model) serves both,
-    and SQLAlchemy compiles it once.
-    """
-
-    table: Table
-    columns: tuple[str, ...]
-    on_conflict: str
-
-    def statement(self, rows: int) -> TextClause:
-        return _conflict_insert_sql(self, rows)
-
-    def parameters(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
-        return {f"{c}_{i}": row[c] for i, row in enumerate(rows) for c in self.columns}
-
-
-@functools.lru_cache(maxsize=256)
-def _conflict_insert_sql(insert_: _ConflictInsert, rows: int) -> TextClause:
-    values = ", ".join(
-        "(" + ", ".join(f":{c}_{i}" for c in insert_.columns) + ")" for i in range(rows)
-    )
-    sql = (
-        f"INSERT INTO {insert_.table.name} ({', '.join(insert_.columns)}) VALUES {values} "
-        f"{insert_.on_conflict} RETURNING id"
-    )
-    binds = [
-        bindparam(f"{c}_{i}", type_=insert_.table.c[c].type)
-        for i in range(rows)
-        for c in insert_.columns
-    ]
-    return sql_text(sql).bindparams(*binds)
-
-
-def _conflict_insert(model: type[Any], on_conflict: str) -> _ConflictInsert:
-    table: Table = model.__table__
-    columns = tuple(c.name for c in table.columns if c.name != "id")
-    return _ConflictInsert(table, columns, on_conflict)
-
-
-_REPORTS = _conflict_insert(
-    DeliveryReport,
-    "ON CONFLICT (app_key, msg_id, phone) DO UPDATE SET "
-    + ", ".join(
-        f"{c} = excluded.{c}"
-        for c in ("status", "delivered", "received_at", "source", "ingested_at", "raw_event_id")
-    )
-    + " WHERE excluded.received_at > delivery_reports.received_at",
-)
-_REPLIES = _conflict_insert(Reply, "ON CONFLICT (dedup_key) DO NOTHING")
-_REVIEWS = _conflict_insert(ReviewResult, "ON CONFLICT (dedup_key) DO NOTHING")
-
-
-def _write(connection: Connection, insert_: _ConflictInsert, rows: list[dict[str, Any]]) -> int:
-    """Run the conflict-aware INSERT over `rows`; how many rows it inserted or updated."""
-    changed = 0
-    for start in range(0, len(rows), CHUNK):
-        chunk = rows[start : start + CHUNK]
-        result = connection.execute(insert_.statement(len(chunk)), insert_.parameters(chunk))
-        changed += len(result.all())
-    return changed
+    return write(context.connection, REVIEWS, list(rows.values()))
 
 
 def _dedup_key(*parts: str) -> str:
     return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()
 
 
-def _json_or_none(value: dict[str, Any]) -> str | None:
-    if not value:
-        return None
-    text = json.dumps(value, ensure_ascii=False, sort_keys=True)
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:  # lone surrogates: escape them instead
-        text = json.dumps(value, sort_keys=True)
-    return text
-
-
 def storable_text(text: str) -> str:
     """Raw text as close to what arrived as a database can hold: NUL and lone surrogates become
     U+FFFD (PostgreSQL text cannot hold NUL; UTF-8 cannot hold a lone surrogate)."""
     return _UNSTORABLE.sub("\ufffd", text)
-
-
-def _reasons(rejected: Sequence[Rejected]) -> str | None:
-    return "\n".join(f"#{r.index}: {r.reason}" for r in rejected) or None
