@@ -63,11 +63,13 @@ class _App:
     secret: str
     mode: str = "pull"
     last_call: float | None = None  # monotonic time of the last call that used the window
-    queues: dict[str, deque[dict[str, Any]]] = field(
+    queues: dict[str, deque[Any]] = field(
         default_factory=lambda: {"report": deque(), "reply": deque()}
     )
-    handed_out: dict[str, list[dict[str, Any]]] = field(
-        default_factory=lambda: {"report": [], "reply": []}
+    handed_out: dict[str, list[Any]] = field(default_factory=lambda: {"report": [], "reply": []})
+    # 200 bodies to answer verbatim before any queued records (an empty body, a BOM, …).
+    bodies: dict[str, deque[str]] = field(
+        default_factory=lambda: {"report": deque(), "reply": deque()}
     )
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -110,11 +112,22 @@ class FakeJsms:
 
     # -- the backlog ------------------------------------------------------------------------
 
-    def add(self, app_key: str, kind: str, items: Iterable[dict[str, Any]]) -> None:
-        """Queue records to be handed out, oldest first."""
+    def add(self, app_key: str, kind: str, items: Iterable[Any]) -> None:
+        """Queue records to be handed out, oldest first (any JSON value: the upstream's records
+        are not always what its documentation says)."""
         app = self.apps[app_key]
         with app.lock:
             app.queues[kind].extend(items)
+
+    def add_body(self, app_key: str, kind: str, body: str) -> None:
+        """Queue one `200` answer whose body is exactly `body`, served before queued records.
+
+        `add` takes items of any shape (any JSON value); this is for bodies that are not a JSON
+        array at all: empty, blank, a byte order mark, a truncated document.
+        """
+        app = self.apps[app_key]
+        with app.lock:
+            app.bodies[kind].append(body)
 
     def add_reports(self, app_key: str, count: int, prefix: str = "m") -> None:
         """Queue `count` synthetic delivery reports with unique msgIds."""
@@ -195,6 +208,9 @@ class FakeJsms:
 
     def _hand_out(self, now: float, app: _App, app_key: str, kind: str) -> tuple[int, Any]:
         """The next batch, gone from the queue for good (the caller holds the app's lock)."""
+        if app.bodies[kind]:
+            self._record(Call(now, app_key, kind, 200, None, 0))
+            return 200, app.bodies[kind].popleft()
         queue = app.queues[kind]
         batch = [queue.popleft() for _ in range(min(MAX_BATCH, len(queue)))]
         app.handed_out[kind].extend(batch)

@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from app.jsms import records
 from app.jsms.records import (
     ReplyMessage,
     Report,
@@ -16,6 +17,7 @@ from app.jsms.records import (
     parse_time,
 )
 from app.jsms.times import InvalidTime
+from tests.payloads import VALID, mixed_items
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
@@ -64,7 +66,9 @@ def test_report_fields_are_normalized() -> None:
 
 
 def test_reply_keeps_unknown_fields() -> None:
-    batch = parse_payload("SMS_REPLY", [{"phone": "1", "content": "", "replyTime": 1575015093, "x": [1]}])
+    batch = parse_payload(
+        "SMS_REPLY", [{"phone": "1", "content": "", "replyTime": 1575015093, "x": [1]}]
+    )
     [reply] = batch.records
     assert isinstance(reply, ReplyMessage) and reply.extra == {"x": [1]} and reply.content == ""
 
@@ -125,3 +129,45 @@ def test_any_report_shape_is_a_record_or_a_reason(item: dict) -> None:
     assert len(batch.records) + len(batch.rejected) == 1
     for record in batch.records:
         assert isinstance(record, Report) and record.received_at.tzinfo is UTC
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_records_whose_fields_hold_anything_are_read_or_rejected_never_raised(
+    data: st.DataObject,
+) -> None:
+    record_type = data.draw(st.sampled_from(sorted(VALID)), "type")
+    tagged = data.draw(mixed_items(record_type, max_size=10), "items")
+    batch = parse_payload(record_type, [item for _, item in tagged])
+    assert batch.items == len(tagged) and batch.unread == 0
+    assert [r.index for r in batch.rejected] == sorted({r.index for r in batch.rejected})
+    valid = sum(1 for is_valid, _ in tagged if is_valid)
+    assert len(batch.records) >= valid
+    for rejected in batch.rejected:
+        assert rejected.reason and len(rejected.reason) < 300
+
+
+def test_a_batch_that_cannot_be_read_is_kept_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: object) -> None:
+        raise MemoryError
+
+    monkeypatch.setattr(records, "_parse_items", broken)
+    batch = parse_payload("SMS_REPORT", [{"a": 1}, {"b": 2}])
+    assert (batch.records, batch.rejected, batch.unread) == ([], [], 2)
+    assert batch.reasons() == "the batch could not be read: MemoryError"
+
+
+def test_more_items_than_allowed_are_kept_whole_and_unread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(records._PARSERS, "SMS_REPORT", lambda item, now: pytest.fail("read"))
+    batch = parse_payload("SMS_REPORT", [{}] * 1001, max_items=1000)
+    assert (batch.unread, batch.quarantined, batch.items) == (1001, 1001, 1001)
+    assert batch.reasons() == "1001 items, more than 1000 in one payload: kept raw, unread"
+
+
+def test_quarantine_reasons_are_bounded() -> None:
+    batch = parse_payload("SMS_REPORT", ["x" * 10_000] * 500)
+    lines = (batch.reasons() or "").splitlines()
+    assert len(lines) == 21 and lines[-1] == "… and 480 more"
+    assert lines[0] == "#0: expected an object, got a string"

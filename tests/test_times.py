@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -10,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.jsms.records import parse_payload
-from app.jsms.times import CHINA_TIME, InvalidTime, parse_time
+from app.jsms.times import InvalidTime, parse_time
+from tests.payloads import MOMENTS, TIME_FORMATS, TIME_PRECISION
 
 # 2017-04-14 14:19:01 in China is 06:19:01 UTC.
 APRIL = datetime(2017, 4, 14, 6, 19, 1, tzinfo=UTC)
@@ -114,38 +114,12 @@ def test_replies_are_held_to_the_same_window() -> None:
     assert rejected.reason.startswith("replyTime: implausible time")
 
 
-
-def millis(t: datetime) -> int:
-    return (t - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1)
-
-
-# Each form as JSMS or a carrier writes it; a form keeps only the digits it can write.
-FORMATS: dict[str, Callable[[datetime], object]] = {
-    "epoch ms": millis,
-    "epoch s": lambda t: millis(t) // 1000,
-    "epoch ms string": lambda t: str(millis(t)),
-    "epoch ms .0": lambda t: f"{millis(t)}.0",
-    "china": lambda t: t.astimezone(CHINA_TIME).strftime("%Y-%m-%d %H:%M:%S"),
-    "china ms": lambda t: t.astimezone(CHINA_TIME).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3],
-    "compact": lambda t: t.astimezone(CHINA_TIME).strftime("%Y%m%d%H%M%S"),
-    "iso offset": lambda t: t.astimezone(CHINA_TIME).isoformat(),
-    "iso z": lambda t: t.isoformat().replace("+00:00", "Z"),
-    "iso naive": lambda t: t.astimezone(CHINA_TIME).replace(tzinfo=None).isoformat(),
-    "java": lambda t: t.astimezone(CHINA_TIME).strftime("%a %b %d %H:%M:%S CST %Y"),
-}
-PRECISION = {"epoch ms": 3, "epoch ms string": 3, "epoch ms .0": 3, "china ms": 3}
-PRECISION |= {"iso offset": 6, "iso z": 6, "iso naive": 6}
-MOMENTS = st.datetimes(
-    min_value=datetime(2000, 1, 2), max_value=datetime(2099, 12, 31), timezones=st.just(UTC)
-)
-
-
 @settings(max_examples=200, deadline=None)
-@given(moment=MOMENTS, form=st.sampled_from(sorted(FORMATS)))
+@given(moment=MOMENTS, form=st.sampled_from(sorted(TIME_FORMATS)))
 def test_any_time_written_in_any_form_reads_back(moment: datetime, form: str) -> None:
-    unit = 10 ** (6 - PRECISION.get(form, 0))
+    unit = 10 ** (6 - TIME_PRECISION.get(form, 0))
     expected = moment.replace(microsecond=moment.microsecond // unit * unit)
-    assert parse_time(FORMATS[form](moment)) == expected
+    assert parse_time(TIME_FORMATS[form](moment)) == expected
 
 
 @settings(max_examples=200, deadline=None)

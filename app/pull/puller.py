@@ -231,8 +231,8 @@ class Puller:
         state records the successful call (the result is None then).
         """
         raw = RawPayload(app_key, Source.PULL, kind.record_type, batch.body_text)
-        parsed = batch.records(kind)
         try:
+            parsed = batch.records(kind)  # never raises; if it ever did, the spool keeps the body
             for attempt in Retrying(
                 retry=retry_if_exception_type(DATABASE_UNAVAILABLE),
                 wait=wait_exponential(multiplier=0.2, max=3.0),
