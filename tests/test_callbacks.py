@@ -295,6 +295,42 @@ def test_unknown_status_code_is_stored_as_is(client: FlaskClient, database: Data
     assert [(r.status, r.delivered) for r in stored_reports(database)] == [(4999, False)]
 
 
+def test_more_than_1000_items_are_kept_raw_and_quarantined_whole_unread(
+    client: FlaskClient, database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.jsms import records
+
+    read: list[object] = []
+    normalize = records._PARSERS["SMS_REPORT"]
+    monkeypatch.setitem(
+        records._PARSERS, "SMS_REPORT", lambda item, now: read.append(item) or normalize(item, now)
+    )
+    items = [report(f"m{i}") for i in range(1001)]
+    response = post(client, signed_form(ONE, SECRET, "SMS_REPORT", items))
+    assert response.status_code == 200
+    assert response.get_json() == {"stored": 0, "duplicates": 0, "quarantined": 1001}
+    assert read == []  # not one item was read
+    with database.session() as session:
+        [raw] = session.scalars(select(RawEvent)).all()
+    assert json.loads(raw.payload) == items and (raw.records, raw.quarantined) == (1001, 1001)
+    assert raw.quarantine_reason == "1001 items, more than 1000 in one payload: kept raw, unread"
+
+    # 1,000 is still read, item by item
+    response = post(client, signed_form(ONE, SECRET, "SMS_REPORT", items[:1000]))
+    assert response.get_json() == {"stored": 1000, "duplicates": 0, "quarantined": 0}
+
+
+def test_quarantine_reasons_keep_the_first_20(client: FlaskClient, database: Database) -> None:
+    items = [{"msgId": f"m{i}"} for i in range(300)]
+    response = post(client, signed_form(ONE, SECRET, "SMS_REPORT", items))
+    assert response.get_json()["quarantined"] == 300
+    with database.session() as session:
+        [raw] = session.scalars(select(RawEvent)).all()
+    lines = (raw.quarantine_reason or "").splitlines()
+    assert lines[:2] == ["#0: phone is missing", "#1: phone is missing"]
+    assert len(lines) == 21 and lines[-1] == "… and 280 more"
+
+
 # --- duplicates and ordering ---------------------------------------------------------------------
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime
+
 import pytest
 from flask.testing import FlaskClient, FlaskCliRunner
 from sqlalchemy import func, select
@@ -11,6 +14,11 @@ from app.store.db import Database
 from app.store.models import DeliveryReport, RawEvent
 from tests.conftest import APPS
 from tests.jsms_callbacks import report, signed_form
+
+
+def stored(database: Database) -> list[DeliveryReport]:
+    with database.session() as session:
+        return list(session.scalars(select(DeliveryReport).order_by(DeliveryReport.id)))
 
 
 def test_reprocess_recovers_what_a_fixed_parser_can_read(
@@ -84,3 +92,58 @@ def test_a_batch_the_store_cannot_take_is_spooled_then_stored_by_reprocess(
         assert session.scalar(select(func.count()).select_from(DeliveryReport)) == 30
         [raw] = session.scalars(select(RawEvent)).all()
     assert raw.source == "pull" and raw.records == 30
+
+
+def quarantined_event(database: Database, payload: object, reason: str, items: int) -> None:
+    """A raw event as an older release left it: every item quarantined."""
+    with database.session() as session:
+        session.add(
+            RawEvent(
+                app_key="app-one",
+                source="pull",
+                type="SMS_REPORT",
+                payload=json.dumps(payload),
+                records=items,
+                quarantined=items,
+                quarantine_reason=reason,
+            )
+        )
+        session.commit()
+
+
+def test_an_old_quarantined_compact_time_becomes_a_record(
+    runner: FlaskCliRunner, database: Database
+) -> None:
+    # Before this release `20170414141901` was read as an epoch (the year 2609) and refused.
+    old = [report("m1", receive_time="20170414141901"), report("m2", receive_time=0)]
+    quarantined_event(database, old, "#0: time 20170414141901 is out of range\n#1: …", 2)
+    result = runner.invoke(args=["jsms", "reprocess"])
+    assert "1 records stored, 1 still quarantined" in result.output, result.output
+    [row] = stored(database)
+    assert (row.msg_id, row.received_at) == ("m1", datetime(2017, 4, 14, 6, 19, 1, tzinfo=UTC))
+    with database.session() as session:
+        [event] = session.scalars(select(RawEvent)).all()
+    assert (event.records, event.stored, event.duplicates, event.quarantined) == (2, 1, 0, 1)
+    assert (event.quarantine_reason or "").startswith("#1: receiveTime: implausible time")
+
+
+def test_an_event_quarantined_whole_is_read_item_by_item(
+    client: FlaskClient, runner: FlaskCliRunner, database: Database
+) -> None:
+    """A callback over the bound, and a batch the store once refused: reprocess reads them all."""
+    items = [report(f"m{i}") for i in range(1001)]
+    form = signed_form("app-one", APPS["app-one"], "SMS_REPORT", items)
+    assert client.post("/callbacks/jsms", data=form).get_json()["quarantined"] == 1001
+    quarantined_event(database, items[:3] + [{"junk": 1}], "the batch could not be stored", 1)
+
+    result = runner.invoke(args=["jsms", "reprocess"])
+    assert "2 quarantined raw events: 1001 records stored, 1 still quarantined" in result.output
+    assert len(stored(database)) == 1001
+    with database.session() as session:
+        events = session.scalars(select(RawEvent).order_by(RawEvent.id)).all()
+    assert [(e.records, e.stored, e.duplicates, e.quarantined) for e in events] == [
+        (1001, 1001, 0, 0),
+        (4, 0, 3, 1),  # its reports were stored by the callback first
+    ]
+    for event in events:
+        assert event.records == event.stored + event.duplicates + event.quarantined

@@ -12,7 +12,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from app.store.db import Database
-from app.store.models import SyncState
+from app.store.models import RawEvent, SyncState
 from tests.conftest import APPS, TOKEN
 from tests.jsms_callbacks import report, signed_form
 from tests.servers import running_gunicorn, service_env
@@ -103,6 +103,30 @@ def test_status_page_shows_modes_callbacks_chart_and_quarantine(
     assert 'data-rate="0.7500"' in html and 'data-rate="0.5000"' in html
     assert "unknown type &#39;SMS_MYSTERY&#39;" in html
     assert "13800138000" not in html  # no phone number on the page
+
+
+def test_the_status_page_shows_only_the_start_of_a_huge_quarantine_reason(
+    client: FlaskClient, database: Database
+) -> None:
+    """Rows written before reasons were bounded can hold megabytes: only an excerpt is read."""
+    huge = "".join(f"#{i}: expected an object, got a list\n" for i in range(200_000))
+    with database.session() as session:
+        session.add(
+            RawEvent(
+                app_key="app-one",
+                source="callback",
+                type="SMS_REPORT",
+                payload="[]",
+                records=200_000,
+                quarantined=200_000,
+                quarantine_reason=huge,
+            )
+        )
+        session.commit()
+    sign_in(client)
+    html = client.get("/").get_data(as_text=True)
+    assert "#0: expected an object, got a list" in html
+    assert "#199999:" not in html and len(html) < 50_000
 
 
 def test_revoking_the_token_signs_out(app: Flask, client: FlaskClient) -> None:
