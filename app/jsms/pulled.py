@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -71,13 +72,14 @@ class PulledBatch:
         """A full batch: the backlog may hold more, pull again when the window allows."""
         return self.item_count >= MAX_BATCH
 
-    def records(self, kind: Kind) -> ParsedBatch:
-        """Records from this batch; a body that is not JSON becomes one quarantined item."""
+    def records(self, kind: Kind, now: datetime | None = None) -> ParsedBatch:
+        """Records from this batch; a body that is not JSON becomes one quarantined item.
+        `now` is the clock times are judged plausible against (default: the current time)."""
         if self.decode_error is not None:
             return ParsedBatch(rejected=[Rejected(0, self.body_text[:200], self.decode_error)])
         if self.is_empty:
             return ParsedBatch()
-        return parse_payload(kind.record_type, self.data)
+        return parse_payload(kind.record_type, self.data, now)
 
 
 def parse_pulled(kind: Kind, body: str) -> ParsedBatch:

@@ -232,7 +232,8 @@ class Puller:
         """
         raw = RawPayload(app_key, Source.PULL, kind.record_type, batch.body_text)
         try:
-            parsed = batch.records(kind)  # never raises; if it ever did, the spool keeps the body
+            # Never raises; if it ever did, the spool below would keep the body.
+            parsed = batch.records(kind, self.now())
             for attempt in Retrying(
                 retry=retry_if_exception_type(DATABASE_UNAVAILABLE),
                 wait=wait_exponential(multiplier=0.2, max=3.0),
