@@ -1,4 +1,4 @@
-"""The `flask --app wsgi jsms …` commands."""
+"""The `jsms …` commands (also `flask --app wsgi jsms …`)."""
 
 from __future__ import annotations
 
@@ -6,21 +6,21 @@ from pathlib import Path
 
 import click
 from flask import Flask, current_app
-from flask.cli import AppGroup
+from flask.cli import AppGroup, ScriptInfo
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.config import EPHEMERAL_STORE_FIX, Settings, get_settings
 from app.jsms.client import JsmsClient
-from app.jsms.pulled import KINDS, Kind, parse_pulled
+from app.jsms.pulled import KINDS, Kind
 from app.ops.doctor import FAIL, examine, render
 from app.pull import spool
 from app.pull.clock import CLOCK_POOL_TIMEOUT_SECONDS, run_clock, stop_on_signals
 from app.pull.puller import BatchNotStored, Puller, StoreUnavailable
 from app.pull.state import PassOutcome, PassResult, SyncPolicy
 from app.store.db import Database, get_database, upgrade_to_head
-from app.store.ingest import RawPayload, ingest_or_quarantine, reprocess
-from app.store.models import RawEvent, Source, SyncMode, utcnow
+from app.store.ingest import reprocess
+from app.store.models import RawEvent, SyncMode, utcnow
 from app.store.readonly import READABLE_TABLES, READABLE_VIEWS, GrantRefused, grant_readonly
 from app.store.retention import purge, retention_policy
 
@@ -44,14 +44,9 @@ def reprocess_quarantined(batch_size: int) -> None:
     raw events again (after an upgrade); safe to run repeatedly."""
     totals = {"events": 0, "stored": 0, "still_quarantined": 0}
     after = 0
+    for path, result in spool.store_spooled(get_database(), spool_dir()):
+        click.echo(f"stored spooled batch {path.name}: {result.as_json()}")
     with get_database().session() as session:
-        for batch in spool.waiting(spool_dir()):
-            kind = Kind(batch.kind)
-            raw = RawPayload(batch.app_key, Source.PULL, kind.record_type, batch.body)
-            with session.begin():
-                result = ingest_or_quarantine(session, raw, parse_pulled(kind, batch.body))
-            batch.path.unlink()
-            click.echo(f"stored spooled batch {batch.path.name}: {result.as_json()}")
         while True:
             with session.begin():
                 events = session.scalars(
@@ -211,3 +206,10 @@ def spool_dir() -> Path:
 def register(app: Flask) -> None:
     """Add the `jsms` command group to the app's CLI."""
     app.cli.add_command(jsms)
+
+
+def main() -> None:
+    """The `jsms` console script: the same commands, on the app `wsgi.py` builds."""
+    from app import create_app  # app imports this module to register the group
+
+    jsms.main(prog_name="jsms", obj=ScriptInfo(create_app=create_app, set_debug_flag=False))

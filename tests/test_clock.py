@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import threading
 from pathlib import Path
 
 import pytest
@@ -62,3 +63,57 @@ def test_sigterm_mid_drain_commits_the_batch_in_hand_and_exits_cleanly(
     assert lease is not None and lease.holder is None, "the lease is released on exit"
     assert fake_jsms.calls_with(50201) == []
     assert "Traceback" not in output
+
+
+def test_the_clock_stores_spooled_batches_once_the_database_is_back(
+    fake_jsms: FakeJsms, store: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch the database could not take waits in the spool; the clock's own job stores it
+    as soon as the database works again, with no person running `jsms reprocess`."""
+    from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, JobExecutionEvent
+    from sqlalchemy import event
+    from sqlalchemy.exc import OperationalError
+
+    from app.pull import clock
+    from app.pull import puller as puller_module
+    from app.pull.puller import BatchNotStored
+    from app.store.models import RawEvent
+
+    monkeypatch.setattr(puller_module, "STORE_RETRY_SECONDS", 0.3)
+    monkeypatch.setattr(clock, "SPOOL_EVERY_SECONDS", 0.2)
+    fake_jsms.add_reports(APP, 30)
+    spool_dir = tmp_path / "unstored"
+
+    def database_gone(conn, cursor, statement, *args):  # type: ignore[no-untyped-def]
+        if statement.startswith("INSERT INTO raw_events"):
+            raise OperationalError(statement, {}, Exception("server closed the connection"))
+
+    event.listen(store.engine, "before_cursor_execute", database_gone)
+    with JsmsClient(fake_jsms.url) as client:
+        puller = Puller(store, client, SyncPolicy(window=FAKE_WINDOW), spool=spool_dir)
+        with pytest.raises(BatchNotStored):
+            puller.sync_app(APP, SECRET, ["report"])
+        assert fake_jsms.pending(APP, "report") == 0  # handed out: the spool has the only copy
+        [spooled] = spool_dir.glob("*.json")
+
+        runs: list[threading.Event] = [threading.Event() for _ in range(3)]
+
+        def spool_job_ran(job_event: JobExecutionEvent) -> None:
+            if job_event.job_id == "spool":
+                next(e for e in runs if not e.is_set()).set()
+
+        scheduler = clock.build_scheduler(puller, {})
+        scheduler.add_listener(spool_job_ran, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR)
+        scheduler.start()
+        try:
+            assert runs[0].wait(timeout=30)
+            assert spooled.exists()  # still down: the batch keeps waiting
+            event.remove(store.engine, "before_cursor_execute", database_gone)
+            assert runs[2].wait(timeout=30)  # the run after the one under way when it came back
+        finally:
+            scheduler.shutdown(wait=True)
+    assert not spooled.exists()
+    with store.session() as session:
+        assert session.scalar(select(func.count(DeliveryReport.id))) == 30
+        [raw] = session.scalars(select(RawEvent)).all()
+    assert raw.source == "pull" and raw.records == 30

@@ -1,5 +1,5 @@
-"""The `clock` process: pull passes for every due app side by side, and hourly retention,
-until SIGTERM.
+"""The `clock` process: pull passes for every due app side by side, batches spooled to disk
+stored as soon as the database takes them again, and hourly retention, until SIGTERM.
 
 Each tick the dispatcher (`app/pull/dispatch.py`) starts a pass for every due app that is not
 being pulled yet, most urgent first, up to `PULL_MAX_PARALLEL_APPS` at once (apps have separate
@@ -20,7 +20,9 @@ from types import FrameType
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy.exc import SQLAlchemyError
 
-from app.pull.dispatch import Dispatcher
+from app.errors import DATABASE_UNAVAILABLE
+from app.pull import spool
+from app.pull.dispatch import Dispatcher, waiting_for  # noqa: F401  (re-exported)
 from app.pull.puller import Puller
 from app.store.alarms import beat
 from app.store.models import utcnow
@@ -38,6 +40,8 @@ RETENTION_EVERY_HOURS = 1
 RETENTION_BATCHES = 50
 # The clock writes a heartbeat this often; `/metrics` exports it for the "clock silent" alert.
 HEARTBEAT_SECONDS = 30
+# How often the clock looks for batches spooled to disk while the database was down.
+SPOOL_EVERY_SECONDS = 10.0
 
 
 @contextmanager
@@ -54,6 +58,16 @@ def stop_on_signals(stop: threading.Event) -> Iterator[None]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def drain_spool(puller: Puller) -> None:
+    """The clock's job: store spooled batches as soon as the database takes them again."""
+    if puller.stop.is_set() or puller.spool is None:
+        return
+    try:
+        spool.store_spooled(puller.database, puller.spool)
+    except DATABASE_UNAVAILABLE as exc:
+        log.warning("spooled batches wait: the database is still unavailable (%s)", exc)
 
 
 def enforce_retention(puller: Puller, policy: RetentionPolicy) -> None:
@@ -98,6 +112,15 @@ def build_scheduler(
         id="heartbeat",
         next_run_time=datetime.now(UTC),
     )
+    if puller.spool is not None:
+        scheduler.add_job(
+            drain_spool,
+            "interval",
+            seconds=SPOOL_EVERY_SECONDS,
+            args=(puller,),
+            id="spool",
+            next_run_time=datetime.now(UTC),
+        )
     if retention and (retention.raw_event_days or retention.record_days):
         scheduler.add_job(
             enforce_retention,
@@ -122,8 +145,9 @@ def run_clock(
     with stop_on_signals(puller.stop):
         scheduler.start()
         log.info(
-            "clock started: %d app(s), %d at once, holder %s",
-            len(apps), dispatcher.max_parallel, puller.holder,
+            "clock started: %d app(s), %d at once, holder %s; each app is pulled when due,"
+            " idle apps every %d s",
+            len(apps), dispatcher.max_parallel, puller.holder, puller.policy.idle_poll,
         )  # fmt: skip
         while not puller.stop.is_set():
             dispatcher.dispatch()

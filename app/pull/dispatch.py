@@ -22,8 +22,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app.jsms.pulled import KINDS, Kind
 from app.pull.puller import BatchNotStored, Puller, StoreUnavailable
-from app.pull.state import is_due
-from app.store.models import SyncMode, SyncState
+from app.pull.state import PassResult, is_due
+from app.store.models import SyncMode, SyncState, utcnow
 
 log = logging.getLogger(__name__)
 # An app whose pass just ended is not started again sooner than this (a pass that found the
@@ -82,9 +82,23 @@ def run_pass(puller: Puller, app_key: str, secret: str, kinds: list[Kind]) -> No
     if puller.stop.is_set():
         return
     try:
-        puller.sync_app(app_key, secret, kinds, on_schedule=True)
+        for result in puller.sync_app(app_key, secret, kinds, on_schedule=True):
+            log.info(waiting_for(result))
     except (StoreUnavailable, BatchNotStored, SQLAlchemyError) as exc:
         log.error("pull app=%s skipped: %s", app_key, exc)
+
+
+def waiting_for(result: PassResult) -> str:
+    """What a finished pass did and when this app and kind is looked at next."""
+    line = f"{result.app_key} {result.kind}: {result.outcome.replace('_', ' ')}"
+    if result.calls:
+        line += f", {result.items} record(s) pulled, {result.stored} stored"
+    if result.next_attempt_at is None:
+        return line
+    wait = max(0, round((result.next_attempt_at - utcnow()).total_seconds()))
+    return line + (
+        f"; mode {result.mode}, next poll at {result.next_attempt_at:%H:%M:%S} UTC (in {wait} s)"
+    )
 
 
 class Dispatcher:

@@ -1,14 +1,20 @@
-"""Pulled batches the store could not take, kept on local disk until `jsms reprocess` stores
-them. The upstream hands each record out once: this is the last copy."""
+"""Pulled batches the store could not take, kept on local disk until the clock (or `jsms
+reprocess`) stores them. The upstream hands each record out once: this is the last copy."""
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.store.models import utcnow
+from app.jsms.pulled import Kind, parse_pulled
+from app.store.db import Database
+from app.store.ingest import IngestResult, RawPayload, ingest_or_quarantine
+from app.store.models import Source, utcnow
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,3 +47,19 @@ def waiting(directory: Path) -> list[SpooledBatch]:
         saved = json.loads(path.read_text(encoding="utf-8"))
         batches.append(SpooledBatch(path, saved["app_key"], saved["kind"], saved["body"]))
     return batches
+
+
+def store_spooled(database: Database, directory: Path) -> list[tuple[Path, IngestResult]]:
+    """Store every waiting batch, oldest first, each in its own transaction; a batch's file goes
+    only after its commit (a crash in between stores it again: duplicates, a no-op). Raises the
+    database's error while it is still down; what is left waits for the next run."""
+    stored = []
+    for batch in waiting(directory):
+        kind = Kind(batch.kind)
+        raw = RawPayload(batch.app_key, Source.PULL, kind.record_type, batch.body)
+        with database.session() as session, session.begin():
+            result = ingest_or_quarantine(session, raw, parse_pulled(kind, batch.body))
+        batch.path.unlink(missing_ok=True)
+        stored.append((batch.path, result))
+        log.info("stored spooled batch %s: %s", batch.path.name, result.as_json())
+    return stored
