@@ -13,6 +13,9 @@ from pythonjsonlogger.json import JsonFormatter
 _PHONE = re.compile(r"(?<![\d.])(\+?\d{3})\d{0,8}(\d{4})(?![\d.])")
 # Fields that hold phone numbers outright.
 PHONE_FIELDS = frozenset({"phone", "phones"})
+# Libraries whose INFO lines are noise for people (a line per scheduler tick, per HTTP call, per
+# migration context): WARNING and up only, unless LOG_LEVEL=DEBUG.
+CHATTY_LIBRARIES = ("alembic", "apscheduler", "httpx", "httpcore")
 
 
 def mask_phone(text: str) -> str:
@@ -36,8 +39,9 @@ class JsonLineHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
 
 def json_handler() -> logging.Handler:
-    """A stdout handler writing one JSON object per record, phones masked."""
-    handler = JsonLineHandler(sys.stdout)
+    """A stderr handler writing one JSON object per record, phones masked (stdout is for what
+    commands print for people)."""
+    handler = JsonLineHandler(sys.stderr)
     handler.setFormatter(
         JsonFormatter(
             "{asctime}{levelname}{name}{message}",
@@ -51,11 +55,15 @@ def json_handler() -> logging.Handler:
 
 
 def configure_logging(level: str) -> None:
-    """Send the service's logs (and gunicorn's, when under it) to stdout as JSON lines."""
+    """Send the service's logs (and gunicorn's, when under it) to stderr as JSON lines; quiet
+    the chatty libraries unless the level is DEBUG."""
     root = logging.getLogger()
     if not any(isinstance(h, JsonLineHandler) for h in root.handlers):
         root.addHandler(json_handler())
     root.setLevel(level.upper())
+    library_level = logging.NOTSET if level.upper() == "DEBUG" else logging.WARNING
+    for name in CHATTY_LIBRARIES:
+        logging.getLogger(name).setLevel(library_level)
 
 
 def gunicorn_logconfig(level: str = "INFO") -> dict[str, Any]:
@@ -73,9 +81,9 @@ def gunicorn_logconfig(level: str = "INFO") -> dict[str, Any]:
             }
         },
         "handlers": {
-            "stdout": {
+            "stderr": {
                 "class": "logging.StreamHandler",
-                "stream": "ext://sys.stdout",
+                "stream": "ext://sys.stderr",
                 "formatter": "json",
                 "filters": ["mask"],
             }
@@ -83,7 +91,7 @@ def gunicorn_logconfig(level: str = "INFO") -> dict[str, Any]:
         # The app adds its own root handler (configure_logging) in each worker.
         "root": {"level": level, "handlers": []},
         "loggers": {
-            "gunicorn.error": {"handlers": ["stdout"], "level": level, "propagate": False},
-            "gunicorn.access": {"handlers": ["stdout"], "level": level, "propagate": False},
+            "gunicorn.error": {"handlers": ["stderr"], "level": level, "propagate": False},
+            "gunicorn.access": {"handlers": ["stderr"], "level": level, "propagate": False},
         },
     }
