@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from typing import Annotated
 from zoneinfo import ZoneInfo
@@ -12,6 +13,12 @@ from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.timezones import zone_named
+
+# prometheus_client reads PROMETHEUS_MULTIPROC_DIR itself, when it is first imported. An empty
+# value (a copied .env.example, which `flask` loads into the environment) would make it write
+# metric files into the working directory; empty means unset, for it as for Settings below.
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR", None) == "":
+    del os.environ["PROMETHEUS_MULTIPROC_DIR"]
 
 # What to do about `Settings.ephemeral_store_problem`.
 EPHEMERAL_STORE_FIX = (
@@ -25,7 +32,8 @@ DEFAULT_BUSINESS_TIMEZONE = "Asia/Shanghai"
 class Settings(BaseSettings):
     """Typed settings from the environment (and `.env` in development)."""
 
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+    # An empty value (`VAR=` as in .env.example) means unset: the default applies.
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", env_ignore_empty=True)
 
     database_url: str | None = None
     jsms_apps: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
@@ -36,7 +44,10 @@ class Settings(BaseSettings):
     # The most apps one clock pulls at once (a thread each); more due apps wait, most urgent first.
     pull_max_parallel_apps: int = Field(default=64, ge=1)
     api_tokens: Annotated[tuple[str, ...], NoDecode] = ()
-    port: int = 5000
+    # gunicorn.conf.py: where `web` listens, its worker processes and threads per worker.
+    port: int = Field(default=5000, ge=1, le=65535)
+    web_concurrency: int = Field(default=2, ge=1)
+    gunicorn_threads: int = Field(default=4, ge=1)
     # Retention in days (0 keeps forever); quarantined raw events are always kept.
     raw_event_retention_days: int = Field(default=90, ge=0)
     record_retention_days: int = Field(default=0, ge=0)
