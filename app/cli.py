@@ -18,7 +18,7 @@ from app.pull import spool
 from app.pull.clock import CLOCK_POOL_TIMEOUT_SECONDS, run_clock, stop_on_signals
 from app.pull.puller import BatchNotStored, Puller, StoreUnavailable
 from app.pull.state import PassOutcome, PassResult, SyncPolicy
-from app.store.db import Database, get_database, upgrade_to_head
+from app.store.db import Database, get_database, schema_version, upgrade_to_head
 from app.store.ingest import reprocess
 from app.store.models import RawEvent, SyncMode, utcnow
 from app.store.readonly import READABLE_TABLES, READABLE_VIEWS, GrantRefused, grant_readonly
@@ -33,8 +33,16 @@ def migrate() -> None:
     (safe to run on every deploy)."""
     _refuse_ephemeral_store("release")
     settings = get_settings()
-    upgrade_to_head(get_database().url, settings.business_timezone)
-    click.echo(f"database schema is at head; BI views count days in {settings.business_timezone}")
+    database = _reachable_database()
+    before = schema_version(database)
+    upgrade_to_head(database.url, settings.business_timezone)
+    if before.at_head:
+        click.echo(f"database schema was already {before.describe()}")
+    else:
+        was = ", ".join(sorted(before.current)) or "nothing"
+        now = schema_version(database).describe()
+        click.echo(f"database schema upgraded from {was}: now {now}")
+    click.echo(f"BI views count days in {settings.business_timezone}")
 
 
 @jsms.command("reprocess")

@@ -60,7 +60,7 @@ def test_migrations_behind_head(database_url: str, fake_jsms: FakeJsms) -> None:
     result = doctor(database_url, jsms_api_base_url=fake_jsms.url)
     assert result.exit_code == 1
     assert "[FAIL] migrations: at 0002, head is" in result.output
-    assert "fix: run: flask --app wsgi jsms migrate" in result.output
+    assert "fix: run: jsms migrate" in result.output
     upgrade_to_head(database_url)
 
 

@@ -7,8 +7,6 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import httpx
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 
 from app.config import EPHEMERAL_STORE_FIX, Settings
 from app.errors import DATABASE_UNAVAILABLE
@@ -18,7 +16,7 @@ from app.ops.risk import receipts_at_risk
 from app.pull.puller import Puller, StoreUnavailable
 from app.pull.state import PassOutcome, SyncPolicy
 from app.store.business_time import recorded_business_timezone
-from app.store.db import Database, alembic_config
+from app.store.db import Database, schema_version
 from app.store.models import SyncMode, utcnow
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
@@ -126,18 +124,10 @@ def _database(database: Database) -> list[Finding]:
             )
         ]
     reachable = Finding("database", OK, f"reachable ({database.engine.url.get_backend_name()})")
-    with database.engine.connect() as connection:
-        current = set(MigrationContext.configure(connection).get_current_heads())
-    head = set(ScriptDirectory.from_config(alembic_config(database.url)).get_heads())
-    if current == head:
-        return [reachable, Finding("migrations", OK, f"at head ({', '.join(sorted(head))})")]
-    behind = Finding(
-        "migrations",
-        FAIL,
-        f"at {', '.join(sorted(current)) or 'nothing'}, head is {', '.join(sorted(head))}",
-        "run: flask --app wsgi jsms migrate",
-    )
-    return [reachable, behind]
+    version = schema_version(database)
+    if version.at_head:
+        return [reachable, Finding("migrations", OK, version.describe())]
+    return [reachable, Finding("migrations", FAIL, version.describe(), "run: jsms migrate")]
 
 
 def _upstream(settings: Settings) -> list[Finding]:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+
 from flask import Blueprint, Response, jsonify
 
 from app.errors import DATABASE_UNAVAILABLE, DatabaseUnavailable
-from app.store.db import get_database
+from app.store.db import get_database, schema_version
 
+log = logging.getLogger(__name__)
 bp = Blueprint("health", __name__)
 
 
@@ -18,9 +21,15 @@ def healthz() -> Response:
 
 @bp.get("/readyz")
 def readyz() -> Response:
-    """The database answers; 503 otherwise."""
+    """Ready: the database answers and its schema is at this code's newest migration (every
+    callback would answer 503 on an unmigrated one); 503 saying which otherwise."""
     try:
-        get_database().ping()
-    except DATABASE_UNAVAILABLE:
+        version = schema_version(get_database())
+    except DATABASE_UNAVAILABLE as exc:
+        log.warning("not ready: the database is unreachable (%s)", type(exc).__name__)
         raise DatabaseUnavailable("the database is unreachable") from None
+    if not version.at_head:
+        message = f"the database schema is {version.describe()}: run jsms migrate"
+        log.warning("not ready: %s", message)
+        raise DatabaseUnavailable(message, "database_not_migrated")
     return jsonify({"status": "ok", "database": "ok"})

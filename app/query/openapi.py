@@ -279,10 +279,13 @@ PATHS: dict[str, Any] = {
     },
     "/readyz": {
         "get": {
-            "summary": "Readiness: the database answers.",
+            "summary": "Readiness: the database answers and is at the newest migration.",
             "responses": {
                 "200": {"description": "ready", "content": {JSON: {"schema": STATUS_SCHEMA}}},
-                "503": _error("The database is unreachable."),
+                "503": _error(
+                    "The database is unreachable (`database_unavailable`) or not at the newest "
+                    "migration (`database_not_migrated`)."
+                ),
             },
         }
     },

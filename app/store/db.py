@@ -5,11 +5,15 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from flask import Flask, current_app, g
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.dialects import postgresql, sqlite
@@ -170,3 +174,35 @@ def upgrade_to_head(url: str, business_timezone: str = DEFAULT_BUSINESS_TIMEZONE
             record_business_timezone(connection, business_timezone)
     finally:
         engine.dispose()
+
+
+@cache
+def head_revisions() -> frozenset[str]:
+    """The newest migration(s) this code knows (read once per process)."""
+    return frozenset(ScriptDirectory.from_config(alembic_config("")).get_heads())
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaVersion:
+    """Where the database's schema is, and where this code expects it."""
+
+    current: frozenset[str]
+    head: frozenset[str]
+
+    @property
+    def at_head(self) -> bool:
+        return self.current == self.head
+
+    def describe(self) -> str:
+        """`at head (0004)` or `at 0003, head is 0004`."""
+        head = ", ".join(sorted(self.head))
+        if self.at_head:
+            return f"at head ({head})"
+        return f"at {', '.join(sorted(self.current)) or 'nothing'}, head is {head}"
+
+
+def schema_version(database: Database) -> SchemaVersion:
+    """The database's current migration(s) against this code's head; raises when unreachable."""
+    with database.engine.connect() as connection:
+        current = frozenset(MigrationContext.configure(connection).get_current_heads())
+    return SchemaVersion(current, head_revisions())
