@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 # Refusals JSMS answers with a retry (and that are JSMS's, not a stranger's missing signature):
 # counted durably, because the retries run out ~13 h after the first attempt.
 COUNTED_REFUSALS = {"bad_signature", "database_unavailable"}
+# What JSMS posts (form-encoded); multipart is a form too and reads the same.
+FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
 bp = Blueprint("callbacks", __name__, url_prefix="/callbacks/jsms")
 
 
@@ -55,6 +57,7 @@ def echo(app_key: str | None) -> Response:
 def receive(app_key: str | None) -> Response:
     """Verify, parse, store in one transaction, and only then answer 200."""
     apps = _candidates(app_key)
+    _require_form()
     form = request.form
     signature = form.get("signature")
     if not signature:
@@ -149,6 +152,19 @@ def _candidates(app_key: str | None) -> dict[str, str]:
     if app_key not in settings.jsms_apps:
         raise NotFound(f"no JSMS app {app_key[:64]!r} is configured here", "unknown_app")
     return {app_key: settings.jsms_apps[app_key]}
+
+
+def _require_form() -> None:
+    """A body in another encoding (JSON, say) is a mistake worth naming, not a missing
+    signature: JSMS always posts form fields."""
+    if request.mimetype in FORM_TYPES or not (request.mimetype or request.content_length):
+        return
+    got = request.mimetype[:64] or "a body without a Content-Type"
+    raise BadInput(
+        "the callback body must be form-encoded (application/x-www-form-urlencoded) with the "
+        f"fields nonce, timestamp, signature, type and data; got {got}",
+        "form_encoded_body_expected",
+    )
 
 
 def _field(form: MultiDict[str, str], name: str) -> str:

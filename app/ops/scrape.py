@@ -8,7 +8,7 @@ whichever process or dyno did the work.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from flask import Blueprint, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
@@ -24,6 +24,7 @@ from app.metrics import PROCESS_METRICS
 from app.store.alarms import last_heartbeat, refusal_totals
 from app.store.db import Database, get_database
 from app.store.models import PullCallCount, RawEvent, SyncState, utcnow
+from app.store.seen import last_callbacks
 
 log = logging.getLogger(__name__)
 bp = Blueprint("metrics", __name__)
@@ -32,8 +33,10 @@ bp = Blueprint("metrics", __name__)
 class StoreCollector(Collector):
     """Gauges read from the database at scrape time."""
 
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, apps: Iterable[str] = ()) -> None:
         self.database = database
+        # The configured apps: their last callbacks count even before the puller saw them.
+        self.apps = frozenset(apps)
 
     def collect(self) -> Iterator[Metric]:
         """The store's gauges; a database that cannot answer leaves them out, so the processes'
@@ -83,8 +86,15 @@ class StoreCollector(Collector):
             ),
         }
         now = utcnow()
+        last_callback = GaugeMetricFamily(
+            "jsms_last_callback_timestamp_seconds",
+            "When the newest signed callback was stored, per app and kind (from the store).",
+            labels=["app_key", "kind"],
+        )
+        apps = set(self.apps)
         with self.database.session() as session:
             for state in session.scalars(select(SyncState)):
+                apps.add(state.app_key)
                 mode.add_metric([state.app_key, state.kind, state.mode], 1)
                 pulled.add_metric([state.app_key, state.kind], state.records_pulled)
                 if state.last_success_at:
@@ -99,8 +109,11 @@ class StoreCollector(Collector):
             count = session.scalar(
                 select(func.count()).select_from(RawEvent).where(RawEvent.quarantined > 0)
             )
+            seen = last_callbacks(session, apps)
+        for (app_key, kind), at in sorted(seen.items()):
+            last_callback.add_metric([app_key, kind], at.timestamp())
         quarantined.add_metric([], count or 0)
-        yield from (last_success, mode, quarantined, calls, pulled, *ages.values())
+        yield from (last_success, mode, quarantined, calls, pulled, *ages.values(), last_callback)
 
 
 def _alarm_metrics(session: Session) -> Iterator[Metric]:
@@ -132,5 +145,5 @@ def metrics() -> Response:
     else:
         for collector in PROCESS_METRICS:
             registry.register(collector)
-    registry.register(StoreCollector(get_database()))
+    registry.register(StoreCollector(get_database(), get_settings().jsms_apps))
     return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)

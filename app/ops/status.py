@@ -102,11 +102,18 @@ def logout() -> Response:
 
 
 def _with_age(item: dict[str, Any], now: datetime) -> dict[str, Any]:
-    last = item.get("last_success_at")
-    since = now - datetime.fromisoformat(last.replace("Z", "+00:00")) if last else None
     newest = item.get("newest_record_age_seconds")
     newest_age = None if newest is None else timedelta(seconds=newest)
-    return {**item, "since_success": _human(since), "newest_record_age": _human(newest_age)}
+    return {
+        **item,
+        "since_success": _human(_age(item.get("last_success_at"), now)),
+        "since_callback": _human(_age(item.get("last_callback_at"), now)),
+        "newest_record_age": _human(newest_age),
+    }
+
+
+def _age(iso: str | None, now: datetime) -> timedelta | None:
+    return now - datetime.fromisoformat(iso.replace("Z", "+00:00")) if iso else None
 
 
 def _human(delta: timedelta | None) -> str:

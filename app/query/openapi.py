@@ -129,7 +129,10 @@ def _callback_operations(app_param: list[dict[str, Any]]) -> dict[str, Any]:
             },
             "responses": {
                 "200": _json_body("Stored (after commit).", "#/components/schemas/IngestResult"),
-                "400": _error("A field is missing or `data` is not JSON."),
+                "400": _error(
+                    "The body is not form-encoded (`form_encoded_body_expected`), a field is "
+                    "missing, or `data` is not JSON."
+                ),
                 "401": _error("Signature missing or wrong."),
                 "403": _error("The caller is outside CALLBACK_ALLOWED_NETWORKS."),
                 **not_found,
@@ -229,6 +232,12 @@ SCHEMAS: dict[str, Any] = {
             "last_success_age_seconds": {
                 "type": ["number", "null"],
                 "description": "seconds since last_success_at, as of the request",
+            },
+            "last_callback_at": {
+                **UTC_TIME,
+                "type": ["string", "null"],
+                "description": "When the newest signed callback of this app and kind was "
+                "stored (from raw_events; null: none kept).",
             },
         },
     },

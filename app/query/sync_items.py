@@ -13,6 +13,7 @@ from app.jsms.codes import ERROR_TEXT
 from app.jsms.pulled import KINDS
 from app.query.items import iso_utc
 from app.store.models import SyncMode, SyncState, utcnow
+from app.store.seen import last_callbacks
 
 
 def sync_items(
@@ -30,6 +31,9 @@ def sync_items(
     for app_key in configured:
         for kind in KINDS:
             items.setdefault((app_key, kind), _never_attempted(app_key, kind))
+    seen = last_callbacks(session, {app_key for app_key, _ in items})
+    for key, item in items.items():
+        item["last_callback_at"] = iso_utc(seen.get(key))
     return [items[key] for key in sorted(items)]
 
 

@@ -87,6 +87,15 @@ class RawEvent(Base):
     __table_args__ = (
         Index("ix_raw_events_received_at", "received_at"),
         Index("ix_raw_events_quarantined", "quarantined"),
+        # When each app's last callback of each kind arrived (app/store/seen.py).
+        Index(
+            "ix_raw_events_callback_seen",
+            "app_key",
+            "type",
+            "received_at",
+            postgresql_where=text("source = 'callback'"),
+            sqlite_where=text("source = 'callback'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
