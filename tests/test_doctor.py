@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from alembic import command
 
 from app import create_app
@@ -87,3 +88,27 @@ def test_bad_configuration_stops_every_command_with_the_variable_named(tmp_path)
     )
     assert "JSMS_RATE_LIMIT_SECONDS: Input should be greater than 0" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_copied_env_example_is_flagged_not_passed(
+    database_url: str, fake_jsms: FakeJsms, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.config import Settings
+    from tests.servers import ROOT
+
+    for name in ("JSMS_APPS", "API_TOKENS", "JSMS_API_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=ROOT / ".env.example", database_url=database_url, jsms_api_base_url=fake_jsms.url
+    )
+    app = create_app(settings)
+    try:
+        result = app.test_cli_runner().invoke(args=["jsms", "doctor"])
+    finally:
+        app.extensions["database"].engine.dispose()
+    assert result.exit_code == 1
+    assert (
+        "[FAIL] JSMS_APPS: still holds the placeholder from .env.example: your-app-key"
+        in result.output
+    )
+    assert "fix: set JSMS_APPS to your apps' keys and master secrets" in result.output

@@ -20,6 +20,8 @@ from app.store.db import Database, schema_version
 from app.store.models import SyncMode, utcnow
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
+# Values .env.example ships with: a copied file that still holds them was never filled in.
+PLACEHOLDER_PREFIX = "your-"
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,26 +51,40 @@ def examine(settings: Settings, database: Database) -> list[Finding]:
 
 
 def _configuration(settings: Settings) -> Iterator[Finding]:
-    if settings.jsms_apps:
-        yield Finding(
-            "JSMS_APPS", OK, f"{len(settings.jsms_apps)} app(s): " + ", ".join(settings.jsms_apps)
-        )
-    else:
-        yield Finding(
+    yield _apps_setting(settings.jsms_apps)
+    yield _tokens_setting(settings.api_tokens)
+
+
+def _apps_setting(apps: dict[str, str]) -> Finding:
+    placeholders = [
+        key
+        for key, secret in apps.items()
+        if key.startswith(PLACEHOLDER_PREFIX) or secret.startswith(PLACEHOLDER_PREFIX)
+    ]
+    if placeholders:
+        return Finding(
             "JSMS_APPS",
             FAIL,
-            "no app is configured: every callback is refused",
-            "set JSMS_APPS=appKey:masterSecret[,appKey:masterSecret…]",
+            "still holds the placeholder from .env.example: " + ", ".join(placeholders),
+            "set JSMS_APPS to your apps' keys and master secrets from the JSMS console",
         )
-    if settings.api_tokens:
-        yield Finding("API_TOKENS", OK, f"{len(settings.api_tokens)} token(s)")
-    else:
-        yield Finding(
-            "API_TOKENS",
-            WARN,
-            "none: the query API and status page refuse everyone",
-            "set API_TOKENS=<long random token>[,…]",
-        )
+    if apps:
+        return Finding("JSMS_APPS", OK, f"{len(apps)} app(s): " + ", ".join(apps))
+    return Finding(
+        "JSMS_APPS",
+        FAIL,
+        "no app is configured: every callback is refused",
+        "set JSMS_APPS=appKey:masterSecret[,appKey:masterSecret…]",
+    )
+
+
+def _tokens_setting(tokens: tuple[str, ...]) -> Finding:
+    fix = "set API_TOKENS=<long random token>[,…]"
+    if any(t.startswith(PLACEHOLDER_PREFIX) for t in tokens):
+        return Finding("API_TOKENS", FAIL, "still holds a placeholder from .env.example", fix)
+    if tokens:
+        return Finding("API_TOKENS", OK, f"{len(tokens)} token(s)")
+    return Finding("API_TOKENS", WARN, "none: the query API and status page refuse everyone", fix)
 
 
 def _durable_store(settings: Settings) -> Iterator[Finding]:
