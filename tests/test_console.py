@@ -67,7 +67,7 @@ def test_flask_with_a_copied_env_example_writes_no_metric_files_here(tmp_path: P
     env = service_env(f"sqlite:///{tmp_path}/db.sqlite3", PYTHONPATH=str(ROOT))
     done = run([str(BIN / "flask"), "--app", "wsgi", "jsms", "migrate"], tmp_path, env)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith("database schema upgraded to at head")
+    assert done.stdout.startswith("database schema upgraded from nothing: now at head (")
     assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("db.sqlite3")) == [
         ".env"
     ]
