@@ -117,3 +117,23 @@ def test_the_clock_stores_spooled_batches_once_the_database_is_back(
         assert session.scalar(select(func.count(DeliveryReport.id))) == 30
         [raw] = session.scalars(select(RawEvent)).all()
     assert raw.source == "pull" and raw.records == 30
+
+
+def test_the_clock_says_when_it_polls_next(
+    fake_jsms: FakeJsms, store: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Between polls the clock is quiet for a minute: its log says what it is waiting for."""
+    import logging
+
+    from app.pull.clock import announce_next_polls, run_due_passes
+
+    fake_jsms.add_reports(APP, 3)
+    with JsmsClient(fake_jsms.url) as client, caplog.at_level(logging.INFO, "app.pull.clock"):
+        puller = Puller(store, client, SyncPolicy(window=FAKE_WINDOW, idle_poll=60))
+        run_due_passes(puller, APP, SECRET)
+        announce_next_polls(store, {APP: SECRET})
+    lines = [r.getMessage() for r in caplog.records if r.name == "app.pull.clock"]
+    assert lines[0].startswith("app-one report: drained, 3 record(s) pulled, 3 stored; mode pull,")
+    assert all(" next poll at " in line and " UTC (in " in line for line in lines), lines
+    heads = [line.split(":")[0] for line in lines]
+    assert heads == ["app-one report", "app-one reply", "app-one reply", "app-one report"]

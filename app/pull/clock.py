@@ -18,14 +18,16 @@ from datetime import UTC, datetime
 from types import FrameType
 
 from apscheduler.schedulers.background import BackgroundScheduler
+from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.errors import DATABASE_UNAVAILABLE
 from app.pull import spool
-from app.pull.dispatch import Dispatcher, waiting_for  # noqa: F401  (re-exported)
+from app.pull.dispatch import Dispatcher, next_poll, waiting_for  # noqa: F401  (re-exported)
 from app.pull.puller import Puller
 from app.store.alarms import beat
-from app.store.models import utcnow
+from app.store.db import Database
+from app.store.models import SyncState, utcnow
 from app.store.retention import RetentionPolicy, purge
 
 log = logging.getLogger(__name__)
@@ -58,6 +60,20 @@ def stop_on_signals(stop: threading.Event) -> Iterator[None]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def announce_next_polls(database: Database, apps: dict[str, str]) -> None:
+    """At start, say when each app and kind is pulled next (a quiet clock is waiting, not
+    stuck)."""
+    try:
+        with database.session() as session:
+            states = session.scalars(select(SyncState).where(SyncState.app_key.in_(apps))).all()
+    except SQLAlchemyError:
+        return
+    for state in sorted(states, key=lambda s: (s.app_key, s.kind)):
+        log.info(
+            f"{state.app_key} {state.kind}: waiting" + next_poll(state.mode, state.next_attempt_at)
+        )
 
 
 def drain_spool(puller: Puller) -> None:
@@ -149,6 +165,7 @@ def run_clock(
             " idle apps every %d s",
             len(apps), dispatcher.max_parallel, puller.holder, puller.policy.idle_poll,
         )  # fmt: skip
+        announce_next_polls(puller.database, apps)
         while not puller.stop.is_set():
             dispatcher.dispatch()
             dispatcher.wake.wait(TICK_SECONDS)

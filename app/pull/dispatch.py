@@ -93,12 +93,15 @@ def waiting_for(result: PassResult) -> str:
     line = f"{result.app_key} {result.kind}: {result.outcome.replace('_', ' ')}"
     if result.calls:
         line += f", {result.items} record(s) pulled, {result.stored} stored"
-    if result.next_attempt_at is None:
-        return line
-    wait = max(0, round((result.next_attempt_at - utcnow()).total_seconds()))
-    return line + (
-        f"; mode {result.mode}, next poll at {result.next_attempt_at:%H:%M:%S} UTC (in {wait} s)"
-    )
+    return line + next_poll(result.mode, result.next_attempt_at)
+
+
+def next_poll(mode: str | None, at: datetime | None) -> str:
+    """`; mode pull, next poll at 08:00:01 UTC (in 60 s)`, for people reading the clock's log."""
+    if at is None:
+        return f"; mode {mode}, next poll now" if mode else ""
+    wait = max(0, round((at - utcnow()).total_seconds()))
+    return f"; mode {mode}, next poll at {at:%H:%M:%S} UTC (in {wait} s)"
 
 
 class Dispatcher:
