@@ -112,3 +112,26 @@ def test_a_copied_env_example_is_flagged_not_passed(
         in result.output
     )
     assert "fix: set JSMS_APPS to your apps' keys and master secrets" in result.output
+
+
+def test_the_readme_sample_is_what_doctor_prints(database_url: str, fake_jsms: FakeJsms) -> None:
+    import re
+
+    from app.store.db import head_revisions
+    from tests.servers import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("### Doctor") :]
+    sample = re.search(r"^```\n(.*?)^```$", section, re.M | re.S)
+    assert sample
+    backend = "sqlite" if database_url.startswith("sqlite") else "postgresql"
+    expected = (
+        sample.group(1)
+        .replace("https://api.sms.jpush.cn", fake_jsms.url)
+        .replace("(postgresql)", f"({backend})")
+        .replace("at head (0006)", f"at head ({', '.join(sorted(head_revisions()))})")
+    )
+    fake_jsms.set_mode("app-two", "callback")
+    apps = {"app-one": "wrong-secret", "app-two": APPS["app-two"]}
+    result = doctor(database_url, jsms_api_base_url=fake_jsms.url, jsms_apps=apps, api_tokens=())
+    assert result.output.splitlines() == expected.splitlines()
