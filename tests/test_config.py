@@ -63,3 +63,26 @@ def test_migrate_command_is_idempotent(runner) -> None:  # type: ignore[no-untyp
         result = runner.invoke(args=["jsms", "migrate"])
         assert result.exit_code == 0, result.output
         assert "at head" in result.output
+
+
+def test_every_setting_is_in_env_example_and_the_readme_table() -> None:
+    from tests.servers import ROOT
+
+    example = (ROOT / ".env.example").read_text()
+    readme = (ROOT / "README.md").read_text()
+    for name in Settings.model_fields:
+        variable = name.upper()
+        assert f"\n{variable}=" in example or f"\n# {variable}=" in example, variable
+        assert f"| `{variable}` |" in readme, variable
+
+
+def test_an_empty_value_means_unset(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    for name in ("PORT", "PROMETHEUS_MULTIPROC_DIR", "GUNICORN_THREADS", "API_TOKENS"):
+        monkeypatch.delenv(name, raising=False)
+    env_file = tmp_path / ".env"
+    env_file.write_text("PORT=\nPROMETHEUS_MULTIPROC_DIR=\nGUNICORN_THREADS=\nAPI_TOKENS=\n")
+    monkeypatch.setenv("WEB_CONCURRENCY", "")
+    settings = Settings(_env_file=env_file)  # type: ignore[call-arg]
+    assert settings.port == 5000 and settings.prometheus_multiproc_dir is None
+    assert (settings.web_concurrency, settings.gunicorn_threads) == (2, 4)
+    assert settings.api_tokens == ()
