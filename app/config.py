@@ -45,7 +45,7 @@ class Settings(BaseSettings):
     pull_max_parallel_apps: int = Field(default=64, ge=1)
     api_tokens: Annotated[tuple[str, ...], NoDecode] = ()
     # gunicorn.conf.py: where `web` listens, its worker processes and threads per worker.
-    port: int = Field(default=5000, ge=1, le=65535)
+    port: int = Field(default=5000, ge=0, le=65535)  # 0: any free port
     web_concurrency: int = Field(default=2, ge=1)
     gunicorn_threads: int = Field(default=4, ge=1)
     # Retention in days (0 keeps forever); quarantined raw events are always kept.
