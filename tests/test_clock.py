@@ -125,14 +125,17 @@ def test_the_clock_says_when_it_polls_next(
     """Between polls the clock is quiet for a minute: its log says what it is waiting for."""
     import logging
 
-    from app.pull.clock import announce_next_polls, run_due_passes
+    from app.jsms.pulled import KINDS
+    from app.pull.clock import announce_next_polls
+    from app.pull.dispatch import run_pass
 
     fake_jsms.add_reports(APP, 3)
-    with JsmsClient(fake_jsms.url) as client, caplog.at_level(logging.INFO, "app.pull.clock"):
+    with JsmsClient(fake_jsms.url) as client, caplog.at_level(logging.INFO):
         puller = Puller(store, client, SyncPolicy(window=FAKE_WINDOW, idle_poll=60))
-        run_due_passes(puller, APP, SECRET)
+        run_pass(puller, APP, SECRET, list(KINDS))  # what the dispatcher runs for a due app
         announce_next_polls(store, {APP: SECRET})
-    lines = [r.getMessage() for r in caplog.records if r.name == "app.pull.clock"]
+    people = {"app.pull.clock", "app.pull.dispatch"}
+    lines = [r.getMessage() for r in caplog.records if r.name in people]
     assert lines[0].startswith("app-one report: drained, 3 record(s) pulled, 3 stored; mode pull,")
     assert all(" next poll at " in line and " UTC (in " in line for line in lines), lines
     heads = [line.split(":")[0] for line in lines]
