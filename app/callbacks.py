@@ -16,6 +16,7 @@ from app.jsms.records import KNOWN_TYPES, MAX_CALLBACK_ITEMS, parse_payload
 from app.jsms.signature import find_signer
 from app.metrics import CALLBACKS, INGEST_SECONDS, RECORDS
 from app.network import client_address, is_allowed
+from app.store import replay
 from app.store.alarms import count_refusal
 from app.store.db import get_database, get_session
 from app.store.ingest import RawPayload, ingest_or_quarantine
@@ -76,11 +77,19 @@ def receive(app_key: str | None) -> Response:
     # Never raises: a record nobody can read is quarantined, a list too long is kept unread.
     batch = parse_payload(record_type, payload, max_items=MAX_CALLBACK_ITEMS)
     raw = RawPayload(signer, Source.CALLBACK, record_type, data, nonce, _as_int(timestamp))
+    now = utcnow()
+    use = replay.signed_use(
+        signer, nonce, timestamp, record_type, data,
+        now=now, memory_days=get_settings().raw_event_retention_days,
+    )  # fmt: skip
     session = get_session()
     with INGEST_SECONDS.labels(Source.CALLBACK).time(), session.begin():
-        # The raw `data` is written whatever the store makes of its records; only the
-        # database being unavailable escapes (503, and JSMS retries).
-        result = ingest_or_quarantine(session, raw, batch)
+        if replay.first_use(session, use, now):
+            # The raw `data` is written whatever the store makes of its records; only the
+            # database being unavailable escapes (503, and JSMS retries).
+            result = ingest_or_quarantine(session, raw, batch)
+        else:  # JSMS retrying a callback already stored
+            result = replay.retry_result(batch)
     # Committed: only now may JSMS be told the records are safe.
     g.callback_result = result
     return jsonify(result.as_json())

@@ -26,5 +26,10 @@ RECORDS = Counter(
     "Records ingested, by source, kind and result.",
     ["source", "kind", "result"],
 )
+SIGNATURES_REFUSED = Counter(
+    "jsms_callback_signatures_refused_total",
+    "Signed callbacks refused by the replay check: reused (other data) or expired.",
+    ["reason"],
+)
 
-PROCESS_METRICS = (CALLBACKS, INGEST_SECONDS, PULL_SECONDS, RECORDS)
+PROCESS_METRICS = (CALLBACKS, INGEST_SECONDS, PULL_SECONDS, RECORDS, SIGNATURES_REFUSED)

@@ -194,9 +194,9 @@ def test_a_callback_answered_200_is_committed(client: FlaskClient, database: Dat
         assert session.scalar(select(func.count()).select_from(DeliveryReport)) == 1
         events = session.scalars(select(RawEvent).order_by(RawEvent.id)).all()
     other.engine.dispose()
+    # The repeat is JSMS retrying the same signed callback: answered, not stored again.
     assert [(e.app_key, e.nonce, e.stored, e.duplicates) for e in events] == [
         ("app-two", form["nonce"], 1, 0),
-        ("app-two", form["nonce"], 0, 1),
     ]
     assert events[0].callback_timestamp == int(form["timestamp"])
 

@@ -114,6 +114,25 @@ class RawEvent(Base):
     quarantine_reason: Mapped[str | None] = mapped_column(Text)
 
 
+class CallbackSignature(Base):
+    """Replay memory: each accepted callback's signed (app, nonce, timestamp), with a digest of
+    the `type` and `data` it carried. JSMS's signature covers neither, so this makes it good
+    once; rows go when their timestamp is older than the raw-event retention."""
+
+    __tablename__ = "callback_signatures"
+    __table_args__ = (
+        UniqueConstraint("app_key", "nonce", "callback_timestamp"),
+        Index("ix_callback_signatures_callback_timestamp", "callback_timestamp"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    app_key: Mapped[str] = mapped_column(String(64))
+    nonce: Mapped[str] = mapped_column(String(64))
+    callback_timestamp: Mapped[int] = mapped_column(BigInteger)  # epoch ms, as signed
+    digest: Mapped[str] = mapped_column(String(64))  # sha256 of type and data
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class DeliveryReport(Base):
     """One row per (app, msg_id, phone): the latest delivery status known for it."""
 

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import ColumnElement, delete, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from app.config import Settings
-from app.store.models import Base, DeliveryReport, RawEvent, Reply, ReviewResult
+from app.store.models import Base, CallbackSignature, DeliveryReport, RawEvent, Reply, ReviewResult
 
 BATCH = 1000
 
@@ -42,6 +43,14 @@ def purge(
         deleted["raw_events"] = _purge(
             session, RawEvent, RawEvent.received_at, cutoff, max_batches, RawEvent.quarantined == 0
         )
+        # The replay memory covers exactly this age: older signatures are refused as expired.
+        deleted["callback_signatures"] = _purge(
+            session,
+            CallbackSignature,
+            CallbackSignature.callback_timestamp,
+            int(cutoff.timestamp() * 1000),
+            max_batches,
+        )
     if policy.record_days:
         cutoff = now - timedelta(days=policy.record_days)
         for model, column in (
@@ -56,8 +65,8 @@ def purge(
 def _purge(
     session: Session,
     model: type[Base],
-    column: InstrumentedAttribute[datetime],
-    cutoff: datetime,
+    column: InstrumentedAttribute[Any],
+    cutoff: datetime | int,
     max_batches: int,
     *conditions: ColumnElement[bool],
 ) -> int:

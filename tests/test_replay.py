@@ -1,0 +1,193 @@
+"""A callback's signature is good once: retries pass, replays with other data and stale or
+future timestamps are refused, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import func, select
+
+from app.store import replay
+from app.store.db import Database
+from app.store.models import CallbackSignature, DeliveryReport, RawEvent
+from app.store.retention import RetentionPolicy, purge
+from tests.conftest import APPS
+from tests.jsms_callbacks import report, signed_form
+from tests.test_metrics import sample
+
+ONE, SECRET = "app-one", APPS["app-one"]
+HOUR_MS = 3_600_000
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def count(database: Database, model: type) -> int:
+    with database.session() as session:
+        return session.scalar(select(func.count()).select_from(model)) or 0
+
+
+def post(client: FlaskClient, form: dict[str, str]):  # type: ignore[no-untyped-def]
+    return client.post("/callbacks/jsms", data=form)
+
+
+def error_code(response) -> str:  # type: ignore[no-untyped-def]
+    assert response.mimetype == "application/json"
+    return str(response.get_json()["error"]["code"])
+
+
+def test_same_signature_other_data_is_401_and_stores_nothing(
+    client: FlaskClient, database: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="app.store.replay")
+    genuine = signed_form(ONE, SECRET, "SMS_REPORT", [report("m1", status=4001)])
+    assert post(client, genuine).status_code == 200
+    before = sample(client.get("/metrics").text, "jsms_callback_signatures_refused_total",
+                    reason="reused")  # fmt: skip
+    forged = genuine | {"data": '[{"msgId":"m1","phone":"13800138000","status":4002,'
+                                '"receiveTime":4102444800000}]'}  # fmt: skip
+    response = post(client, forged)
+    assert response.status_code == 401
+    assert error_code(response) == "signature_reused"
+    assert count(database, RawEvent) == 1
+    with database.session() as session:
+        assert session.scalars(select(DeliveryReport.status)).all() == [4001]
+    after = sample(client.get("/metrics").text, "jsms_callback_signatures_refused_total",
+                   reason="reused")  # fmt: skip
+    assert after == before + 1
+    [line] = [r for r in caplog.records if r.name == "app.store.replay"]
+    assert line.levelno == logging.WARNING
+    assert line.__dict__["app_key"] == ONE and line.__dict__["nonce"] == genuine["nonce"]
+    assert "4102444800000" not in caplog.text and "13800138000" not in caplog.text
+
+
+def test_same_signature_same_data_is_a_retry_counted_as_duplicates(
+    client: FlaskClient, database: Database
+) -> None:
+    form = signed_form(ONE, SECRET, "SMS_REPORT", [report("m1"), report("m2"), {"bad": 1}])
+    assert post(client, form).get_json() == {"stored": 2, "duplicates": 0, "quarantined": 1}
+    retry = post(client, form)
+    assert retry.status_code == 200
+    assert retry.get_json() == {"stored": 0, "duplicates": 3, "quarantined": 0}
+    assert count(database, RawEvent) == 1  # a retry of a stored callback stores nothing new
+
+
+def test_jsms_retry_hours_later_re_signed_is_stored_as_duplicates(
+    client: FlaskClient, database: Database
+) -> None:
+    records = [report("m1"), report("m2")]
+    first = signed_form(ONE, SECRET, "SMS_REPORT", records,
+                        timestamp=str(now_ms() - 12 * HOUR_MS))  # fmt: skip
+    assert post(client, first).get_json()["stored"] == 2
+    resigned = signed_form(ONE, SECRET, "SMS_REPORT", records)  # new nonce and timestamp
+    answer = post(client, resigned)
+    assert answer.status_code == 200
+    assert answer.get_json() == {"stored": 0, "duplicates": 2, "quarantined": 0}
+
+
+def test_jsms_retry_hours_later_unchanged_is_accepted(client: FlaskClient) -> None:
+    form = signed_form(ONE, SECRET, "SMS_REPORT", [report("m1")],
+                       timestamp=str(now_ms() - 12 * HOUR_MS))  # fmt: skip
+    assert post(client, form).status_code == 200
+    assert post(client, form).get_json() == {"stored": 0, "duplicates": 1, "quarantined": 0}
+
+
+@pytest.mark.parametrize(
+    "timestamp",
+    [
+        lambda: str(now_ms() - 91 * 24 * HOUR_MS),  # older than the 90-day raw-event retention
+        lambda: str(now_ms() + 2 * HOUR_MS),  # more than an hour ahead
+        lambda: "not-a-time",
+        lambda: str(2**70),
+    ],
+    ids=["too-old", "too-far-ahead", "not-a-number", "huge"],
+)
+def test_timestamp_outside_the_memory_is_401_expired(
+    client: FlaskClient, database: Database, timestamp
+) -> None:  # type: ignore[no-untyped-def]
+    form = signed_form(ONE, SECRET, "SMS_REPORT", [report("m1")], timestamp=timestamp())
+    response = post(client, form)
+    assert response.status_code == 401
+    assert error_code(response) == "signature_expired"
+    assert count(database, RawEvent) == 0
+
+
+def test_expiry_follows_the_raw_event_retention(app: Flask, database: Database) -> None:
+    app.config["SETTINGS"] = app.config["SETTINGS"].model_copy(
+        update={"raw_event_retention_days": 2}
+    )
+    client = app.test_client()
+    three_days = signed_form(ONE, SECRET, "SMS_REPORT", [report("m1")],
+                             timestamp=str(now_ms() - 72 * HOUR_MS))  # fmt: skip
+    assert error_code(post(client, three_days)) == "signature_expired"
+    one_day = signed_form(ONE, SECRET, "SMS_REPORT", [report("m1")],
+                          timestamp=str(now_ms() - 24 * HOUR_MS))  # fmt: skip
+    assert post(client, one_day).status_code == 200
+
+
+def test_concurrent_requests_with_one_signature_store_at_most_one(
+    app: Flask, database: Database
+) -> None:
+    base = signed_form(ONE, SECRET, "SMS_REPORT", [report("a")])
+    forms = [base, base | {"data": '[{"msgId":"b","phone":"1","status":4001,"receiveTime":1}]'}]
+    start = threading.Barrier(len(forms))
+    statuses: list[int] = []
+
+    def send(form: dict[str, str]) -> None:
+        client = app.test_client()
+        start.wait()
+        statuses.append(client.post("/callbacks/jsms", data=form).status_code)
+
+    threads = [threading.Thread(target=send, args=(f,)) for f in forms]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(statuses) == [200, 401]
+    assert count(database, RawEvent) == 1
+    assert count(database, DeliveryReport) == 1
+
+
+def test_second_writer_of_a_triple_waits_for_the_first_and_is_refused(store: Database) -> None:
+    """The unique index, not a read: the second insert sees the first once it commits."""
+    now = datetime.now(UTC)
+    use = replay.SignedUse(ONE, "42", now_ms(), "a" * 64)
+    other = replay.SignedUse(ONE, "42", use.timestamp, "b" * 64)
+    outcome: list[object] = []
+
+    def second() -> None:
+        with store.session() as session:
+            try:
+                with session.begin():
+                    outcome.append(replay.first_use(session, other, now))
+            except replay.SignatureReused as exc:
+                outcome.append(exc)
+
+    with store.session() as session, session.begin():
+        assert replay.first_use(session, use, now) is True
+        thread = threading.Thread(target=second)
+        thread.start()  # blocks on the uncommitted row (PostgreSQL) or the write lock (SQLite)
+    thread.join()
+    assert len(outcome) == 1 and isinstance(outcome[0], replay.SignatureReused)
+    assert count(store, CallbackSignature) == 1
+
+
+def test_retention_forgets_signatures_with_the_raw_events(store: Database) -> None:
+    now = datetime.now(UTC)
+    old = replay.SignedUse(ONE, "1", now_ms() - 40 * 24 * HOUR_MS, "a" * 64)
+    recent = replay.SignedUse(ONE, "2", now_ms() - 24 * HOUR_MS, "a" * 64)
+    with store.session() as session, session.begin():
+        replay.first_use(session, old, now)
+        replay.first_use(session, recent, now)
+    with store.session() as session:
+        deleted = purge(session, RetentionPolicy(raw_event_days=30, record_days=0), now)
+    assert deleted["callback_signatures"] == 1
+    with store.session() as session:
+        assert session.scalars(select(CallbackSignature.nonce)).all() == ["2"]
