@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 
 from flask import Blueprint, Response, g, jsonify, request
@@ -29,6 +30,7 @@ COUNTED_REFUSALS = {"bad_signature", "database_unavailable"}
 # What JSMS posts (form-encoded); multipart is a form too and reads the same.
 FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
 bp = Blueprint("callbacks", __name__, url_prefix="/callbacks/jsms")
+_ECHOSTR = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 @bp.before_request
@@ -50,6 +52,9 @@ def echo(app_key: str | None) -> Response:
     echostr = request.args.get("echostr")
     if echostr is None:
         raise BadInput("the echostr parameter is required", "missing_echostr")
+    # Echoed verbatim: only what a console check sends, never markup someone could plant.
+    if not _ECHOSTR.fullmatch(echostr):
+        raise BadInput("the echostr must be 1 to 64 letters, digits, '-' or '_'", "invalid_echostr")
     return Response(echostr, mimetype="text/plain")
 
 

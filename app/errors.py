@@ -80,6 +80,12 @@ def register(app: Flask) -> None:
     """Make every error, expected or not, leave as JSON of the contract's shape; the code is
     also left in `g.error_code`, for the metrics and the log line to name it."""
 
+    @app.after_request
+    def _nosniff(response: Response) -> Response:
+        """Browsers must take every answer as the type it says it is (an echo, a CSV, JSON)."""
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        return response
+
     @app.errorhandler(ServiceError)
     def _service_error(exc: ServiceError) -> Response:
         g.error_code = exc.code

@@ -31,7 +31,7 @@ def require_token() -> None:
 @bp.get("/reports")
 def reports() -> Response:
     """Delivery reports matching the filters: a keyset page as JSON, or all of them as CSV."""
-    report_filter, page = params.parse_report_query(request.args, _wants_csv())
+    report_filter, page = params.parse_report_query(request.args, _cursor_key(), _wants_csv())
     walk = lists.report_walk(report_filter)
     if page.format == "csv":
         return _csv(walk, page, items.REPORT_FIELDS, items.report_item, "reports.csv")
@@ -41,7 +41,7 @@ def reports() -> Response:
 @bp.get("/replies")
 def replies() -> Response:
     """Replies matching the filters: a keyset page as JSON, or all of them as CSV."""
-    reply_filter, page = params.parse_reply_query(request.args, _wants_csv())
+    reply_filter, page = params.parse_reply_query(request.args, _cursor_key(), _wants_csv())
     walk = lists.reply_walk(reply_filter)
     if page.format == "csv":
         return _csv(walk, page, items.REPLY_FIELDS, items.reply_item, "replies.csv")
@@ -79,14 +79,14 @@ def _json_page(
     """One page; `next_cursor` while more follow, `resume_cursor` always (for later exports)."""
     result = lists.fetch_page(get_session(), walk, page.after, page.limit)
     last = result.rows[-1].id if result.rows else page.after
-    next_cursor = encode_cursor(last, fingerprint) if result.has_more else None
+    next_cursor = encode_cursor(last, fingerprint, _cursor_key()) if result.has_more else None
     # Everything up to the horizon has been looked at; nothing below it can still appear.
     resume_after = last if result.has_more else max(page.after, result.horizon)
     return _json(
         {
             "items": [item(row) for row in result.rows],
             "next_cursor": next_cursor,
-            "resume_cursor": encode_cursor(resume_after, fingerprint),
+            "resume_cursor": encode_cursor(resume_after, fingerprint, _cursor_key()),
         }
     )
 
@@ -109,6 +109,11 @@ def _csv(
     response = Response(stream_with_context(lines()), mimetype="text/csv")
     response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response
+
+
+def _cursor_key() -> str:
+    """What signs cursors: SECRET_KEY (or the key derived from the tokens when it is unset)."""
+    return get_settings().session_secret()
 
 
 def _wants_csv() -> bool:

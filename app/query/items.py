@@ -82,18 +82,19 @@ def csv_lines(fields: tuple[str, ...], items: Iterable[dict[str, Any]]) -> Itera
     writer.writerow(fields)
     yield flush()
     for item in items:
-        writer.writerow([_csv_cell(name, item[name]) for name in fields])
+        writer.writerow([_csv_cell(item[name]) for name in fields])
         yield flush()
 
 
-def _csv_cell(name: str, value: Any) -> Any:
+def _csv_cell(value: Any) -> Any:
     if value is None:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, datetime):
         return iso_utc(value)
-    # Reply text is typed by the public: keep a spreadsheet from running it as a formula.
-    if name == "content" and isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+    # Every text column can come from the wire (content, msg_id, phone, app_key): keep a
+    # spreadsheet from running any of them as a formula.
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
         return "'" + value
     return value

@@ -93,7 +93,9 @@ _REPLY_PARAMS = frozenset({"app_key", "phone", "since", "until"})
 _STATS_PARAMS = frozenset({"app_key", "since", "until", "bucket", "tz"})
 
 
-def parse_report_query(args: Args, wants_csv: bool = False) -> tuple[ReportFilter, PageRequest]:
+def parse_report_query(
+    args: Args, cursor_key: str, wants_csv: bool = False
+) -> tuple[ReportFilter, PageRequest]:
     """The filters and page of a `/reports` request."""
     _reject_unknown(args, _REPORT_PARAMS | _PAGE_PARAMS)
     since, until = _time_range(args)
@@ -107,10 +109,12 @@ def parse_report_query(args: Args, wants_csv: bool = False) -> tuple[ReportFilte
         since=since,
         until=until,
     )
-    return report_filter, _page(args, report_filter.fingerprint(), wants_csv)
+    return report_filter, _page(args, report_filter.fingerprint(), cursor_key, wants_csv)
 
 
-def parse_reply_query(args: Args, wants_csv: bool = False) -> tuple[ReplyFilter, PageRequest]:
+def parse_reply_query(
+    args: Args, cursor_key: str, wants_csv: bool = False
+) -> tuple[ReplyFilter, PageRequest]:
     """The filters and page of a `/replies` request."""
     _reject_unknown(args, _REPLY_PARAMS | _PAGE_PARAMS)
     since, until = _time_range(args)
@@ -120,7 +124,7 @@ def parse_reply_query(args: Args, wants_csv: bool = False) -> tuple[ReplyFilter,
         since=since,
         until=until,
     )
-    return reply_filter, _page(args, reply_filter.fingerprint(), wants_csv)
+    return reply_filter, _page(args, reply_filter.fingerprint(), cursor_key, wants_csv)
 
 
 def parse_stats_query(args: Args, default_zone: ZoneInfo) -> StatsQuery:
@@ -159,7 +163,7 @@ def parse_time(name: str, value: str, zone: tzinfo = UTC) -> datetime:
         raise InvalidParameter(name, "time out of range") from None
 
 
-def _page(args: Args, fingerprint: str, wants_csv: bool) -> PageRequest:
+def _page(args: Args, fingerprint: str, key: str, wants_csv: bool) -> PageRequest:
     fmt = _choice(args, "format", FORMATS) or ("csv" if wants_csv else "json")
     limit_text = _one(args, "limit")
     limit = DEFAULT_LIMIT
@@ -170,7 +174,7 @@ def _page(args: Args, fingerprint: str, wants_csv: bool) -> PageRequest:
         if not 1 <= limit <= MAX_LIMIT:
             raise InvalidParameter("limit", f"expected an integer from 1 to {MAX_LIMIT}")
     cursor = _one(args, "cursor")
-    after = 0 if cursor is None else decode_cursor(cursor, fingerprint)
+    after = 0 if cursor is None else decode_cursor(cursor, fingerprint, key)
     return PageRequest(after=after, limit=limit, format=fmt)
 
 
