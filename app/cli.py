@@ -150,7 +150,7 @@ def doctor() -> None:
     """Check configuration, database, migrations, upstream and each app's mode; exit 1 on
     any problem."""
     settings = get_settings()
-    findings = list(examine(settings, get_database()))
+    findings = list(examine(settings, get_database(), spool_dir()))
     click.echo(render(findings))
     if any(f.status == FAIL for f in findings):
         raise SystemExit(1)

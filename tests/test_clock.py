@@ -21,9 +21,13 @@ from tests.servers import running_jsms, service_env
 APP, SECRET = "app-one", APPS["app-one"]
 
 
-def test_the_clock_only_pulls_kinds_that_are_due(fake_jsms: FakeJsms, store: Database) -> None:
+def test_the_clock_only_pulls_kinds_that_are_due(
+    fake_jsms: FakeJsms, store: Database, tmp_path: Path
+) -> None:
     with JsmsClient(fake_jsms.url) as client:
-        puller = Puller(store, client, SyncPolicy(window=FAKE_WINDOW, idle_poll=60))
+        puller = Puller(
+            store, client, SyncPolicy(window=FAKE_WINDOW, idle_poll=60), spool=tmp_path
+        )
         assert puller.due_kinds(APP) == ["report", "reply"]  # never pulled
         puller.sync_app(APP, SECRET, ["report"], on_schedule=True)
         assert puller.due_kinds(APP) == ["reply"]  # reports: next poll in a minute

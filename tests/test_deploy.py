@@ -158,7 +158,7 @@ def test_doctor_fails_on_a_dyno_without_a_database(tmp_path: Path) -> None:
     database = Database(f"sqlite:///{tmp_path}/x.sqlite3")
     try:
         on_dyno = make_settings(None, dyno="clock.1", jsms_apps={})  # type: ignore[arg-type]
-        findings = list(examine(on_dyno, database))
+        findings = list(examine(on_dyno, database, tmp_path))
         durable = [f for f in findings if f.check == "durable store"]
         assert [f.status for f in durable] == [FAIL]
         report = render(findings)
@@ -166,8 +166,8 @@ def test_doctor_fails_on_a_dyno_without_a_database(tmp_path: Path) -> None:
         assert "fix: add a database: heroku addons:create heroku-postgresql" in report
 
         with_database = make_settings(database.url, dyno="clock.1", jsms_apps={})
-        assert not [f for f in examine(with_database, database) if f.check == "durable store"]
+        assert not [f for f in examine(with_database, database, tmp_path) if f.check == "durable store"]
         laptop = make_settings(None, jsms_apps={})  # type: ignore[arg-type]
-        assert not [f for f in examine(laptop, database) if f.check == "durable store"]
+        assert not [f for f in examine(laptop, database, tmp_path) if f.check == "durable store"]
     finally:
         database.engine.dispose()

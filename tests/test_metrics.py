@@ -75,13 +75,14 @@ def test_pull_calls_and_records_pulled_come_from_the_store(
     fake_jsms: FakeJsms,
     database_url: str,
     caplog: pytest.LogCaptureFixture,
+    tmp_path: Path,
 ) -> None:
     """The clock runs elsewhere (another dyno): web's /metrics reads what it recorded."""
     fake_jsms.add_reports("app-one", 700)
     database = Database(database_url)
     caplog.set_level(logging.INFO, logger="app.pull.puller")
     with JsmsClient(fake_jsms.url) as jsms:
-        puller = Puller(database, jsms, SyncPolicy(window=FAKE_WINDOW))
+        puller = Puller(database, jsms, SyncPolicy(window=FAKE_WINDOW), spool=tmp_path)
         puller.sync_app("app-one", APPS["app-one"], ["report"])
         fake_jsms.set_mode("app-two", "callback")
         puller.sync_app("app-two", APPS["app-two"], ["report"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
@@ -73,15 +74,15 @@ def test_purge_command_with_defaults_keeps_records(
     assert "0 raw_events" in result.output and "delivery_reports" not in result.output
 
 
-def test_the_clock_schedules_retention(database: Database) -> None:
+def test_the_clock_schedules_retention(database: Database, tmp_path: Path) -> None:
     from app.jsms.client import JsmsClient
     from app.pull.clock import build_scheduler
     from app.pull.puller import Puller
     from app.pull.state import SyncPolicy
 
     with JsmsClient("http://127.0.0.1:9") as jsms:
-        puller = Puller(database, jsms, SyncPolicy())
+        puller = Puller(database, jsms, SyncPolicy(), spool=tmp_path)
         with_retention = build_scheduler(puller, RetentionPolicy(90, 0))
         without = build_scheduler(puller, RetentionPolicy(0, 0))
-    assert {j.id for j in with_retention.get_jobs()} == {"heartbeat", "retention"}
-    assert {j.id for j in without.get_jobs()} == {"heartbeat"}
+    assert {j.id for j in with_retention.get_jobs()} == {"heartbeat", "spool", "retention"}
+    assert {j.id for j in without.get_jobs()} == {"heartbeat", "spool"}

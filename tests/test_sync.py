@@ -22,7 +22,9 @@ APP, SECRET = "app-one", APPS["app-one"]
 
 
 @pytest.fixture
-def make_puller(fake_jsms: FakeJsms, store: Database) -> Iterator[Callable[..., Puller]]:
+def make_puller(
+    fake_jsms: FakeJsms, store: Database, tmp_path: Path
+) -> Iterator[Callable[..., Puller]]:
     """Pullers against the fake; each gets its own HTTP client, closed at the end."""
     clients: list[JsmsClient] = []
 
@@ -35,7 +37,8 @@ def make_puller(fake_jsms: FakeJsms, store: Database) -> Iterator[Callable[..., 
     ) -> Puller:
         client = JsmsClient(fake_jsms.url, timeout=timeout)
         clients.append(client)
-        return Puller(database or store, client, SyncPolicy(window=FAKE_WINDOW, **policy), now=now)
+        policy_ = SyncPolicy(window=FAKE_WINDOW, **policy)
+        return Puller(database or store, client, policy_, now=now, spool=tmp_path / "unstored")
 
     yield make
     for client in clients:

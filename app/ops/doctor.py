@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 import httpx
 
@@ -34,7 +35,7 @@ class Finding:
     fix: str = ""
 
 
-def examine(settings: Settings, database: Database) -> list[Finding]:
+def examine(settings: Settings, database: Database, spool_dir: Path) -> list[Finding]:
     """Every check, in order; the apps are probed only when the database and upstream are fine,
     and the receipts at risk read only from a database at head."""
     findings = [*_configuration(settings), *_durable_store(settings)]
@@ -44,7 +45,7 @@ def examine(settings: Settings, database: Database) -> list[Finding]:
     upstream = _upstream(settings)
     findings += upstream
     if all(f.status == OK for f in store + upstream):
-        findings += _apps(settings, database)
+        findings += _apps(settings, database, spool_dir)
     if all(f.status == OK for f in store):
         findings += _receipts_at_risk(settings, database)
     return findings
@@ -163,11 +164,13 @@ def _upstream(settings: Settings) -> list[Finding]:
     return [Finding("upstream", OK, f"{url} answers")]
 
 
-def _apps(settings: Settings, database: Database) -> Iterator[Finding]:
+def _apps(settings: Settings, database: Database, spool_dir: Path) -> Iterator[Finding]:
     """Each app's mode, by at most one polite call per app (anything it hands out is stored;
     an app in callback mode, paused or backing off is not called before its next attempt)."""
     with JsmsClient(settings.jsms_api_base_url) as client:
-        puller = Puller(database, client, SyncPolicy.from_settings(settings))
+        # A batch handed out to the probe that the store cannot take waits in the spool, as
+        # the clock's would: never in a log.
+        puller = Puller(database, client, SyncPolicy.from_settings(settings), spool=spool_dir)
         for app_key, secret in settings.jsms_apps.items():
             try:
                 [result] = puller.sync_app(app_key, secret, [Kind.REPORT], max_calls=1)

@@ -54,7 +54,7 @@ class StoreUnavailable(Exception):
 
 
 class BatchNotStored(Exception):
-    """A batch was handed out but could not be committed; its body is in the error log."""
+    """A batch was handed out but could not be committed; its body is in the spool."""
 
 
 class Slot(Enum):
@@ -74,13 +74,13 @@ class Puller:
         client: JsmsClient,
         policy: SyncPolicy,
         *,
+        spool: Path,
         holder: str | None = None,
         now: Callable[[], datetime] = utcnow,
         stop: threading.Event | None = None,
-        spool: Path | None = None,
     ) -> None:
         self.database = database
-        # Where a batch goes when the store cannot take it (None: the error log only).
+        # Where a batch goes when the store cannot take it: never the log (phone numbers).
         self.spool = spool
         self.client = client
         self.policy = policy
@@ -260,11 +260,7 @@ class Puller:
     def _keep_unstored(
         self, app_key: str, kind: Kind, batch: PulledBatch, error: Exception
     ) -> None:
-        """The last copy of a batch the store would not take: the spool, else the error log."""
-        if self.spool is None:
-            log.error("pulled batch NOT STORED app=%s kind=%s error=%s body=%s",
-                      app_key, kind, error, batch.body_text)  # fmt: skip
-            return
+        """The last copy of a batch the store would not take: the spool."""
         path = spool.save(self.spool, app_key, kind, batch.body_text)
         log.error("pulled batch NOT STORED app=%s kind=%s error=%s: kept in %s until "
                   "`jsms reprocess`", app_key, kind, error, path)  # fmt: skip

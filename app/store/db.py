@@ -36,11 +36,13 @@ def make_engine(url: str, pool_timeout: float = 5.0) -> Engine:
             # Best effort: if it cannot be made, connecting fails later and requests answer 503.
             with suppress(OSError):
                 Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30})
+        # hide_parameters: a failed statement's error must not carry phone numbers into logs.
+        engine = create_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
         _make_sqlite_transactional(engine)
         return engine
     engine = create_engine(
         url,
+        hide_parameters=True,
         pool_size=5,
         max_overflow=5,
         pool_timeout=pool_timeout,
