@@ -31,7 +31,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
     app.jinja_env.trim_blocks = app.jinja_env.lstrip_blocks = True
     configure_logging(settings.log_level)
-    db.init_app(app, db.Database(settings.sqlalchemy_url(app.instance_path)))
+    url = settings.sqlalchemy_url(app.instance_path)
+    db.init_app(app, db.Database(url, reader_timeout_ms=settings.api_statement_timeout_ms))
     errors.register(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(callbacks.bp)

@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     # Signs the status page's session cookie; derived from API_TOKENS when unset.
     secret_key: str | None = None
     log_level: str = "INFO"
+    # PostgreSQL: a statement of a GET request (query API, status page, metrics) running longer
+    # is cancelled, and the request answered 503; 0 means no limit.
+    api_statement_timeout_ms: int = Field(default=10_000, ge=0)
     # Only these networks may post callbacks (empty: anyone; the signature still decides).
     callback_allowed_networks: Annotated[tuple[IPv4Network | IPv6Network, ...], NoDecode] = ()
     # Proxies whose X-Forwarded-For is believed (the platform's router); others' is ignored.

@@ -16,6 +16,10 @@ log = logging.getLogger(__name__)
 DATABASE_UNAVAILABLE = (OperationalError, InterfaceError, DisconnectionError, PoolTimeoutError)
 
 
+# PostgreSQL's SQLSTATE for a statement cancelled by statement_timeout.
+QUERY_CANCELED = "57014"
+
+
 class ServiceError(Exception):
     """An error the client should see: a snake_case code, a message and an HTTP status."""
 
@@ -105,6 +109,11 @@ def register(app: Flask) -> None:
         return response
 
     def _database_unavailable(exc: Exception) -> Response:
+        if getattr(getattr(exc, "orig", None), "sqlstate", None) == QUERY_CANCELED:
+            g.error_code = "query_timeout"
+            return error_response(
+                503, "query_timeout", "the query ran past API_STATEMENT_TIMEOUT_MS; narrow it"
+            )
         log.warning("database unavailable: %s", type(exc).__name__)
         g.error_code = DatabaseUnavailable.code
         return error_response(503, "database_unavailable", "the database is unavailable; retry")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, fields
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo
 
 from werkzeug.datastructures import MultiDict
@@ -25,6 +25,8 @@ MAX_STATUSES = 50
 SOURCES = tuple(s.value for s in Source)
 FORMATS = ("json", "csv")
 BUCKETS = ("hour", "day")
+# The longest since..until (until defaulting to now) a stats request may span, per bucket.
+MAX_STATS_RANGE = {"hour": timedelta(days=31), "day": timedelta(days=366)}
 _EPOCH_MS = re.compile(r"[0-9]{1,15}")
 _STATUS = re.compile(r"[0-9]{1,9}")
 # Epoch milliseconds beyond 9999-12-31 cannot be a datetime.
@@ -134,6 +136,11 @@ def parse_stats_query(args: Args, default_zone: ZoneInfo) -> StatsQuery:
     zone = _zone(args) or default_zone
     since, until = _time_range(args, zone)
     bucket = _choice(args, "bucket", BUCKETS) or "day"
+    longest = MAX_STATS_RANGE[bucket]
+    if since is not None and (until or datetime.now(UTC)) - since > longest:
+        raise InvalidParameter(
+            "since", f"with bucket={bucket} the range may span at most {longest.days} days"
+        )
     return StatsQuery(_text(args, "app_key", 64), since, until, bucket, zone)
 
 

@@ -14,7 +14,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from flask import Flask, current_app, g
+from flask import Flask, current_app, g, has_request_context, request
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
@@ -50,7 +50,37 @@ def make_engine(url: str, pool_timeout: float = 5.0) -> Engine:
         connect_args={"connect_timeout": 5, "options": "-c timezone=UTC"},
     )
     _ping_when_idle(engine)
+    _time_limit_readers(engine)
     return engine
+
+
+# Execution options: a unit of work that only reads (GET requests, health checks), and the
+# statement timeout it runs under on PostgreSQL.
+READ_ONLY = "jsms_read_only"
+STATEMENT_TIMEOUT_MS = "jsms_statement_timeout_ms"
+
+
+def _time_limit_readers(engine: Engine) -> None:
+    """Run each transaction of a connection carrying STATEMENT_TIMEOUT_MS under that timeout,
+    and take the setting off the connection before the pool hands it to anyone else.
+
+    A session-level SET, not SET LOCAL: the query API also reads through autocommit connections
+    and commits between export chunks, where a SET LOCAL would not last.
+    """
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        milliseconds = int(connection.get_execution_options().get(STATEMENT_TIMEOUT_MS) or 0)
+        if milliseconds:
+            connection.exec_driver_sql(f"SET statement_timeout = {milliseconds}")
+            connection.connection.info[STATEMENT_TIMEOUT_MS] = True
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(dbapi_connection: Any, record: Any) -> None:
+        if dbapi_connection is not None and record.info.pop(STATEMENT_TIMEOUT_MS, False):
+            with suppress(engine.dialect.loaded_dbapi.Error):
+                dbapi_connection.execute("RESET statement_timeout")
+                dbapi_connection.commit()
 
 
 # A pooled connection idle longer than this is pinged before use: it may have died meanwhile.
@@ -82,11 +112,16 @@ def _ping_when_idle(engine: Engine) -> None:
             raise DisconnectionError("stale pooled connection") from exc
 
 
+
+
 def _make_sqlite_transactional(engine: Engine) -> None:
-    """Let SQLAlchemy own BEGIN, and take the write lock up front.
+    """Let SQLAlchemy own BEGIN; take the write lock up front, except for readers.
 
     pysqlite's own transaction handling defers BEGIN; a deferred transaction that read first can
-    fail with 'database is locked' without waiting. BEGIN IMMEDIATE waits (busy timeout) instead.
+    fail with 'database is locked' without waiting. BEGIN IMMEDIATE waits (busy timeout) instead,
+    so every unit of work takes it, unless it is marked READ_ONLY: a reader in WAL mode needs no
+    lock at all, and must not queue behind (or hold up) the callbacks. synchronous=FULL syncs the
+    WAL on every commit, so a callback answered 200 survives a power cut, not only a crash.
     """
 
     @event.listens_for(engine, "connect")
@@ -94,22 +129,29 @@ def _make_sqlite_transactional(engine: Engine) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        read_only = connection.get_execution_options().get(READ_ONLY)
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 class Database:
     """An engine and its session factory."""
 
-    def __init__(self, url: str, pool_timeout: float = 5.0) -> None:
+    def __init__(self, url: str, pool_timeout: float = 5.0, reader_timeout_ms: int = 0) -> None:
         self.url = url
         self.engine = make_engine(url, pool_timeout)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # For units of work that never write (GET requests): no write lock on SQLite, and on
+        # PostgreSQL a statement timeout (0: none), so no reader can hold the database for long.
+        self.reader_engine = self.engine.execution_options(
+            **{READ_ONLY: True, STATEMENT_TIMEOUT_MS: reader_timeout_ms}
+        )
+        self.readers = sessionmaker(self.reader_engine, expire_on_commit=False)
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -122,7 +164,7 @@ class Database:
 
     def ping(self) -> None:
         """Raise if the database cannot answer a trivial query."""
-        with self.engine.connect() as connection:
+        with self.reader_engine.connect() as connection:
             connection.execute(text("SELECT 1"))
 
 
@@ -139,11 +181,14 @@ def get_database() -> Database:
 
 
 def get_session() -> Session:
-    """The current request's session, opened on first use."""
+    """The current request's session, opened on first use; a reader for GET and HEAD."""
     if "db_session" not in g:
-        g.db_session = get_database().sessions()
+        database = get_database()
+        reads_only = has_request_context() and request.method in ("GET", "HEAD")
+        g.db_session = (database.readers if reads_only else database.sessions)()
     session: Session = g.db_session
     return session
+
 
 
 def _close_request_session(_exc: BaseException | None) -> None:
