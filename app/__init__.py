@@ -7,6 +7,7 @@ from datetime import timedelta
 from flask import Flask
 
 from app import callbacks, cli, errors
+from app.auth import SessionCookie
 from app.config import Settings, load_settings
 from app.logs import configure_logging
 from app.ops import health, scrape, status
@@ -29,6 +30,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         SESSION_COOKIE_SAMESITE="Lax",
         PERMANENT_SESSION_LIFETIME=timedelta(hours=12),
     )
+    app.session_interface = SessionCookie()
     app.jinja_env.trim_blocks = app.jinja_env.lstrip_blocks = True
     configure_logging(settings.log_level)
     url = settings.sqlalchemy_url(app.instance_path)

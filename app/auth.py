@@ -5,9 +5,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-from flask import Request
+from flask import Flask, Request, request
+from flask.sessions import SecureCookieSessionInterface
 
+from app.config import get_settings
 from app.errors import Unauthenticated
+from app.network import came_over_https
 
 
 def token_digest(token: str) -> str:
@@ -38,3 +41,11 @@ def require_bearer(request: Request, tokens: tuple[str, ...]) -> None:
             "a valid bearer token is required",
             headers={"WWW-Authenticate": 'Bearer realm="jsms-receipts"'},
         )
+
+
+class SessionCookie(SecureCookieSessionInterface):
+    """Flask's signed cookie, marked `Secure` whenever the request came over https."""
+
+    def get_cookie_secure(self, app: Flask) -> bool:
+        settings = get_settings()
+        return came_over_https(request, settings.trusted_proxies, settings.dyno is not None)

@@ -52,6 +52,12 @@ def reprocess_quarantined(batch_size: int) -> None:
     raw events again (after an upgrade); safe to run repeatedly."""
     totals = {"events": 0, "stored": 0, "still_quarantined": 0}
     after = 0
+    for leftover in spool.leftovers(spool_dir()):
+        click.echo(
+            f"unfinished spool file {leftover} (a save interrupted mid-write): "
+            "inspect it; it may hold the only copy of a batch",
+            err=True,
+        )
     for path, result in spool.store_spooled(get_database(), spool_dir()):
         click.echo(f"stored spooled batch {path.name}: {result.as_json()}")
     with get_database().session() as session:

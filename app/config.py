@@ -61,10 +61,13 @@ class Settings(BaseSettings):
     api_statement_timeout_ms: int = Field(default=10_000, ge=0)
     # Only these networks may post callbacks (empty: anyone; the signature still decides).
     callback_allowed_networks: Annotated[tuple[IPv4Network | IPv6Network, ...], NoDecode] = ()
+    # Bearer token /metrics requires when set (unset: /metrics is open, as Prometheus expects).
+    metrics_token: str | None = None
     # Proxies whose X-Forwarded-For is believed (the platform's router); others' is ignored.
     trusted_proxies: Annotated[tuple[IPv4Network | IPv6Network, ...], NoDecode] = ()
     # Set by Heroku-style platforms on every dyno (`web.1`, `clock.1`, `release.1234`): its disk
-    # does not outlive the process, so the SQLite default must not be used there.
+    # does not outlive the process, so the SQLite default must not be used there; and its
+    # router is the only way in, so its X-Forwarded-Proto is believed.
     dyno: str | None = None
     # The IANA zone whose days and hours the stats, BI views and status page count in.
     business_timezone: str = DEFAULT_BUSINESS_TIMEZONE

@@ -22,6 +22,19 @@ def client_address(request: Request, trusted_proxies: Sequence[Network]) -> str 
     return hops[-1] or None
 
 
+def came_over_https(
+    request: Request, trusted_proxies: Sequence[Network], behind_platform_router: bool
+) -> bool:
+    """Whether the client's connection was https: our own socket, or the `X-Forwarded-Proto`
+    of a proxy we trust (a TRUSTED_PROXIES peer, or any peer when the platform's router is the
+    only way in, as on Heroku). Anyone else's header is ignored."""
+    if request.scheme == "https":
+        return True
+    trusted = behind_platform_router or _in_any(request.remote_addr or "", trusted_proxies)
+    proto = request.headers.get("X-Forwarded-Proto", "").split(",")[-1].strip().lower()
+    return trusted and proto == "https"
+
+
 def is_allowed(address: str | None, networks: Sequence[Network]) -> bool:
     """Whether `address` lies in one of `networks`."""
     return address is not None and _in_any(address, networks)

@@ -14,6 +14,7 @@ from app.errors import DATABASE_UNAVAILABLE
 from app.jsms.client import JsmsClient
 from app.jsms.pulled import Kind
 from app.ops.risk import receipts_at_risk
+from app.pull import spool
 from app.pull.puller import Puller, StoreUnavailable
 from app.pull.state import PassOutcome, SyncPolicy
 from app.store.business_time import recorded_business_timezone
@@ -23,6 +24,8 @@ from app.store.models import SyncMode, utcnow
 OK, WARN, FAIL = "ok", "warn", "FAIL"
 # Values .env.example ships with: a copied file that still holds them was never filled in.
 PLACEHOLDER_PREFIX = "your-"
+# Shorter tokens (API_TOKENS, METRICS_TOKEN) are reported as guessable.
+MIN_TOKEN_LENGTH = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +42,7 @@ def examine(settings: Settings, database: Database, spool_dir: Path) -> list[Fin
     """Every check, in order; the apps are probed only when the database and upstream are fine,
     and the receipts at risk read only from a database at head."""
     findings = [*_configuration(settings), *_durable_store(settings)]
+    findings += [*_metrics_token(settings), _spool(spool_dir)]
     store = _database(database)
     store_ok = all(f.status == OK for f in store)
     findings += store + _business_timezone(settings, database if store_ok else None)
@@ -83,6 +87,15 @@ def _tokens_setting(tokens: tuple[str, ...]) -> Finding:
     fix = "set API_TOKENS=<long random token>[,…]"
     if any(t.startswith(PLACEHOLDER_PREFIX) for t in tokens):
         return Finding("API_TOKENS", FAIL, "still holds a placeholder from .env.example", fix)
+    short = [i + 1 for i, t in enumerate(tokens) if len(t) < MIN_TOKEN_LENGTH]
+    if short:
+        return Finding(
+            "API_TOKENS",
+            WARN,
+            f"token(s) number {', '.join(map(str, short))} shorter than {MIN_TOKEN_LENGTH} "
+            "characters: guessable",
+            "use long random tokens: python3 -c 'import secrets; print(secrets.token_urlsafe(32))'",
+        )
     if tokens:
         return Finding("API_TOKENS", OK, f"{len(tokens)} token(s)")
     return Finding("API_TOKENS", WARN, "none: the query API and status page refuse everyone", fix)
@@ -125,6 +138,39 @@ def _business_timezone(settings: Settings, database: Database | None) -> list[Fi
             "run: flask --app wsgi jsms migrate (the release step) to apply it to the views",
         )
     ]
+
+
+def _metrics_token(settings: Settings) -> Iterator[Finding]:
+    token = settings.metrics_token
+    if token is not None and len(token) < MIN_TOKEN_LENGTH:
+        yield Finding(
+            "METRICS_TOKEN",
+            WARN,
+            f"shorter than {MIN_TOKEN_LENGTH} characters: guessable",
+            "use a long random token",
+        )
+
+
+def _spool(spool_dir: Path) -> Finding:
+    """Batches waiting on disk for `jsms reprocess`, and saves that never finished."""
+    partial = spool.leftovers(spool_dir)
+    waiting = len(spool.waiting(spool_dir))
+    if partial:
+        names = ", ".join(p.name for p in partial[:3]) + (" …" if len(partial) > 3 else "")
+        return Finding(
+            "spool",
+            WARN,
+            f"{len(partial)} unfinished file(s) in {spool_dir} ({names}), {waiting} waiting",
+            "a save was interrupted: inspect the .partial file(s), then remove them",
+        )
+    if waiting:
+        return Finding(
+            "spool",
+            WARN,
+            f"{waiting} batch(es) waiting in {spool_dir}",
+            "run: flask --app wsgi jsms reprocess",
+        )
+    return Finding("spool", OK, "empty")
 
 
 def _database(database: Database) -> list[Finding]:

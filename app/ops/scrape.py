@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Iterator
 
-from flask import Blueprint, Response
+from flask import Blueprint, Response, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
@@ -18,6 +18,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from app.auth import require_bearer
 from app.config import get_settings
 from app.errors import DATABASE_UNAVAILABLE
 from app.metrics import PROCESS_METRICS
@@ -138,9 +139,13 @@ def _alarm_metrics(session: Session) -> Iterator[Metric]:
 
 @bp.get("/metrics")
 def metrics() -> Response:
-    """The Prometheus text exposition: process metrics aggregated, plus the store's gauges."""
+    """The Prometheus text exposition: process metrics aggregated, plus the store's gauges;
+    behind METRICS_TOKEN as a bearer token when one is set."""
+    settings = get_settings()
+    if settings.metrics_token:
+        require_bearer(request, (settings.metrics_token,))
     registry = CollectorRegistry()
-    if get_settings().prometheus_multiproc_dir:
+    if settings.prometheus_multiproc_dir:
         multiprocess.MultiProcessCollector(registry)
     else:
         for collector in PROCESS_METRICS:

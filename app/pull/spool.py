@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,16 +29,33 @@ class SpooledBatch:
 
 
 def save(directory: Path, app_key: str, kind: str, body: str) -> Path:
-    """Write the batch durably (fsync before rename) and return where it is."""
+    """Write the batch durably and return where it is: the file is fsynced before its rename,
+    the directory after it, so the name survives a power cut too. Names sort by time and are
+    unique (a uuid), whichever thread or process writes."""
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{utcnow():%Y%m%dT%H%M%S%f}-{os.getpid()}.json"
+    path = directory / f"{utcnow():%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex}.json"
     partial = path.with_suffix(".partial")
-    with partial.open("w", encoding="utf-8") as file:
+    with partial.open("x", encoding="utf-8") as file:
         json.dump({"app_key": app_key, "kind": kind, "body": body}, file)
         file.flush()
         os.fsync(file.fileno())
     partial.rename(path)
+    _fsync_directory(directory)
     return path
+
+
+def leftovers(directory: Path) -> list[Path]:
+    """`.partial` files: a save that never finished (the process died mid-write). Each may hold
+    the only copy of a batch; a person should look at it."""
+    return sorted(directory.glob("*.partial")) if directory.is_dir() else []
+
+
+def _fsync_directory(directory: Path) -> None:
+    descriptor = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def waiting(directory: Path) -> list[SpooledBatch]:
