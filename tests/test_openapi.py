@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta
 
 from flask import Flask
 from flask.testing import FlaskClient
@@ -55,8 +56,9 @@ def test_documented_parameters_are_the_accepted_ones(client: FlaskClient) -> Non
         "delivered": "true",
         "source": "pull",
         "bucket": "day",
-        "since": "2024-05-01",
-        "until": "2024-05-02",
+        # Recent: a stats range reaches back at most 31 (hour) / 366 (day) days from now.
+        "since": (datetime.now(UTC) - timedelta(days=1)).date().isoformat(),
+        "until": datetime.now(UTC).date().isoformat(),
         "status": "4001",
         "format": "json",
         "tz": "Asia/Shanghai",

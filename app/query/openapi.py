@@ -9,10 +9,20 @@ from __future__ import annotations
 from typing import Any
 
 from app.jsms.pulled import KINDS
-from app.query.params import BUCKETS, DEFAULT_LIMIT, MAX_LIMIT, SOURCES
+from app.query.params import (
+    BUCKETS,
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
+    MAX_STATUSES,
+    SOURCES,
+    STATUS_LIST,
+    TEXT_VALUE,
+)
 from app.store.models import SyncMode
 
 JSON = "application/json"
+# What the callback URL check echoes (app/callbacks.py).
+ECHOSTR = "^[A-Za-z0-9_-]{1,64}$"
 UTC_TIME = {"type": "string", "format": "date-time", "description": "ISO 8601, UTC, with Z"}
 
 
@@ -50,14 +60,27 @@ SINCE = _param(
 UNTIL = _param(
     "until", "Exclusive upper bound ([since, until)): ISO 8601 or epoch ms.", TIME_PARAM_SCHEMA
 )
-APP_KEY = _param("app_key", "Only this JSMS app.")
-PHONE = _param("phone", "Only this phone number.")
+
+
+def _text_schema(max_length: int) -> dict[str, Any]:
+    """What `params._text` accepts: 1 to max_length characters, none of them a control one."""
+    return {"type": "string", "minLength": 1, "maxLength": max_length, "pattern": TEXT_PATTERN}
+
+
+TEXT_PATTERN = "^" + TEXT_VALUE.pattern + "$"
+APP_KEY = _param("app_key", "Only this JSMS app.", _text_schema(64))
+PHONE = _param("phone", "Only this phone number.", _text_schema(32))
 LIMIT = _param(
     "limit",
     f"Page size (JSON only; CSV streams every match). Default {DEFAULT_LIMIT}.",
     {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
 )
-CURSOR = _param("cursor", "`next_cursor` or `resume_cursor` of an earlier page, same filters.")
+CURSOR = _param(
+    "cursor",
+    "`next_cursor` or `resume_cursor` of an earlier page, same filters (signed: any other value "
+    "is a 400).",
+    {"type": "string", "maxLength": 200, "pattern": "^[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]+$"},
+)
 FORMAT = _param(
     "format",
     "`csv` streams every matching record as CSV (also chosen by `Accept: text/csv`).",
@@ -108,10 +131,16 @@ def _callback_operations(app_param: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "get": {
             "summary": "JSMS console URL check: echoes `echostr` as text/plain.",
-            "parameters": [*app_param, {**_param("echostr", "Echoed verbatim."), "required": True}],
+            "parameters": [
+                *app_param,
+                {
+                    **_param("echostr", "Echoed verbatim.", {"type": "string", "pattern": ECHOSTR}),
+                    "required": True,
+                },
+            ],
             "responses": {
                 "200": {"description": "The echostr", "content": {"text/plain": {}}},
-                "400": _error("No echostr."),
+                "400": _error("No echostr, or not 1-64 letters, digits, `-` or `_`."),
                 "403": _error("The caller is outside CALLBACK_ALLOWED_NETWORKS."),
                 **not_found,
             },
@@ -133,7 +162,11 @@ def _callback_operations(app_param: list[dict[str, Any]]) -> dict[str, Any]:
                     "The body is not form-encoded (`form_encoded_body_expected`), a field is "
                     "missing, or `data` is not JSON."
                 ),
-                "401": _error("Signature missing or wrong."),
+                "401": _error(
+                    "Signature missing or wrong (`missing_signature`, `bad_signature`), already "
+                    "used with other data (`signature_reused`), or its timestamp outside the "
+                    "replay memory (`signature_expired`)."
+                ),
                 "403": _error("The caller is outside CALLBACK_ALLOWED_NETWORKS."),
                 **not_found,
                 "413": _error("Body over 1 MiB."),
@@ -264,9 +297,13 @@ SCHEMAS: dict[str, Any] = {
 
 REPORT_FILTERS = [
     APP_KEY,
-    _param("msg_id", "Only this msg_id."),
+    _param("msg_id", "Only this msg_id.", _text_schema(64)),
     PHONE,
-    _param("status", "Comma-separated status codes, e.g. `4002,4004`."),
+    _param(
+        "status",
+        f"Comma-separated status codes (up to {MAX_STATUSES}), e.g. `4002,4004`.",
+        {"type": "string", "pattern": "^" + STATUS_LIST.pattern + "$"},
+    ),
     _param(
         "delivered",
         "Only delivered (`true`) or undelivered (`false`).",

@@ -28,7 +28,10 @@ BUCKETS = ("hour", "day")
 # The longest since..until (until defaulting to now) a stats request may span, per bucket.
 MAX_STATS_RANGE = {"hour": timedelta(days=31), "day": timedelta(days=366)}
 _EPOCH_MS = re.compile(r"[0-9]{1,15}")
-_STATUS = re.compile(r"[0-9]{1,9}")
+# Text filters: anything but C0/C1 control characters (the OpenAPI document says the same).
+TEXT_VALUE = re.compile(r"[^\x00-\x1f\x7f-\x9f]*")
+# `status`: a comma-separated list of up to MAX_STATUSES codes, spaces allowed around them.
+STATUS_LIST = re.compile(rf" *[0-9]{{1,9}} *(?:, *[0-9]{{1,9}} *){{0,{MAX_STATUSES - 1}}}")
 # Epoch milliseconds beyond 9999-12-31 cannot be a datetime.
 _MAX_EPOCH_MS = 253_402_300_799_999
 
@@ -204,8 +207,8 @@ def _text(args: Args, name: str, max_length: int) -> str | None:
     value = _one(args, name)
     if value is None:
         return None
-    if not value or len(value) > max_length or not value.isprintable():
-        raise InvalidParameter(name, f"expected 1 to {max_length} printable characters")
+    if not value or len(value) > max_length or not TEXT_VALUE.fullmatch(value):
+        raise InvalidParameter(name, f"expected 1 to {max_length} characters, no control ones")
     return value
 
 
@@ -225,8 +228,8 @@ def _statuses(args: Args) -> tuple[int, ...] | None:
     value = _one(args, "status")
     if value is None:
         return None
-    parts = [p.strip() for p in value.split(",")]
-    if len(parts) > MAX_STATUSES or not all(_STATUS.fullmatch(p) for p in parts):
+    parts = [p.strip(" ") for p in value.split(",")]
+    if not STATUS_LIST.fullmatch(value):
         raise InvalidParameter(
             "status", f"expected a comma-separated list of up to {MAX_STATUSES} status codes"
         )
