@@ -49,6 +49,28 @@ accesslog = "-"
 access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(B)s %(M)sms'
 
 
+# gthread has no read timeout: a client that sends part of a request and stalls holds one of
+# the worker's threads for as long as it likes, and a few such connections starve /healthz and
+# the callbacks (measured: README, Guarantees). Every connection handed to a thread gets this
+# socket timeout (seconds a read or write may stall); 0 turns it off.
+read_timeout = float(os.environ.get("GUNICORN_READ_TIMEOUT", "5"))
+
+
+def post_fork(server: object, worker: object) -> None:
+    """Give each connection a socket timeout when a thread takes it (gthread's TConn.init)."""
+    if read_timeout <= 0:
+        return
+    from gunicorn.workers import gthread
+
+    original_init = gthread.TConn.init
+
+    def init_with_timeout(conn: gthread.TConn) -> None:
+        original_init(conn)  # sets the socket blocking, i.e. with no timeout
+        conn.sock.settimeout(read_timeout)
+
+    gthread.TConn.init = init_with_timeout  # type: ignore[method-assign]
+
+
 def on_starting(server: object) -> None:
     """Refuse to serve from a store the platform will wipe; then start from no metric files:
     counters restart with the master. Only prometheus's own files are removed, whatever else

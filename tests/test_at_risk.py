@@ -4,6 +4,7 @@ the status page, doctor and /metrics count down from what the store holds."""
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 from flask import Flask
 from flask.testing import FlaskClient
@@ -107,11 +108,11 @@ def test_doctor_counts_down_and_fails_under_a_day(app: Flask, database: Database
 
 
 def test_the_clock_beats_and_metrics_export_the_newest_heartbeat(
-    client: FlaskClient, database: Database
+    client: FlaskClient, database: Database, tmp_path: Path
 ) -> None:
     assert "\njsms_clock_last_heartbeat_timestamp_seconds " not in client.get("/metrics").text
     with JsmsClient("http://127.0.0.1:9") as upstream:
-        puller = Puller(database, upstream, SyncPolicy())
+        puller = Puller(database, upstream, SyncPolicy(), spool=tmp_path)
         assert "heartbeat" in {job.id for job in build_scheduler(puller).get_jobs()}
         send_heartbeat(puller)
     with database.session() as session, session.begin():

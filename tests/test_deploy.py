@@ -166,7 +166,8 @@ def test_doctor_fails_on_a_dyno_without_a_database(tmp_path: Path) -> None:
         assert "fix: add a database: heroku addons:create heroku-postgresql" in report
 
         with_database = make_settings(database.url, dyno="clock.1", jsms_apps={})
-        assert not [f for f in examine(with_database, database, tmp_path) if f.check == "durable store"]
+        found = examine(with_database, database, tmp_path)
+        assert not [f for f in found if f.check == "durable store"]
         laptop = make_settings(None, jsms_apps={})  # type: ignore[arg-type]
         assert not [f for f in examine(laptop, database, tmp_path) if f.check == "durable store"]
     finally:
