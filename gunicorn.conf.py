@@ -53,7 +53,7 @@ access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(B)s %(M)sms'
 # the worker's threads for as long as it likes, and a few such connections starve /healthz and
 # the callbacks (measured: README, Guarantees). Every connection handed to a thread gets this
 # socket timeout (seconds a read or write may stall); 0 turns it off.
-read_timeout = float(os.environ.get("GUNICORN_READ_TIMEOUT", "5"))
+read_timeout = settings.gunicorn_read_timeout
 
 
 def post_fork(server: object, worker: object) -> None:

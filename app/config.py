@@ -48,6 +48,8 @@ class Settings(BaseSettings):
     port: int = Field(default=5000, ge=0, le=65535)  # 0: any free port
     web_concurrency: int = Field(default=2, ge=1)
     gunicorn_threads: int = Field(default=4, ge=1)
+    # Seconds a connection may stall mid-request before gunicorn closes it (0: never).
+    gunicorn_read_timeout: float = Field(default=5.0, ge=0)
     # Retention in days (0 keeps forever); quarantined raw events are always kept.
     raw_event_retention_days: int = Field(default=90, ge=0)
     record_retention_days: int = Field(default=0, ge=0)

@@ -19,7 +19,7 @@ from tests.servers import BIN, ROOT, running_gunicorn, service_env
 
 APP_JSON = json.loads((ROOT / "app.json").read_text())
 # Read by gunicorn.conf.py, through Settings (and so from .env) like every other variable.
-GUNICORN_VARIABLES = {"PORT", "WEB_CONCURRENCY", "GUNICORN_THREADS"}
+GUNICORN_VARIABLES = {"PORT", "WEB_CONCURRENCY", "GUNICORN_THREADS", "GUNICORN_READ_TIMEOUT"}
 # Set by the platform, never by the operator: listed in .env.example as a comment only.
 PLATFORM_VARIABLES = {"DYNO"}
 LOCK_COMMAND = "uv pip compile pyproject.toml --generate-hashes --python-version 3.11"

@@ -38,5 +38,6 @@ def test_gunicorn_serves_callbacks_and_collapses_concurrent_duplicates(database_
     database = Database(database_url)
     with database.session() as session:
         assert session.scalar(select(func.count()).select_from(DeliveryReport)) == 2
-        assert session.scalar(select(func.count()).select_from(RawEvent)) == 48
+        # One signed form posted 48 times: the first is stored, the rest are retries of it.
+        assert session.scalar(select(func.count()).select_from(RawEvent)) == 1
     database.engine.dispose()

@@ -99,7 +99,7 @@ def test_a_slow_api_query_on_postgresql_is_cancelled_with_a_json_503(
         ({"bucket": "hour", "since": "2024-01-01", "until": "2024-02-01"}, 200),
         ({"bucket": "day", "since": "2023-01-01", "until": "2024-01-03"}, 400),
         ({"bucket": "day", "since": "2023-01-01", "until": "2024-01-01"}, 200),
-        ({"since": "2000-01-01"}, 400),  # until defaults to now
+        ({"since": "2000-01-01"}, 200),  # an open range: the statement timeout bounds it
     ],
 )
 def test_stats_refuse_a_range_longer_than_the_maximum(
