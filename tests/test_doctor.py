@@ -129,7 +129,7 @@ def test_the_readme_sample_is_what_doctor_prints(database_url: str, fake_jsms: F
         sample.group(1)
         .replace("https://api.sms.jpush.cn", fake_jsms.url)
         .replace("(postgresql)", f"({backend})")
-        .replace("at head (0008)", f"at head ({', '.join(sorted(head_revisions()))})")
+        .replace("at head (0009)", f"at head ({', '.join(sorted(head_revisions()))})")
     )
     fake_jsms.set_mode("app-two", "callback")
     apps = {"app-one": "wrong-secret", "app-two": APPS["app-two"]}

@@ -100,7 +100,7 @@ def first_use(session: Session, use: SignedUse, now: datetime) -> bool:
 
 def retry_result(batch: ParsedBatch) -> IngestResult:
     """What a retry of a stored callback did: nothing new, every record a duplicate."""
-    return IngestResult(0, 0, len(batch.records) + len(batch.rejected), 0)
+    return IngestResult(0, 0, batch.items, 0)
 
 
 _REMEMBER = text(
