@@ -118,10 +118,11 @@ def drain(url: str, apps: int, reports: int, window: float, max_parallel: int) -
     database = Database(url, pool_timeout=CLOCK_POOL_TIMEOUT_SECONDS)  # as the clock has it
     gauge, errors = ConnectionGauge(database), ErrorCount()
     logging.getLogger("app").addHandler(errors)
+    spool = Path(tempfile.mkdtemp(prefix="jsms-bench-spool-"))
     try:
         with JsmsClient(fake.url) as client:
             dispatcher = Dispatcher(
-                Puller(database, client, SyncPolicy(window=window)), keys, max_parallel
+                Puller(database, client, SyncPolicy(window=window), spool=spool), keys, max_parallel
             )
             started = time.perf_counter()
             while dispatcher.dispatch() or dispatcher.running():

@@ -17,6 +17,7 @@ from app.store.models import DeliveryReport, PullLease
 from tests.conftest import APPS, FAKE_WINDOW
 from tests.fake_jsms import FakeJsms
 from tests.servers import running_jsms, service_env
+from tests.spools import throwaway_spool
 
 APP, SECRET = "app-one", APPS["app-one"]
 
@@ -25,9 +26,7 @@ def test_the_clock_only_pulls_kinds_that_are_due(
     fake_jsms: FakeJsms, store: Database, tmp_path: Path
 ) -> None:
     with JsmsClient(fake_jsms.url) as client:
-        puller = Puller(
-            store, client, SyncPolicy(window=FAKE_WINDOW, idle_poll=60), spool=tmp_path
-        )
+        puller = Puller(store, client, SyncPolicy(window=FAKE_WINDOW, idle_poll=60), spool=tmp_path)
         assert puller.due_kinds(APP) == ["report", "reply"]  # never pulled
         puller.sync_app(APP, SECRET, ["report"], on_schedule=True)
         assert puller.due_kinds(APP) == ["reply"]  # reports: next poll in a minute
@@ -135,7 +134,9 @@ def test_the_clock_says_when_it_polls_next(
 
     fake_jsms.add_reports(APP, 3)
     with JsmsClient(fake_jsms.url) as client, caplog.at_level(logging.INFO):
-        puller = Puller(store, client, SyncPolicy(window=FAKE_WINDOW, idle_poll=60))
+        puller = Puller(
+            store, client, SyncPolicy(window=FAKE_WINDOW, idle_poll=60), spool=throwaway_spool()
+        )
         run_pass(puller, APP, SECRET, list(KINDS))  # what the dispatcher runs for a due app
         announce_next_polls(store, {APP: SECRET})
     people = {"app.pull.clock", "app.pull.dispatch"}

@@ -17,6 +17,7 @@ from app.store.db import Database
 from app.store.models import DeliveryReport, SyncMode, SyncState, utcnow
 from tests.conftest import FAKE_WINDOW
 from tests.fake_jsms import FakeJsms
+from tests.spools import throwaway_spool
 
 # JSMS_APPS order: the opposite of their urgency below.
 APPS = {"fresh": "s-fresh", "day-old": "s-day-old", "two-days": "s-two-days", "new": "s-new"}
@@ -70,7 +71,7 @@ def test_with_a_bound_of_one_the_oldest_last_success_goes_first(
          "two-days": timedelta(days=2), "new": None},
     )  # fmt: skip
     with JsmsClient(upstream.url) as client:
-        puller = Puller(store, client, SyncPolicy(window=FAKE_WINDOW))
+        puller = Puller(store, client, SyncPolicy(window=FAKE_WINDOW), spool=throwaway_spool())
         dispatcher = Dispatcher(puller, APPS, max_parallel=1)
         order = drain_one_at_a_time(dispatcher)
 
@@ -89,7 +90,7 @@ def test_without_a_bound_every_due_app_starts_at_once_and_never_twice(
         for state in session.scalars(select(SyncState).where(SyncState.app_key == "fresh")):
             state.next_attempt_at = utcnow() + timedelta(hours=1)
     with JsmsClient(upstream.url) as client:
-        puller = Puller(store, client, SyncPolicy(window=FAKE_WINDOW))
+        puller = Puller(store, client, SyncPolicy(window=FAKE_WINDOW), spool=throwaway_spool())
         dispatcher = Dispatcher(puller, APPS, max_parallel=64)
         started = dispatcher.dispatch()
         # Each pass needs three calls a window apart: all are still draining now.
@@ -142,7 +143,10 @@ class RecordingPuller(Puller):
 
 def test_two_clocks_share_the_apps_through_the_lease(upstream: FakeJsms, store: Database) -> None:
     with JsmsClient(upstream.url) as client:
-        pullers = [RecordingPuller(store, client, SyncPolicy(window=FAKE_WINDOW)) for _ in "ab"]
+        pullers = [
+            RecordingPuller(store, client, SyncPolicy(window=FAKE_WINDOW), spool=throwaway_spool())
+            for _ in "ab"
+        ]
         clocks = [Dispatcher(puller, APPS, 64) for puller in pullers]
         started = [clock.dispatch() for clock in clocks]
         for clock in clocks:

@@ -15,6 +15,7 @@ from app.store.db import Database
 from app.store.models import SyncState
 from tests.conftest import APPS, FAKE_WINDOW, TOKEN
 from tests.fake_jsms import FakeJsms
+from tests.spools import throwaway_spool
 from tests.test_metrics import sample
 
 APP = "app-one"
@@ -37,7 +38,9 @@ def pull_with_carrier_times(fake: FakeJsms, store: Database, newest: datetime) -
     reply_time = newest - timedelta(hours=1)
     fake.add(APP, "reply", [{"phone": "1", "replyTime": ms(reply_time), "content": "TD"}])
     with JsmsClient(fake.url) as client:
-        Puller(store, client, SyncPolicy(window=FAKE_WINDOW)).sync_app(APP, APPS[APP])
+        Puller(store, client, SyncPolicy(window=FAKE_WINDOW), spool=throwaway_spool()).sync_app(
+            APP, APPS[APP]
+        )
 
 
 def test_the_newest_carrier_time_is_stored_with_the_batch(
@@ -49,7 +52,9 @@ def test_the_newest_carrier_time_is_stored_with_the_batch(
     fake_jsms.add(APP, "report", [{"msgId": "old", "phone": "1", "status": 4001,
                                   "receiveTime": ms(newest - timedelta(days=1))}])  # fmt: skip
     with JsmsClient(fake_jsms.url) as client:
-        Puller(store, client, SyncPolicy(window=FAKE_WINDOW)).sync_app(APP, APPS[APP], ["report"])
+        Puller(store, client, SyncPolicy(window=FAKE_WINDOW), spool=throwaway_spool()).sync_app(
+            APP, APPS[APP], ["report"]
+        )
 
     with store.session() as session:
         report = session.get(SyncState, (APP, "report"))

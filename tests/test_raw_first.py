@@ -29,6 +29,7 @@ from tests.conftest import APPS, FAKE_WINDOW
 from tests.fake_jsms import FakeJsms
 from tests.jsms_callbacks import report, signed_form
 from tests.payloads import VALID, mixed_items
+from tests.spools import throwaway_spool
 
 APP, SECRET = "app-one", APPS["app-one"]
 PROPERTIES = settings(
@@ -42,7 +43,7 @@ PROPERTIES = settings(
 @pytest.fixture
 def puller(fake_jsms: FakeJsms, store: Database) -> Iterator[Puller]:
     with JsmsClient(fake_jsms.url) as client:
-        yield Puller(store, client, SyncPolicy(window=FAKE_WINDOW))
+        yield Puller(store, client, SyncPolicy(window=FAKE_WINDOW), spool=throwaway_spool())
 
 
 def latest_event(database: Database) -> RawEvent:
@@ -265,7 +266,7 @@ def test_a_pulled_batch_whose_records_the_store_refuses_is_kept_raw_and_quaranti
 ) -> None:
     fake_jsms.add(APP, "report", ITEMS)
     with JsmsClient(fake_jsms.url) as client:
-        puller = Puller(database, client, SyncPolicy(window=FAKE_WINDOW))
+        puller = Puller(database, client, SyncPolicy(window=FAKE_WINDOW), spool=throwaway_spool())
         [result] = puller.sync_app(APP, SECRET, ["report"])
     assert (result.outcome, result.stored, result.quarantined) == ("drained", 0, 3)
     event_ = latest_event(database)
