@@ -12,8 +12,7 @@ from werkzeug.test import TestResponse
 from app.jsms.records import ParsedBatch, ReplyMessage, Report
 from app.store.db import Database
 from app.store.ingest import RawPayload, ingest
-
-from .conftest import TOKEN
+from tests.support import TOKEN
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 

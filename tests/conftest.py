@@ -1,14 +1,12 @@
-"""Fixtures: the same tests run on a real SQLite file and a real PostgreSQL database."""
+"""Fixtures only (plumbing is in tests/support.py): the same tests run on a real SQLite file
+and a real PostgreSQL database."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
@@ -19,26 +17,13 @@ from app.config import Settings
 from app.store.db import Database, make_engine, upgrade_to_head
 from app.store.models import Base
 from tests.fake_jsms import FakeJsms
-
-APPS = {"app-one": "secret-one", "app-two": "secret-two"}
-TOKEN = "test-token"
-# Where tests may create throwaway databases; trust auth on the CI machines.
-ADMIN_URL = os.environ.get(
-    "TEST_POSTGRES_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+from tests.support import (
+    APPS,
+    FAKE_WINDOW,
+    make_settings,
+    postgres_unavailable_reason,
+    throwaway_postgres,
 )
-IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
-
-
-def postgres_unavailable_reason() -> str | None:
-    """None when PostgreSQL is reachable; else why not (and CI turns that into a failure)."""
-    try:
-        with psycopg.connect(ADMIN_URL, connect_timeout=3):
-            return None
-    except psycopg.Error as exc:
-        reason = f"no PostgreSQL at {ADMIN_URL} ({type(exc).__name__}); set TEST_POSTGRES_ADMIN_URL"
-    if IN_CI:
-        pytest.fail(f"CI=true requires PostgreSQL: {reason}", pytrace=False)
-    return reason
 
 
 @pytest.fixture(scope="session")
@@ -55,14 +40,8 @@ def postgres_database() -> Iterator[str]:
     reason = postgres_unavailable_reason()
     if reason:
         pytest.skip(reason)
-    name = f"jsms_test_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + f"/{name}"
-    upgrade_to_head(url)
-    yield url
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with throwaway_postgres() as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -81,18 +60,6 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY"))
     engine.dispose()
     return url
-
-
-def make_settings(database_url: str, **overrides: object) -> Settings:
-    """Settings for tests: no .env, no surprise from the environment."""
-    values: dict[str, object] = {
-        "database_url": database_url,
-        "jsms_apps": dict(APPS),
-        "api_tokens": (TOKEN,),
-        "jsms_api_base_url": "http://127.0.0.1:9",
-        **overrides,
-    }
-    return Settings(_env_file=None, **values)  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -131,10 +98,6 @@ def database(app: Flask) -> Database:
     """The app's database, for looking at what was stored."""
     db: Database = app.extensions["database"]
     return db
-
-
-# A short upstream window keeps pull tests fast; the fake enforces it in real wall time.
-FAKE_WINDOW = 0.2
 
 
 @pytest.fixture

@@ -9,8 +9,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from subprocess import Popen
 
@@ -34,10 +35,19 @@ def service_env(database_url: str, **extra: str) -> dict[str, str]:
     return env
 
 
-class Gunicorn(str):
-    """A running gunicorn: the string is its base URL; `.pid` is the master's."""
+@dataclass
+class Gunicorn:
+    """A running gunicorn: its base URL, port and master process."""
 
-    pid: int
+    url: str
+    port: int
+    process: Popen[bytes]
+    name: str = "gunicorn"
+
+    @property
+    def pid(self) -> int:
+        """The master's process id."""
+        return self.process.pid
 
     def worker_pids(self) -> list[int]:
         """The master's current worker processes."""
@@ -47,28 +57,46 @@ class Gunicorn(str):
 
 @contextmanager
 def running_gunicorn(
-    env: dict[str, str], workers: int = 2, timeout: float = 30, gunicorn: Path = BIN / "gunicorn"
+    env: dict[str, str],
+    workers: int | None = 2,
+    timeout: float = 30,
+    *,
+    args: Sequence[str] = ("wsgi:app",),
+    port: int | None = None,
+    log_path: Path | None = None,
+    name: str = "gunicorn",
+    gunicorn: Path = BIN / "gunicorn",
 ) -> Iterator[Gunicorn]:
-    """Start `web` as the Procfile does, on a free port; yield its base URL; stop it."""
-    port = free_port()
-    env = {**env, "PORT": str(port), "WEB_CONCURRENCY": str(workers)}
+    """Start gunicorn (`web` as the Procfile does, unless `args` say otherwise) on a free port,
+    or `port`, with the `gunicorn` executable given; `workers` sets WEB_CONCURRENCY (None: as in
+    `env`); stopped on the way out.
+    Output goes to `log_path`, else to a temporary file."""
+    port = port or free_port()
+    env = {**env, "PORT": str(port)}
+    if workers is not None:
+        env["WEB_CONCURRENCY"] = str(workers)
     # Output goes to a file: a pipe nobody reads fills up and blocks the workers' logging.
-    log = tempfile.NamedTemporaryFile("w+", prefix="gunicorn-", suffix=".log")  # noqa: SIM115
-    process = subprocess.Popen(
-        [str(gunicorn), "wsgi:app"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
-    )
-    base_url = Gunicorn(f"http://127.0.0.1:{port}")
-    base_url.pid = process.pid
-    try:
-        wait_until_up(base_url + "/healthz", process, timeout, log.name)
-        yield base_url
-    finally:
-        process.send_signal(signal.SIGTERM)
+    with ExitStack() as stack:
+        if log_path is None:
+            log = stack.enter_context(tempfile.NamedTemporaryFile("w+b", prefix="gunicorn-"))
+            log_name = log.name
+        else:
+            log = stack.enter_context(log_path.open("ab"))
+            log_name = str(log_path)
+        process = subprocess.Popen(
+            [str(gunicorn), *args], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+        server = Gunicorn(f"http://127.0.0.1:{port}", port, process, name)
         try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
+            wait_until_up(server.url + "/healthz", process, timeout, log_name)
+            yield server
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
 
 
 def wait_until_up(url: str, process: subprocess.Popen[bytes], timeout: float, log: str) -> None:

@@ -12,9 +12,9 @@ from flask.testing import FlaskClient
 from app import create_app
 from app.store.db import Database
 from app.store.models import SyncState
+from tests.support import TOKEN, make_settings
 
 from .api_data import AUTH, at, get, reply, report, store, walk
-from .conftest import TOKEN, make_settings
 
 ENDPOINTS = ["/reports", "/replies", "/stats/delivery", "/sync"]
 SECRET_PHONE = "13912345678"

@@ -9,12 +9,12 @@ from datetime import UTC, datetime
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import event, func, select
+from sqlalchemy import event, select
 
 from app.store.db import Database
 from app.store.models import DeliveryReport, RawEvent, Reply, ReviewResult
-from tests.conftest import APPS
 from tests.jsms_callbacks import report, signed_form
+from tests.support import APPS, row_count
 
 ONE, SECRET = "app-one", APPS["app-one"]
 
@@ -22,11 +22,6 @@ ONE, SECRET = "app-one", APPS["app-one"]
 def post(client: FlaskClient, form: dict[str, str], app_key: str | None = None):  # type: ignore[no-untyped-def]
     url = "/callbacks/jsms" + (f"/{app_key}" if app_key else "")
     return client.post(url, data=form)
-
-
-def count(database: Database, model: type) -> int:
-    with database.session() as session:
-        return session.scalar(select(func.count()).select_from(model)) or 0
 
 
 def stored_reports(database: Database) -> list[DeliveryReport]:
@@ -90,7 +85,7 @@ def test_app_is_found_by_whose_secret_verifies(client: FlaskClient, database: Da
 def test_per_app_url_accepts_its_own_app(client: FlaskClient, database: Database) -> None:
     response = post(client, signed_form(ONE, SECRET, "SMS_REPORT", report("m1")), app_key=ONE)
     assert response.status_code == 200
-    assert count(database, DeliveryReport) == 1
+    assert row_count(database, DeliveryReport) == 1
 
 
 def test_per_app_url_refuses_another_apps_signature(
@@ -98,7 +93,7 @@ def test_per_app_url_refuses_another_apps_signature(
 ) -> None:
     form = signed_form("app-two", APPS["app-two"], "SMS_REPORT", report("m1"))
     assert_error(post(client, form, app_key=ONE), 401, "bad_signature")
-    assert count(database, RawEvent) == 0
+    assert row_count(database, RawEvent) == 0
 
 
 def test_unknown_app_url_is_404(client: FlaskClient, database: Database) -> None:
@@ -107,7 +102,7 @@ def test_unknown_app_url_is_404(client: FlaskClient, database: Database) -> None
         404,
         "unknown_app",
     )
-    assert count(database, RawEvent) == 0
+    assert row_count(database, RawEvent) == 0
 
 
 @pytest.mark.parametrize(
@@ -124,21 +119,21 @@ def test_wrong_signature_is_401_and_stores_nothing(
 ) -> None:
     form = signed_form(ONE, SECRET, "SMS_REPORT", report("m1")) | tamper
     assert_error(post(client, form), 401, "bad_signature")
-    assert count(database, RawEvent) == 0
+    assert row_count(database, RawEvent) == 0
 
 
 def test_signature_with_wrong_secret_is_401(client: FlaskClient, database: Database) -> None:
     assert_error(
         post(client, signed_form(ONE, "guess", "SMS_REPORT", report("m1"))), 401, "bad_signature"
     )
-    assert count(database, RawEvent) == 0
+    assert row_count(database, RawEvent) == 0
 
 
 def test_missing_signature_is_401(client: FlaskClient, database: Database) -> None:
     form = signed_form(ONE, SECRET, "SMS_REPORT", report("m1"))
     del form["signature"]
     assert_error(post(client, form), 401, "missing_signature")
-    assert count(database, RawEvent) == 0
+    assert row_count(database, RawEvent) == 0
 
 
 # --- malformed input ---------------------------------------------------------------------------
@@ -151,13 +146,13 @@ def test_missing_field_is_400_and_stores_nothing(
     form = signed_form(ONE, SECRET, "SMS_REPORT", report("m1"))
     del form[field]
     assert_error(post(client, form), 400, f"missing_{field}")
-    assert count(database, RawEvent) == 0
+    assert row_count(database, RawEvent) == 0
 
 
 def test_data_not_json_is_400_and_stores_nothing(client: FlaskClient, database: Database) -> None:
     form = signed_form(ONE, SECRET, "SMS_REPORT", "{not json")
     assert_error(post(client, form), 400, "invalid_data")
-    assert count(database, RawEvent) == 0
+    assert row_count(database, RawEvent) == 0
 
 
 def test_data_nested_too_deep_is_400(client: FlaskClient, database: Database) -> None:
@@ -169,7 +164,7 @@ def test_body_over_one_mib_is_413(client: FlaskClient, database: Database) -> No
     form = signed_form(ONE, SECRET, "SMS_REPORT", [report(str(i)) for i in range(20000)])
     assert len(json.dumps(form)) > 1024 * 1024
     assert_error(post(client, form), 413, "request_entity_too_large")
-    assert count(database, RawEvent) == 0
+    assert row_count(database, RawEvent) == 0
 
 
 def test_wrong_method_is_json_405(client: FlaskClient) -> None:
@@ -332,8 +327,8 @@ def test_quarantine_reasons_keep_the_first_20(client: FlaskClient, database: Dat
 def test_sequential_duplicates_collapse(client: FlaskClient, database: Database) -> None:
     for _ in range(3):
         post(client, signed_form(ONE, SECRET, "SMS_REPORT", [report("m1"), report("m2")]))
-    assert count(database, DeliveryReport) == 2
-    assert count(database, RawEvent) == 3  # every delivery is kept raw
+    assert row_count(database, DeliveryReport) == 2
+    assert row_count(database, RawEvent) == 3  # every delivery is kept raw
 
 
 def test_same_report_in_one_callback_is_stored_once(
@@ -348,7 +343,7 @@ def test_same_msg_id_for_another_app_is_another_report(
 ) -> None:
     post(client, signed_form(ONE, SECRET, "SMS_REPORT", report("m1")))
     post(client, signed_form("app-two", APPS["app-two"], "SMS_REPORT", report("m1")))
-    assert count(database, DeliveryReport) == 2
+    assert row_count(database, DeliveryReport) == 2
 
 
 def test_later_status_replaces_earlier_in_any_arrival_order(
@@ -393,8 +388,8 @@ def test_concurrent_duplicate_deliveries_store_once(app: Flask, database: Databa
     assert [r["status"] for r in results] == [200] * threads * rounds
     assert sum(r["stored"] for r in results) == 20
     assert sum(r["duplicates"] for r in results) == 20 * (threads * rounds - 1)
-    assert count(database, DeliveryReport) == 20
-    assert count(database, RawEvent) == threads  # the repeats of one signed form are retries
+    assert row_count(database, DeliveryReport) == 20
+    assert row_count(database, RawEvent) == threads  # the repeats of one signed form are retries
 
 
 # --- the database failing ----------------------------------------------------------------------
@@ -402,7 +397,7 @@ def test_concurrent_duplicate_deliveries_store_once(app: Flask, database: Databa
 
 def test_database_unreachable_is_503(database_url: str) -> None:
     from app import create_app
-    from tests.conftest import make_settings
+    from tests.support import make_settings
 
     if database_url.startswith("sqlite"):
         broken = "sqlite:////proc/no-such-dir/jsms.sqlite3"  # cannot be created
@@ -431,11 +426,11 @@ def test_failure_mid_transaction_is_503_and_leaves_nothing(
     finally:
         event.remove(database.engine, "before_cursor_execute", fail_on_reports)
     assert_error(response, 503, "database_unavailable")
-    assert count(database, RawEvent) == 0
-    assert count(database, DeliveryReport) == 0
+    assert row_count(database, RawEvent) == 0
+    assert row_count(database, DeliveryReport) == 0
     # and the same callback, retried by JSMS, now lands
     assert post(client, signed_form(ONE, SECRET, "SMS_REPORT", report("m1"))).status_code == 200
-    assert count(database, DeliveryReport) == 1
+    assert row_count(database, DeliveryReport) == 1
 
 
 def test_health_endpoints(client: FlaskClient) -> None:

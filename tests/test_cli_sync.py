@@ -6,8 +6,8 @@ from flask.testing import FlaskCliRunner
 
 from app import create_app
 from app.config import Settings
-from tests.conftest import FAKE_WINDOW, make_settings
 from tests.fake_jsms import FakeJsms
+from tests.support import FAKE_WINDOW, make_settings
 
 
 def cli_for(settings: Settings) -> FlaskCliRunner:

@@ -14,10 +14,10 @@ from app.pull.puller import Puller
 from app.pull.state import SyncPolicy
 from app.store.db import Database
 from app.store.models import DeliveryReport, PullLease
-from tests.conftest import APPS, FAKE_WINDOW
 from tests.fake_jsms import FakeJsms
 from tests.servers import running_jsms, service_env
 from tests.spools import throwaway_spool
+from tests.support import APPS, FAKE_WINDOW
 
 APP, SECRET = "app-one", APPS["app-one"]
 

@@ -14,8 +14,8 @@ import pytest
 from app.config import Settings
 from app.ops.doctor import FAIL, examine, render
 from app.store.db import Database
-from tests.conftest import APPS, make_settings
 from tests.servers import BIN, ROOT, running_gunicorn, service_env
+from tests.support import APPS, make_settings
 
 APP_JSON = json.loads((ROOT / "app.json").read_text())
 # Read by gunicorn.conf.py, through Settings (and so from .env) like every other variable.
@@ -117,11 +117,11 @@ def test_web_starts_from_the_locked_requirements_alone(tmp_path: Path) -> None:
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert release.returncode == 0, release.stdout + release.stderr
-    with running_gunicorn(env, workers=1, gunicorn=venv / "bin" / "gunicorn") as base_url:
+    with running_gunicorn(env, workers=1, gunicorn=venv / "bin" / "gunicorn") as server:
         import httpx
 
-        assert httpx.get(base_url + "/readyz").status_code == 200
-        echo = httpx.get(base_url + "/callbacks/jsms/app-one", params={"echostr": "abc"})
+        assert httpx.get(server.url + "/readyz").status_code == 200
+        echo = httpx.get(server.url + "/callbacks/jsms/app-one", params={"echostr": "abc"})
         assert echo.text == "abc"
 
 

@@ -7,8 +7,8 @@ from alembic import command
 
 from app import create_app
 from app.store.db import alembic_config, upgrade_to_head
-from tests.conftest import APPS, make_settings
 from tests.fake_jsms import FakeJsms
+from tests.support import APPS, make_settings
 
 
 def doctor(database_url: str, **overrides: object):  # type: ignore[no-untyped-def]

@@ -15,15 +15,15 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from app.store.db import Database, upgrade_to_head
 from app.store.models import DeliveryReport, RawEvent
-from tests.conftest import APPS, FAKE_WINDOW, postgres_unavailable_reason
 from tests.fake_jsms import FakeJsms
 from tests.jsms_callbacks import report, signed_form
 from tests.postgres_cluster import OwnPostgres
 from tests.servers import running_gunicorn, running_jsms, service_env
+from tests.support import APPS, FAKE_WINDOW, postgres_unavailable_reason, row_count
 
 pytestmark = pytest.mark.slow
 RETRY_EVERY = 0.05
@@ -93,13 +93,7 @@ class Senders:
 
 
 def counts(url: str) -> tuple[int, int, set[str]]:
-    database = Database(url)
-    with database.session() as session:
-        reports = session.scalar(select(func.count()).select_from(DeliveryReport)) or 0
-        raw = session.scalar(select(func.count()).select_from(RawEvent)) or 0
-        msg_ids = set(session.scalars(select(DeliveryReport.msg_id)))
-    database.engine.dispose()
-    return reports, raw, msg_ids
+    return row_count(url, DeliveryReport), row_count(url, RawEvent), stored_msg_ids(url)
 
 
 @pytest.fixture
@@ -120,8 +114,8 @@ def own_postgres():  # type: ignore[no-untyped-def]
 def test_postgres_restart_under_load_loses_nothing(own_postgres: OwnPostgres) -> None:
     upgrade_to_head(own_postgres.url)
     env = service_env(own_postgres.url, JSMS_APPS="app-one:" + APPS["app-one"])
-    with running_gunicorn(env, workers=2) as base_url:
-        senders = Senders(base_url, count=400).start()
+    with running_gunicorn(env, workers=2) as server:
+        senders = Senders(server.url, count=400).start()
         senders.wait_for_acks(60)
         own_postgres.stop()
         outage_started = len(senders.answers())
@@ -144,7 +138,7 @@ def test_postgres_restart_under_load_loses_nothing(own_postgres: OwnPostgres) ->
 def test_worker_sigkill_under_load_loses_nothing(database_url: str) -> None:
     env = service_env(database_url, JSMS_APPS="app-one:" + APPS["app-one"])
     with running_gunicorn(env, workers=2) as server:
-        senders = Senders(server, count=300).start()
+        senders = Senders(server.url, count=300).start()
         senders.wait_for_acks(60)
         victim = server.worker_pids()[0]
         os.kill(victim, signal.SIGKILL)

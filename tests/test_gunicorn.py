@@ -10,9 +10,9 @@ from sqlalchemy import func, select
 
 from app.store.db import Database
 from app.store.models import DeliveryReport, RawEvent
-from tests.conftest import APPS
 from tests.jsms_callbacks import report, signed_form
 from tests.servers import running_gunicorn, service_env
+from tests.support import APPS
 
 pytestmark = pytest.mark.slow
 
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 def test_gunicorn_serves_callbacks_and_collapses_concurrent_duplicates(database_url: str) -> None:
     env = service_env(database_url, JSMS_APPS=",".join(f"{k}:{v}" for k, v in APPS.items()))
     form = signed_form("app-one", APPS["app-one"], "SMS_REPORT", [report("m1"), report("m2")])
-    with running_gunicorn(env) as base_url, httpx.Client(base_url=base_url, timeout=30) as http:
+    with running_gunicorn(env) as server, httpx.Client(base_url=server.url, timeout=30) as http:
         echo = http.get("/callbacks/jsms/app-one", params={"echostr": "x7Yz0aBc"})
         assert (echo.status_code, echo.text) == (200, "x7Yz0aBc")
 

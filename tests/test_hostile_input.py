@@ -10,8 +10,8 @@ from flask.testing import FlaskClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import APPS
 from tests.jsms_callbacks import signed_form
+from tests.support import APPS
 
 SETTINGS = settings(
     max_examples=60,

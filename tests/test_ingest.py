@@ -14,8 +14,8 @@ from app.store import db
 from app.store.db import Database
 from app.store.ingest import IngestResult, RawPayload, ingest
 from app.store.models import DeliveryReport, RawEvent, Reply, ReviewResult
-from tests.conftest import ADMIN_URL, APPS
 from tests.jsms_callbacks import report, signed_form
+from tests.support import ADMIN_URL, APPS, row_count
 
 
 def run(database: Database, record_type: str, data: object, source: str = "pull") -> IngestResult:
@@ -25,11 +25,6 @@ def run(database: Database, record_type: str, data: object, source: str = "pull"
         result = ingest(session, raw, parse_payload(record_type, data))
         session.commit()
     return result
-
-
-def count(database: Database, model: type) -> int:
-    with database.session() as session:
-        return int(session.scalar(select(func.count()).select_from(model)) or 0)
 
 
 def test_reports_are_stored_with_their_raw_event(database: Database) -> None:
@@ -52,8 +47,8 @@ def test_a_repeat_is_a_duplicate_and_still_kept_raw(database: Database) -> None:
     first = run(database, "SMS_REPORT", [report("m1")])
     again = run(database, "SMS_REPORT", [report("m1")])
     assert (again.stored, again.duplicates) == (0, 1)
-    assert count(database, DeliveryReport) == 1
-    assert count(database, RawEvent) == 2
+    assert row_count(database, DeliveryReport) == 1
+    assert row_count(database, RawEvent) == 2
     with database.session() as session:
         event = session.get(RawEvent, again.raw_event_id)
         assert event is not None and (event.stored, event.duplicates) == (0, 1)
@@ -150,7 +145,7 @@ def test_a_large_batch_is_stored_whole(database: Database) -> None:
     items = [report(f"m{i}", phone=f"1380013{i:04d}") for i in range(1200)]
     result = run(database, "SMS_REPORT", items + [report("m7", phone="13800130007")])
     assert (result.stored, result.duplicates) == (1200, 1)
-    assert count(database, DeliveryReport) == 1200
+    assert row_count(database, DeliveryReport) == 1200
 
 
 def test_unnormalizable_records_are_quarantined_with_the_reason(database: Database) -> None:
@@ -178,7 +173,7 @@ def test_replies_and_reviews_collapse_repeats(database: Database) -> None:
     review = {"tempId": "7", "status": 2, "refuseReason": "no"}
     assert run(database, "SMS_TEMPLATE", review).stored == 1
     assert run(database, "SMS_TEMPLATE", review).stored == 0
-    assert (count(database, Reply), count(database, ReviewResult)) == (1, 1)
+    assert (row_count(database, Reply), row_count(database, ReviewResult)) == (1, 1)
 
 
 def test_a_callback_answered_200_is_committed(client: FlaskClient, database: Database) -> None:

@@ -10,8 +10,8 @@ import pytest
 from flask.testing import FlaskClient
 
 from app.logs import json_handler, mask_phone
-from tests.conftest import APPS
 from tests.jsms_callbacks import report, signed_form
+from tests.support import APPS
 
 
 @pytest.mark.parametrize(

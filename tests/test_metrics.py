@@ -14,10 +14,10 @@ from app.jsms.client import JsmsClient
 from app.pull.puller import Puller
 from app.pull.state import SyncPolicy
 from app.store.db import Database
-from tests.conftest import APPS, FAKE_WINDOW
 from tests.fake_jsms import FakeJsms
 from tests.jsms_callbacks import report, signed_form
 from tests.servers import running_gunicorn, service_env
+from tests.support import APPS, FAKE_WINDOW
 
 
 def sample(text: str, name: str, **labels: str) -> float:
@@ -58,11 +58,11 @@ def test_metrics_add_up_across_gunicorn_workers(database_url: str, tmp_path: Pat
         JSMS_APPS=",".join(f"{k}:{v}" for k, v in APPS.items()),
         PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "metrics"),
     )
-    with running_gunicorn(env, workers=2) as base_url:
+    with running_gunicorn(env, workers=2) as server:
         for i in range(40):  # a new connection each time, so both workers take some
             form = signed_form("app-one", APPS["app-one"], "SMS_REPORT", report(f"m{i}"))
-            assert httpx.post(f"{base_url}/callbacks/jsms", data=form).status_code == 200
-        scrapes = [httpx.get(f"{base_url}/metrics").text for _ in range(10)]
+            assert httpx.post(f"{server.url}/callbacks/jsms", data=form).status_code == 200
+        scrapes = [httpx.get(f"{server.url}/metrics").text for _ in range(10)]
         writers = {p.name.rsplit("_", 1)[-1] for p in (tmp_path / "metrics").glob("counter_*.db")}
     assert len(writers) == 2, "both workers should have counted callbacks"
     for text in scrapes:  # whichever worker answers, it reports all workers' callbacks

@@ -12,8 +12,8 @@ from sqlalchemy import func, select
 from app.jsms import records
 from app.store.db import Database
 from app.store.models import DeliveryReport, RawEvent
-from tests.conftest import APPS
 from tests.jsms_callbacks import report, signed_form
+from tests.support import APPS
 
 
 def stored(database: Database) -> list[DeliveryReport]:
@@ -61,7 +61,7 @@ def test_a_batch_the_store_cannot_take_is_spooled_then_stored_by_reprocess(
     from app.pull import puller as sync
     from app.pull.puller import BatchNotStored, Puller
     from app.pull.state import SyncPolicy
-    from tests.conftest import FAKE_WINDOW
+    from tests.support import FAKE_WINDOW
 
     monkeypatch.setattr(sync, "STORE_RETRY_SECONDS", 0.3)
     fake_jsms.add_reports("app-one", 30)

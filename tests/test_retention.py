@@ -7,14 +7,14 @@ from pathlib import Path
 
 from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from app.store import retention
 from app.store.db import Database
 from app.store.models import DeliveryReport, RawEvent, Reply
 from app.store.retention import RetentionPolicy, purge
-from tests.conftest import APPS
 from tests.jsms_callbacks import report, signed_form
+from tests.support import APPS, row_count
 
 NOW = datetime.now(UTC)
 DAY_MS = 86_400_000
@@ -40,10 +40,6 @@ def load(client: FlaskClient) -> None:
         assert client.post("/callbacks/jsms", data=form).status_code == 200
 
 
-def count(session, model, *where) -> int:  # type: ignore[no-untyped-def]
-    return session.scalar(select(func.count()).select_from(model).where(*where)) or 0
-
-
 def test_purge_by_age_in_batches_keeps_quarantined(
     client: FlaskClient, database: Database, monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]
@@ -54,7 +50,7 @@ def test_purge_by_age_in_batches_keeps_quarantined(
         assert deleted == {"delivery_reports": 5, "replies": 1, "review_results": 0}
         assert [r.msg_id for r in session.scalars(select(DeliveryReport))] == ["new"]
         assert [r.content for r in session.scalars(select(Reply))] == ["new"]
-        assert count(session, RawEvent) == 3  # raw events have their own age
+        assert row_count(session, RawEvent) == 3  # raw events have their own age
 
     later = NOW + timedelta(days=100)
     with database.session() as session:

@@ -17,7 +17,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tests.conftest import TOKEN
+from tests.support import TOKEN
 
 EXAMPLES_PER_OPERATION = 25
 # No 5xx, and every status, content type, header and body as documented. (Not "schema-valid

@@ -13,9 +13,9 @@ from flask.testing import FlaskClient
 
 from app.store.db import Database
 from app.store.models import RawEvent, SyncState
-from tests.conftest import APPS, TOKEN
 from tests.jsms_callbacks import report, signed_form
 from tests.servers import running_gunicorn, service_env
+from tests.support import APPS, TOKEN
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -157,7 +157,7 @@ def test_status_page_in_headless_chromium(
         database_url, JSMS_APPS=",".join(f"{k}:{v}" for k, v in APPS.items()), API_TOKENS=TOKEN
     )
     screenshot = tmp_path / "status-page.png"
-    with running_gunicorn(env, workers=1) as base_url, sync_playwright() as playwright:
+    with running_gunicorn(env, workers=1) as server, sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=CHROMIUM,
             args=[
@@ -170,7 +170,7 @@ def test_status_page_in_headless_chromium(
             ],
         )
         page = browser.new_page(viewport={"width": 1000, "height": 900})
-        page.goto(f"{base_url}/")
+        page.goto(f"{server.url}/")
         assert page.url.endswith("/login")
         page.fill("#token", TOKEN)
         page.click("button[type=submit]")

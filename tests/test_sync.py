@@ -15,8 +15,8 @@ from app.pull.puller import Puller, StoreUnavailable
 from app.pull.state import SyncPolicy
 from app.store.db import Database
 from app.store.models import DeliveryReport, PullLease, RawEvent, Reply, SyncState, utcnow
-from tests.conftest import APPS, FAKE_WINDOW
 from tests.fake_jsms import FakeJsms, synthetic_replies
+from tests.support import APPS, FAKE_WINDOW, row_count
 
 APP, SECRET = "app-one", APPS["app-one"]
 
@@ -43,11 +43,6 @@ def make_puller(
     yield make
     for client in clients:
         client.close()
-
-
-def count(database: Database, column: object) -> int:
-    with database.session() as session:
-        return int(session.scalar(select(func.count(column))) or 0)  # type: ignore[arg-type]
 
 
 def state_of(database: Database, kind: str = "report", app_key: str = APP) -> SyncState:
@@ -79,7 +74,7 @@ def test_drains_a_multi_batch_backlog_exactly_once(
     assert (result.outcome, result.calls, result.items, result.stored) == ("drained", 3, 1234, 1234)
     assert [c.handed_out for c in fake_jsms.calls] == [500, 500, 234]
     assert fake_jsms.pending(APP, "report") == 0
-    assert count(store, DeliveryReport.id) == 1234
+    assert row_count(store, DeliveryReport) == 1234
     with store.session() as session:
         events = session.scalars(select(RawEvent).order_by(RawEvent.id)).all()
     assert [(e.source, e.type, e.records, e.stored) for e in events] == [
@@ -101,7 +96,7 @@ def test_a_backlog_of_exact_batches_ends_with_an_empty_call_that_stores_nothing(
 
     assert [c.handed_out for c in fake_jsms.calls] == [500, 500, 0]
     assert (result.calls, result.stored) == (3, 1000)
-    assert count(store, RawEvent.id) == 2  # empty answers are not raw events
+    assert row_count(store, RawEvent) == 2  # empty answers are not raw events
     assert fake_jsms.calls_with(50201) == []
 
 
@@ -120,8 +115,8 @@ def test_pulls_replies_and_reports_for_one_app_within_one_window(
         ("report", 0),
         ("reply", 0),
     ]
-    assert count(store, DeliveryReport.id) == 600
-    assert count(store, Reply.id) == 700
+    assert row_count(store, DeliveryReport) == 600
+    assert row_count(store, Reply) == 700
     assert fake_jsms.calls_with(50201) == []
     assert len(fake_jsms.calls) == 2 + 2 + 2
 
@@ -224,7 +219,7 @@ def test_items_of_the_wrong_shape_are_quarantined_and_the_rest_stored(
     [result] = make_puller().sync_app(APP, SECRET, ["report"])
 
     assert (result.items, result.stored, result.quarantined) == (3, 1, 2)
-    assert count(store, DeliveryReport.id) == 1
+    assert row_count(store, DeliveryReport) == 1
 
 
 def test_two_concurrent_pullers_never_double_pull_nor_provoke_50201(
@@ -251,8 +246,8 @@ def test_two_concurrent_pullers_never_double_pull_nor_provoke_50201(
     assert fake_jsms.calls_with(50201) == []
     assert "busy" in outcomes  # they really did overlap
     assert fake_jsms.pending(APP, "report") == fake_jsms.pending(APP, "reply") == 0
-    assert count(databases[0], DeliveryReport.id) == 2600
-    assert count(databases[0], Reply.id) == 900
+    assert row_count(databases[0], DeliveryReport) == 2600
+    assert row_count(databases[0], Reply) == 900
     with databases[0].session() as session:
         records, stored, duplicates = session.execute(
             select(
@@ -313,4 +308,4 @@ def test_a_stop_request_ends_the_drain_after_the_batch_in_hand(
     handed_out = len(fake_jsms.handed_out(APP, "report"))
     assert result.outcome == "stopped"
     assert 1000 <= handed_out < 5000
-    assert count(store, DeliveryReport.id) == handed_out == result.items
+    assert row_count(store, DeliveryReport) == handed_out == result.items

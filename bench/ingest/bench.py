@@ -26,7 +26,6 @@ import statistics
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -42,7 +41,9 @@ BIN = Path(sys.executable).parent
 sys.path.insert(0, str(ROOT))
 
 from app.jsms.signature import sign  # noqa: E402
-from app.store.db import upgrade_to_head  # noqa: E402
+from tests.servers import Gunicorn as Server  # noqa: E402
+from tests.servers import free_port, running_gunicorn  # noqa: E402
+from tests.support import throwaway_postgres  # noqa: E402
 
 APP_KEY, SECRET = "bench-app", "bench-secret"
 CALLBACK_PATH = "/callbacks/jsms"
@@ -58,18 +59,10 @@ def log(message: str) -> None:
 @contextmanager
 def throwaway_database(admin_url: str) -> Iterator[str]:
     """A fresh migrated database `jsms_bench_<random>`; dropped on the way out, whatever happens."""
-    name = f"jsms_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(admin_url, autocommit=True, connect_timeout=5) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = admin_url.rsplit("/", 1)[0] + f"/{name}"
-    try:
-        upgrade_to_head(url.replace("postgresql://", "postgresql+psycopg://", 1))
-        log(f"database {name} created and migrated")
-        yield url
-    finally:
-        with psycopg.connect(admin_url, autocommit=True, connect_timeout=5) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        log(f"database {name} dropped")
+    with throwaway_postgres(admin_url, prefix="jsms_bench") as url:
+        log(f"database {url.rsplit('/', 1)[1]} created and migrated")
+        yield url.replace("postgresql+psycopg://", "postgresql://", 1)
+    log("database dropped")
 
 
 def count_rows(url: str) -> tuple[int, int]:
@@ -173,23 +166,9 @@ def run_wrk(
 # --- the servers ------------------------------------------------------------------------------
 
 
-@dataclass
-class Server:
-    name: str
-    port: int
-    process: subprocess.Popen[bytes]
-
-    def workers(self) -> list[int]:
-        """The worker pids (children of the gunicorn arbiter)."""
-        pid = self.process.pid
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-        return [int(c) for c in children]
-
-
-def gunicorn_command(app_module: str, port: int) -> list[str]:
+def gunicorn_args(app_module: str, port: int) -> list[str]:
     """The one command line both apps run under; only `app_module` differs."""
     return [
-        str(BIN / "gunicorn"),
         "--config",
         "gunicorn.conf.py",  # what `web: gunicorn wsgi:app` reads from the working directory
         "--pythonpath",
@@ -201,46 +180,16 @@ def gunicorn_command(app_module: str, port: int) -> list[str]:
 
 
 @contextmanager
-def gunicorn(name: str, app_module: str, port: int, env: dict[str, str], log_path: Path):
-    """A running gunicorn; stopped (TERM, then KILL) on the way out."""
-    command = gunicorn_command(app_module, port)
-    log(f"starting {name}: {' '.join(command)}")
-    with log_path.open("ab") as log_file:
-        process = subprocess.Popen(
-            command, cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT
-        )
-    server = Server(name, port, process)
-    try:
-        wait_until_up(server, 30)
+def gunicorn(
+    name: str, app_module: str, port: int, env: dict[str, str], log_path: Path
+) -> Iterator[Server]:
+    """A running gunicorn (tests/servers.py's launcher), stopped on the way out."""
+    args = gunicorn_args(app_module, port)
+    log(f"starting {name}: gunicorn {' '.join(args)}")
+    with running_gunicorn(
+        env, workers=None, args=args, port=port, log_path=log_path, name=name
+    ) as server:
         yield server
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-
-
-def wait_until_up(server: Server, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    url = f"http://127.0.0.1:{server.port}/healthz"
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            raise RuntimeError(f"{server.name} exited with {server.process.returncode}")
-        with suppress(OSError), urllib.request.urlopen(url, timeout=1) as answer:
-            if answer.status == 200:
-                return
-        time.sleep(0.2)
-    raise TimeoutError(f"{server.name} did not come up in {timeout} s")
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def cpu_seconds(pids: list[int]) -> float:
@@ -303,7 +252,7 @@ class Bench:
     def load(self, server: Server, bodies: Path, per_thread: int, seconds: float) -> Load:
         """One round against `server`; for the service, with the rows it added."""
         before = count_rows(self.db_url) if server.name == "service" else None
-        workers = server.workers()
+        workers = server.worker_pids()
         db_name = self.db_url.rsplit("/", 1)[1]
         cpu0, (busy0, all0) = cpu_seconds(workers), machine_busy()
         db0 = {pid: cpu_seconds([pid]) for pid in backends_of(db_name)}
@@ -418,7 +367,7 @@ class Bench:
         port = free_port()
         samples: list[tuple[int, int]] = []
         with gunicorn("service", "wsgi:app", port, env, self.out_dir / "memory.log") as service:
-            (worker,) = service.workers()
+            (worker,) = service.worker_pids()
             start_rows = count_rows(self.db_url)[0]
             samples.append((0, rss_kib(worker)))
             wrk = subprocess.Popen(

@@ -1,0 +1,84 @@
+"""Shared test plumbing (not fixtures): the configured apps and token, settings, row counts,
+and throwaway PostgreSQL databases (also used by bench/)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from sqlalchemy import ColumnElement, func, select
+from sqlalchemy.orm import Session
+
+from app.config import Settings
+from app.store.db import Database, upgrade_to_head
+
+APPS = {"app-one": "secret-one", "app-two": "secret-two"}
+TOKEN = "test-token"
+# A short upstream window keeps pull tests fast; the fake enforces it in real wall time.
+FAKE_WINDOW = 0.2
+# Where tests may create throwaway databases; trust auth on the CI machines.
+ADMIN_URL = os.environ.get(
+    "TEST_POSTGRES_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def postgres_unavailable_reason() -> str | None:
+    """None when PostgreSQL is reachable; else why not (and CI turns that into a failure)."""
+    try:
+        with psycopg.connect(ADMIN_URL, connect_timeout=3):
+            return None
+    except psycopg.Error as exc:
+        reason = f"no PostgreSQL at {ADMIN_URL} ({type(exc).__name__}); set TEST_POSTGRES_ADMIN_URL"
+    if IN_CI:
+        import pytest  # bench/ imports this module without pytest installed
+
+        pytest.fail(f"CI=true requires PostgreSQL: {reason}", pytrace=False)
+    return reason
+
+
+@contextmanager
+def throwaway_postgres(admin_url: str = ADMIN_URL, prefix: str = "jsms_test") -> Iterator[str]:
+    """A fresh database `<prefix>_<random>` migrated to head; its SQLAlchemy URL; dropped after."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(admin_url, autocommit=True, connect_timeout=5) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base = admin_url.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
+    try:
+        url = f"{base}/{name}"
+        upgrade_to_head(url)
+        yield url
+    finally:
+        with psycopg.connect(admin_url, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def make_settings(database_url: str, **overrides: object) -> Settings:
+    """Settings for tests: no .env, no surprise from the environment."""
+    values: dict[str, object] = {
+        "database_url": database_url,
+        "jsms_apps": dict(APPS),
+        "api_tokens": (TOKEN,),
+        "jsms_api_base_url": "http://127.0.0.1:9",
+        **overrides,
+    }
+    return Settings(_env_file=None, **values)  # type: ignore[arg-type]
+
+
+def row_count(where: Database | Session | str, model: Any, *conditions: ColumnElement[bool]) -> int:
+    """Rows of `model` matching `conditions`, read through a session, a Database, or a URL
+    (then through an engine of its own, disposed afterwards)."""
+    statement = select(func.count()).select_from(model).where(*conditions)
+    if isinstance(where, Session):
+        return int(where.scalar(statement) or 0)
+    database = Database(where) if isinstance(where, str) else where
+    try:
+        with database.session() as session:
+            return int(session.scalar(statement) or 0)
+    finally:
+        if isinstance(where, str):
+            database.engine.dispose()
