@@ -1,0 +1,162 @@
+"""The lease and the rate window across holders: a handover, a restart, a long drain.
+
+Each test makes two pullers (two processes, as far as the database can tell) meet at the moment
+the promise is about: the second one calls right after the first, so the upstream's window is
+only respected if the lease makes it so.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from app.jsms.client import JsmsClient
+from app.pull.puller import Puller
+from app.pull.state import PassOutcome, PassResult, SyncPolicy
+from app.store.db import Database
+from app.store.models import DeliveryReport
+from tests.fake_jsms import FakeJsms
+from tests.support import APPS, FAKE_WINDOW, row_count
+
+APP, SECRET = "app-one", APPS["app-one"]
+# How long a waiting puller keeps asking for the lease before the test gives up.
+PATIENCE = 60.0
+# A window longer than a handover can take even on a loaded machine (storing a batch on a busy
+# PostgreSQL can take a second): a next holder that ignores it is sure to call inside it.
+LONG_WINDOW = 1.5
+
+
+@pytest.fixture
+def long_window_jsms() -> Iterator[FakeJsms]:
+    """The fake upstream with LONG_WINDOW."""
+    fake = FakeJsms(APPS, window=LONG_WINDOW).start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def pullers(database_url: str) -> Iterator[Callable[..., Puller]]:
+    """Pullers with their own engine and HTTP client each (separate processes, in effect)."""
+    made: list[tuple[Database, JsmsClient]] = []
+
+    def make(fake: FakeJsms, **policy: float) -> Puller:
+        database, client = Database(database_url), JsmsClient(fake.url, timeout=5)
+        made.append((database, client))
+        return Puller(database, client, SyncPolicy(window=fake.window, **policy))
+
+    yield make
+    for database, client in made:
+        client.close()
+        database.engine.dispose()
+
+
+def wait_for_lease(puller: Puller) -> list[PassResult]:
+    """Ask for the app's lease until a pass gets it (as a clock tick would, but every 20 ms, so
+    the pass starts right after the lease comes free); its results."""
+    deadline = time.monotonic() + PATIENCE
+    while time.monotonic() < deadline:
+        results = puller.sync_app(APP, SECRET, ["report"])
+        if results[0].outcome != PassOutcome.BUSY:
+            return results
+        puller.stop.wait(0.02)
+    raise AssertionError("the lease never came free")
+
+
+def gaps(fake: FakeJsms) -> list[float]:
+    """Seconds between consecutive calls the upstream answered, in order."""
+    times = [call.at for call in fake.calls]
+    return [later - earlier for earlier, later in zip(times, times[1:], strict=False)]
+
+
+def test_a_holder_handing_over_right_after_its_call_keeps_the_window(
+    long_window_jsms: FakeJsms, pullers: Callable[..., Puller]
+) -> None:
+    """B waits for A's lease and takes it the moment A releases it, right after A's last call:
+    B's first call must still wait out the window counted from A's."""
+    long_window_jsms.add_reports(APP, 600)  # A makes 2 calls: 500, then 100
+    first, second = pullers(long_window_jsms), pullers(long_window_jsms)
+    a_results: list[PassResult] = []
+    a = threading.Thread(target=lambda: a_results.extend(first.sync_app(APP, SECRET, ["report"])))
+    a.start()
+    try:
+        assert long_window_jsms.wait_for_calls(1), "A never called"
+        [b_result] = wait_for_lease(second)
+    finally:
+        a.join(timeout=PATIENCE)
+    [a_result] = a_results
+
+    assert (a_result.outcome, a_result.calls, a_result.items) == ("drained", 2, 600)
+    assert (b_result.outcome, b_result.calls) == ("drained", 1), "B never got to call"
+    assert len(long_window_jsms.calls) == 3
+    assert long_window_jsms.calls_with(50201) == []
+    assert min(gaps(long_window_jsms)) >= LONG_WINDOW
+
+
+def test_a_restart_faster_than_the_window_waits_for_it(
+    long_window_jsms: FakeJsms, pullers: Callable[..., Puller]
+) -> None:
+    """A holder dies right after a call (its lease is never released, and expires at once);
+    the puller started in its place must not call before the dead one's window has passed."""
+    long_window_jsms.add_reports(APP, 1200)
+    dead = pullers(long_window_jsms, lease_ttl=0.001)
+    dead._release = lambda session, app_key: None  # type: ignore[method-assign]  # SIGKILL: no release
+    [killed] = dead.sync_app(APP, SECRET, ["report"], max_calls=1)
+    assert (killed.outcome, killed.calls, killed.items) == ("drained", 1, 500)
+
+    [restarted] = wait_for_lease(pullers(long_window_jsms))
+
+    assert (restarted.outcome, restarted.items) == ("drained", 700)
+    assert long_window_jsms.calls_with(50201) == []
+    assert min(gaps(long_window_jsms)) >= LONG_WINDOW
+    assert row_count(dead.database, DeliveryReport) == 1200
+
+
+def test_a_drain_longer_than_the_lease_keeps_it_while_a_competitor_waits(
+    fake_jsms: FakeJsms, pullers: Callable[..., Puller]
+) -> None:
+    """Each call renews the lease: a drain lasting several lease lifetimes is never taken over
+    by a puller that keeps asking for the lease meanwhile."""
+    # Under the drain's ten window gaps (2 s), yet far over one batch's store (which renews it),
+    # even on a loaded machine where storing 500 reports on PostgreSQL can take a second.
+    ttl = 1.8
+    holder, competitor = pullers(fake_jsms, lease_ttl=ttl), pullers(fake_jsms, lease_ttl=ttl)
+    # Warm up: the holder's first batch compiles its statements, slow on a loaded machine.
+    fake_jsms.add_reports(APP, 500, prefix="warm")
+    holder.sync_app(APP, SECRET, ["report"])
+    fake_jsms.calls.clear()
+    fake_jsms.add_reports(APP, 5000)  # 11 calls, so at least 10 windows: over a lease lifetime
+    drained = threading.Event()
+    holder_results: list[PassResult] = []
+
+    def drain() -> None:
+        try:
+            holder_results.extend(holder.sync_app(APP, SECRET, ["report"]))
+        finally:
+            drained.set()
+
+    thread = threading.Thread(target=drain)
+    thread.start()
+    competitor_outcomes: list[str] = []
+    try:
+        assert fake_jsms.wait_for_calls(1), "the holder never called"
+        while not drained.is_set() and "drained" not in competitor_outcomes:
+            competitor_outcomes.extend(
+                r.outcome for r in competitor.sync_app(APP, SECRET, ["report"])
+            )
+            drained.wait(FAKE_WINDOW / 4)  # a few tries per window, not a busy loop
+    finally:
+        thread.join(timeout=PATIENCE)
+    [result] = holder_results
+
+    assert (result.outcome, result.calls, result.items) == ("drained", 11, 5000)
+    started, ended = fake_jsms.calls[0].at, fake_jsms.calls[10].at
+    assert ended - started > ttl, "the drain did not outlast the lease"
+    # The competitor only ever got the lease once the holder was done (then it found nothing).
+    assert competitor_outcomes.count("busy") >= len(competitor_outcomes) - 1
+    assert "busy" in competitor_outcomes
+    assert len(fake_jsms.calls) == 11 + competitor_outcomes.count("drained")
+    assert fake_jsms.calls_with(50201) == []
+    assert row_count(holder.database, DeliveryReport) == 5500
