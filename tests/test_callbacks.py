@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import event, select
+from sqlalchemy import event, select, text
+from sqlalchemy.exc import OperationalError
 
 from app.store.db import Database
 from app.store.models import DeliveryReport, RawEvent, Reply, ReviewResult
@@ -431,6 +434,63 @@ def test_failure_mid_transaction_is_503_and_leaves_nothing(
     # and the same callback, retried by JSMS, now lands
     assert post(client, signed_form(ONE, SECRET, "SMS_REPORT", report("m1"))).status_code == 200
     assert row_count(database, DeliveryReport) == 1
+
+
+@contextmanager
+def failing_commit(database: Database) -> Iterator[None]:
+    """The next COMMIT fails, as a commit can when the database goes away at that moment.
+
+    PostgreSQL: a deferred constraint trigger, created here, fails the COMMIT statement itself
+    (SQLSTATE 40001) once; the trigger is dropped on the way out. SQLite: the engine's `commit`
+    event raises before the DBAPI commit, once.
+    """
+    engine = database.engine
+    if engine.dialect.name == "postgresql":
+        with engine.begin() as conn:
+            conn.execute(text("CREATE SEQUENCE fail_commit_once"))
+            conn.execute(text(
+                "CREATE FUNCTION fail_commit_once() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                "IF nextval('fail_commit_once') = 1 THEN RAISE EXCEPTION 'injected commit failure'"
+                " USING ERRCODE = '40001'; END IF; RETURN NULL; END $$"
+            ))
+            conn.execute(text(
+                "CREATE CONSTRAINT TRIGGER fail_commit_once AFTER INSERT ON raw_events "
+                "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION fail_commit_once()"
+            ))
+        try:
+            yield
+        finally:
+            with engine.begin() as conn:
+                conn.execute(text("DROP TRIGGER fail_commit_once ON raw_events"))
+                conn.execute(text("DROP FUNCTION fail_commit_once()"))
+                conn.execute(text("DROP SEQUENCE fail_commit_once"))
+        return
+    failures = [OperationalError("COMMIT", {}, Exception("injected commit failure"))]
+
+    def fail_once(conn: object) -> None:
+        if failures:
+            raise failures.pop()
+
+    event.listen(engine, "commit", fail_once)
+    try:
+        yield
+    finally:
+        event.remove(engine, "commit", fail_once)
+
+
+def test_a_failed_commit_is_503_and_leaves_nothing_then_the_retry_lands(
+    client: FlaskClient, database: Database
+) -> None:
+    """200 only after the commit: when the COMMIT itself fails, JSMS must hear 503 and retry."""
+    form = signed_form(ONE, SECRET, "SMS_REPORT", report("m1"))
+    with failing_commit(database):
+        response = post(client, form)
+        assert_error(response, 503, "database_unavailable")
+        assert row_count(database, RawEvent) == row_count(database, DeliveryReport) == 0
+        retried = post(client, form)  # JSMS retries the same delivery
+    assert retried.status_code == 200, retried.get_data(as_text=True)
+    assert retried.get_json()["stored"] == 1
+    assert row_count(database, RawEvent) == row_count(database, DeliveryReport) == 1
 
 
 def test_health_endpoints(client: FlaskClient) -> None:
