@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import psycopg
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, func, select, text
 from sqlalchemy.orm import Session
 
 from app.config import Settings
@@ -82,3 +82,12 @@ def row_count(where: Database | Session | str, model: Any, *conditions: ColumnEl
     finally:
         if isinstance(where, str):
             database.engine.dispose()
+
+
+def guard_postgres(session: Session) -> None:
+    """Bound what a test's own PostgreSQL session can do to the run: a lock it waits for, a
+    statement, or its being left idle in a transaction (then the server ends it) all time out,
+    so a regression fails the test instead of hanging CI."""
+    session.execute(text("SET lock_timeout = '20s'"))
+    session.execute(text("SET statement_timeout = '60s'"))
+    session.execute(text("SET idle_in_transaction_session_timeout = '90s'"))

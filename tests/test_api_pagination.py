@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -13,6 +15,7 @@ from app.jsms.records import ParsedBatch
 from app.store.db import Database
 from app.store.ingest import RawPayload, ingest
 from app.store.models import DeliveryReport
+from tests.support import guard_postgres
 
 from .api_data import get, report, store, walk
 
@@ -60,35 +63,52 @@ def test_walk_under_concurrent_inserts_misses_and_repeats_nothing(
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
-def test_a_page_waits_for_a_lower_id_still_in_flight(
-    client: FlaskClient, database: Database
+@pytest.mark.parametrize("export", [False, True], ids=["page", "csv"])
+def test_a_read_waits_for_a_lower_id_still_in_flight(
+    client: FlaskClient, database: Database, export: bool
 ) -> None:
-    """PostgreSQL can commit id 2 before id 1: a page must not run past the uncommitted 1."""
+    """PostgreSQL can commit id 2 before id 1: neither a page nor a CSV export may cut its
+    horizon past the uncommitted 1 (a plain max(id) would, and the export would miss it)."""
     slow = database.sessions()
-    raw = RawPayload("app-one", "callback", "SMS_REPORT", "[]")
-    ingest(slow, raw, ParsedBatch([report("slow")]))  # takes the lower id, not committed yet
-    store(database, "app-one", [report("fast")])  # takes a higher id and commits first
-
-    with ThreadPoolExecutor(1) as pool:
-        page = pool.submit(lambda: get(client, "/reports", app_key="app-one").get_json())
-        _wait_until_blocked_on_a_lock(database)
-        slow.commit()
+    guard_postgres(slow)
+    try:
+        raw = RawPayload("app-one", "callback", "SMS_REPORT", "[]")
+        ingest(slow, raw, ParsedBatch([report("slow")]))  # takes the lower id, not committed
+        store(database, "app-one", [report("fast")])  # takes a higher id and commits first
+        with ThreadPoolExecutor(1) as pool:
+            read = pool.submit(_read, client, export)
+            try:
+                _wait_until_blocked_on_a_lock(database)
+                slow.commit()
+                msg_ids = read.result(timeout=60)
+            finally:
+                slow.rollback()  # whatever happened, let the read (and the next test) go on
+    finally:
         slow.close()
-        body = page.result(timeout=30)
 
-    assert [item["msg_id"] for item in body["items"]] == ["slow", "fast"]
+    assert msg_ids == ["slow", "fast"]
+
+
+def _read(client: FlaskClient, export: bool) -> list[str]:
+    """The msg_ids a page or a CSV export of app-one's reports returns."""
+    if export:
+        response = get(client, "/reports", app_key="app-one", format="csv")
+        assert response.status_code == 200
+        return [row["msg_id"] for row in csv.DictReader(io.StringIO(response.get_data(True)))]
+    body = get(client, "/reports", app_key="app-one").get_json()
+    return [item["msg_id"] for item in body["items"]]
 
 
 def _wait_until_blocked_on_a_lock(database: Database) -> None:
-    """Return once some other backend of this database waits on a lock (the page)."""
+    """Return once some other backend of this database waits on a lock (the read)."""
     query = text(
         "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
         "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
     )
     with database.engine.connect() as connection:
-        for _ in range(3000):
+        for _ in range(1000):
             if connection.execute(query).scalar():
                 return
             connection.rollback()
             threading.Event().wait(0.01)
-    raise AssertionError("the page never waited for the in-flight insert")
+    raise AssertionError("the read never waited for the in-flight insert")
