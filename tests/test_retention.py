@@ -14,6 +14,7 @@ from app.store.db import Database
 from app.store.models import DeliveryReport, RawEvent, Reply
 from app.store.retention import RetentionPolicy, purge
 from tests.jsms_callbacks import report, signed_form
+from tests.spools import throwaway_spool
 from tests.support import APPS, row_count
 
 NOW = datetime.now(UTC)
@@ -70,15 +71,56 @@ def test_purge_command_with_defaults_keeps_records(
     assert "0 raw_events" in result.output and "delivery_reports" not in result.output
 
 
-def test_the_clock_schedules_retention(database: Database, tmp_path: Path) -> None:
+def test_the_clock_schedules_retention(
+    client: FlaskClient, database: Database, tmp_path: Path
+) -> None:
     from app.jsms.client import JsmsClient
     from app.pull.clock import build_scheduler
     from app.pull.puller import Puller
     from app.pull.state import SyncPolicy
 
+    load(client)
     with JsmsClient("http://127.0.0.1:9") as jsms:
         puller = Puller(database, jsms, SyncPolicy(), spool=tmp_path)
-        with_retention = build_scheduler(puller, RetentionPolicy(90, 0))
+        with_retention = build_scheduler(puller, RetentionPolicy(90, 30))
         without = build_scheduler(puller, RetentionPolicy(0, 0))
-    assert {j.id for j in with_retention.get_jobs()} == {"heartbeat", "spool", "retention"}
-    assert {j.id for j in without.get_jobs()} == {"heartbeat", "spool"}
+        assert {j.id for j in with_retention.get_jobs()} == {"heartbeat", "spool", "retention"}
+        assert {j.id for j in without.get_jobs()} == {"heartbeat", "spool"}
+        job = with_retention.get_job("retention")
+        job.func(*job.args, **job.kwargs)  # what the scheduler runs, on this database
+    assert row_count(database, DeliveryReport) == 1
+    assert row_count(database, Reply) == 1
+
+
+def test_one_run_deletes_at_most_its_bound_and_the_next_run_continues(
+    client: FlaskClient, database: Database, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    """A backlog is worked off over several runs: no run holds the table for longer than
+    `max_batches` batches."""
+    load(client)  # 5 expired reports, 1 recent
+    monkeypatch.setattr(retention, "BATCH", 2)
+    policy = RetentionPolicy(raw_event_days=0, record_days=30)
+    with database.session() as session:
+        assert purge(session, policy, NOW, max_batches=1)["delivery_reports"] == 2
+    assert row_count(database, DeliveryReport) == 4
+    with database.session() as session:
+        assert purge(session, policy, NOW, max_batches=2)["delivery_reports"] == 3
+        assert purge(session, policy, NOW, max_batches=2)["delivery_reports"] == 0
+    assert row_count(database, DeliveryReport) == 1
+
+
+def test_the_clocks_retention_run_is_bounded(
+    client: FlaskClient, database: Database, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    from app.jsms.client import JsmsClient
+    from app.pull import clock
+    from app.pull.puller import Puller
+    from app.pull.state import SyncPolicy
+
+    load(client)
+    monkeypatch.setattr(retention, "BATCH", 2)
+    monkeypatch.setattr(clock, "RETENTION_BATCHES", 1)
+    with JsmsClient("http://127.0.0.1:9") as jsms:
+        puller = Puller(database, jsms, SyncPolicy(), spool=throwaway_spool())
+        clock.enforce_retention(puller, RetentionPolicy(raw_event_days=0, record_days=30))
+    assert row_count(database, DeliveryReport) == 4  # one batch of 2 out of 5 expired
