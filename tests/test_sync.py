@@ -8,7 +8,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
+from sqlalchemy.exc import DataError
 
 from app.jsms.client import JsmsClient
 from app.pull.puller import Puller, StoreUnavailable
@@ -309,3 +310,32 @@ def test_a_stop_request_ends_the_drain_after_the_batch_in_hand(
     assert result.outcome == "stopped"
     assert 1000 <= handed_out < 5000
     assert row_count(store, DeliveryReport) == handed_out == result.items
+
+
+def test_a_batch_whose_records_the_store_refuses_is_kept_raw_and_quarantined(
+    fake_jsms: FakeJsms, make_puller: Callable[..., Puller], store: Database
+) -> None:
+    """The store refusing the records (a constraint, a value it cannot hold) must not cost the
+    batch, which the upstream has handed out for good: its body is kept raw and quarantined."""
+    fake_jsms.add_reports(APP, 3)
+
+    def refuse_reports(conn, cursor, statement, *args):  # type: ignore[no-untyped-def]
+        if "INSERT INTO delivery_reports" in statement:
+            raise DataError(statement, {}, Exception("value out of range"))
+
+    event.listen(store.engine, "before_cursor_execute", refuse_reports)
+    try:
+        [result] = make_puller().sync_app(APP, SECRET, ["report"])
+    finally:
+        event.remove(store.engine, "before_cursor_execute", refuse_reports)
+
+    assert (result.outcome, result.items, result.stored, result.quarantined) == ("drained", 3, 0, 1)
+    assert fake_jsms.pending(APP, "report") == 0
+    assert row_count(store, DeliveryReport) == 0
+    with store.session() as session:
+        [event_row] = session.scalars(select(RawEvent)).all()
+    handed_out = [r["msgId"] for r in fake_jsms.handed_out(APP, "report")]
+    assert all(msg_id in event_row.payload for msg_id in handed_out)
+    assert (event_row.source, event_row.quarantined) == ("pull", 1)
+    assert "could not be stored as records" in (event_row.quarantine_reason or "")
+    assert state_of(store).last_success_at is not None
