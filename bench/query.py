@@ -50,8 +50,9 @@ STATUS_MIX = {
 SAMPLES = 200
 
 
-def main() -> None:
-    """Create, load, measure, print; drop the database unless --keep."""
+def main() -> int:
+    """Create, load, measure, print; drop the database unless --keep. Exit 1 if a target is
+    missed."""
     args = _arguments()
     name = f"jsms_bench_{uuid.uuid4().hex[:8]}"
     base = args.admin_url.rsplit("/", 1)[0]
@@ -62,11 +63,13 @@ def main() -> None:
         upgrade_to_head(url)
         loaded = _timed(lambda: _load(f"{base}/{name}", args.reports))
         print(f"loaded {args.reports:,} reports (COPY + VACUUM ANALYZE) in {loaded:.1f} s")
-        _measure(url, f"{base}/{name}")
+        met = _measure(url, f"{base}/{name}")
     finally:
         if not args.keep:
             with psycopg.connect(args.admin_url, autocommit=True) as admin:
                 admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    print("all targets met" if met else "a target was MISSED")
+    return 0 if met else 1
 
 
 def _arguments() -> argparse.Namespace:
@@ -105,8 +108,9 @@ def _load(dsn: str, count: int) -> None:
         conn.execute("VACUUM ANALYZE delivery_reports")
 
 
-def _measure(url: str, dsn: str) -> None:
-    """Each scenario through the API and through EXPLAIN ANALYZE; print the comparison."""
+def _measure(url: str, dsn: str) -> bool:
+    """Each scenario through the API and through EXPLAIN ANALYZE; print the comparison.
+    Whether every target was met."""
     settings = Settings(_env_file=None, database_url=url, api_tokens=(TOKEN,))  # type: ignore[call-arg]
     app = create_app(settings)
     client = app.test_client()
@@ -138,7 +142,7 @@ def _measure(url: str, dsn: str) -> None:
 
         msg_ids = [str(10_000_000_000 + rng.randrange(1_000_000)) for _ in range(SAMPLES)]
         lookups = [{"msg_id": m} for m in msg_ids]
-        _latency("msg_id lookup", lookups, api, lambda q: explain(page_sql(q)), 10.0)
+        met = [_latency("msg_id lookup", lookups, api, lambda q: explain(page_sql(q)), 10.0)]
 
         def filtered(_: int) -> dict[str, str]:
             day = START + timedelta(days=rng.randrange(DAYS))
@@ -151,9 +155,10 @@ def _measure(url: str, dsn: str) -> None:
             }
 
         firsts = [filtered(n) for n in range(SAMPLES)]
-        _latency("filtered first page", firsts, api, lambda q: explain(page_sql(q)), 10.0)
-        _walk_day(api, explain, page_sql)
-        _daily_stats(api, explain, engine.dialect.name)
+        met.append(_latency("filtered first page", firsts, api, lambda q: explain(page_sql(q)), 10))
+        met.append(_walk_day(api, explain, page_sql))
+        met.append(_daily_stats(api, explain, engine.dialect.name))
+    return all(met)
 
 
 def _latency(
@@ -162,7 +167,7 @@ def _latency(
     api: Callable[[dict[str, str]], tuple[float, Any]],
     baseline: Callable[[dict[str, str]], float],
     target_ms: float,
-) -> None:
+) -> bool:
     for query in queries[:20]:  # warm the cache and the code path
         api(query)
     api_ms = [api(q)[0] for q in queries]
@@ -173,9 +178,10 @@ def _latency(
         f"EXPLAIN ANALYZE p95 {base95:6.2f} ms | ratio {p95 / base95:5.1f}x | "
         f"target p95 <= {target_ms:g} ms: {'yes' if p95 <= target_ms else 'NO'}"
     )
+    return p95 <= target_ms
 
 
-def _walk_day(api: Any, explain: Any, page_sql: Any) -> None:
+def _walk_day(api: Any, explain: Any, page_sql: Any) -> bool:
     day = START + timedelta(days=12)
     query = {
         "app_key": APPS[1],
@@ -205,10 +211,12 @@ def _walk_day(api: Any, explain: Any, page_sql: Any) -> None:
         f"| ratio {best_api / best_db:5.1f}x | target >= 20,000/s: "
         f"{'yes' if rate >= 20_000 else 'NO'}"
     )
+    return rate >= 20_000
 
 
-def _daily_stats(api: Any, explain: Any, dialect: str) -> None:
+def _daily_stats(api: Any, explain: Any, dialect: str) -> bool:
     """30 days of one app in the default business zone (Asia/Shanghai), and in UTC."""
+    met = True
     for zone in (DEFAULT_BUSINESS_TIMEZONE, "UTC"):
         query = {
             "app_key": APPS[0],
@@ -230,7 +238,9 @@ def _daily_stats(api: Any, explain: Any, dialect: str) -> None:
             f"{base95:6.1f} ms | ratio {p95 / base95:5.1f}x | target <= 300 ms: "
             f"{'yes' if p95 <= 300 else 'NO'}"
         )
+        met = met and p95 <= 300
     print(json.dumps({"sample_bucket": api(query, "/stats/delivery")[1]["items"][0]}))
+    return met
 
 
 def _args(query: dict[str, str]) -> Any:
@@ -251,4 +261,4 @@ def _timed(action: Callable[[], None]) -> float:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
