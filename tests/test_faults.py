@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlencode
 
 import httpx
 import pytest
@@ -140,11 +144,20 @@ def test_worker_sigkill_under_load_loses_nothing(database_url: str) -> None:
     with running_gunicorn(env, workers=2) as server:
         senders = Senders(server.url, count=300).start()
         senders.wait_for_acks(60)
-        victim = server.worker_pids()[0]
-        os.kill(victim, signal.SIGKILL)
+        # A callback in flight on the worker we kill: its body is half sent, so the worker is
+        # inside the request (reading the form) when SIGKILL lands.
+        with held_callback(server.port) as held:
+            victim = worker_holding(server.worker_pids(), server.port, held.getsockname()[1])
+            os.kill(victim, signal.SIGKILL)
+            held.settimeout(30)
+            try:
+                answer = held.recv(1024)
+            except ConnectionResetError:
+                answer = b""
         senders.join()
         assert victim not in server.worker_pids()  # the master replaced it
 
+    assert answer == b"", "the request in flight on the killed worker was never answered"
     assert all(d.acked for d in senders.deliveries)
     answers = senders.answers()
     reports, raw, msg_ids = counts(database_url)
@@ -152,6 +165,42 @@ def test_worker_sigkill_under_load_loses_nothing(database_url: str) -> None:
     # A request in flight on the killed worker may have committed without answering; its
     # retry is then a duplicate: at most one extra raw event per sender thread, never a lost one.
     assert answers.count(200) <= raw <= answers.count(200) + len(senders.threads)
+
+
+@contextmanager
+def held_callback(port: int) -> Iterator[socket.socket]:
+    """A connection to the server carrying a signed callback whose body is half sent."""
+    body = urlencode(signed_form("app-one", APPS["app-one"], "SMS_REPORT", report("held")))
+    head = (
+        f"POST /callbacks/jsms HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        "Content-Type: application/x-www-form-urlencoded\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    connection = socket.create_connection(("127.0.0.1", port), timeout=30)
+    try:
+        connection.sendall(head.encode() + body[: len(body) // 2].encode())
+        yield connection
+    finally:
+        connection.close()
+
+
+def worker_holding(workers: list[int], port: int, client_port: int) -> int:
+    """The worker process holding the server side of our connection (found through /proc)."""
+    wanted = f"0100007F:{port:04X} 0100007F:{client_port:04X}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        inodes = {
+            line.split()[9]
+            for line in Path("/proc/net/tcp").read_text().splitlines()[1:]
+            if " ".join(line.split()[1:3]) == wanted
+        }
+        for pid in workers:
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                with suppress(OSError):
+                    if os.readlink(fd) in {f"socket:[{inode}]" for inode in inodes}:
+                        return pid
+        time.sleep(0.05)  # the worker has not accepted the connection yet
+    raise AssertionError("no worker took the held connection")
 
 
 def test_clock_sigkill_mid_drain_then_restart(
