@@ -47,7 +47,11 @@ def test_broken_setup_says_what_to_fix(database_url: str, fake_jsms: FakeJsms) -
 
 
 def test_unreachable_database_and_upstream(database_url: str) -> None:
-    broken = "postgresql://postgres@127.0.0.1:1/nowhere"
+    # The given kind of database, where it cannot be opened: no such directory, no such database.
+    if database_url.startswith("sqlite"):
+        broken = "sqlite:////proc/no-such-dir/jsms.sqlite3"
+    else:
+        broken = database_url.rsplit("/", 1)[0] + "/jsms_no_such_database"
     result = doctor(broken, jsms_apps={}, jsms_api_base_url="http://127.0.0.1:1")
     assert result.exit_code == 1
     assert "[FAIL] JSMS_APPS: no app is configured" in result.output

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import event, func, select
+from sqlalchemy import event, func, select, text
 from sqlalchemy.exc import DataError
 
 from app.jsms.client import JsmsClient
@@ -17,7 +17,7 @@ from app.pull.state import SyncPolicy
 from app.store.db import Database
 from app.store.models import DeliveryReport, PullLease, RawEvent, Reply, SyncState, utcnow
 from tests.fake_jsms import FakeJsms, synthetic_replies
-from tests.support import APPS, FAKE_WINDOW, row_count
+from tests.support import APPS, FAKE_WINDOW, guard_postgres, row_count
 
 APP, SECRET = "app-one", APPS["app-one"]
 
@@ -283,15 +283,33 @@ def test_a_lease_held_by_a_live_puller_is_respected_and_a_dead_ones_expires(
 
 
 def test_never_pulls_when_the_store_cannot_take_the_batch(
-    fake_jsms: FakeJsms, make_puller: Callable[..., Puller], tmp_path: Path
+    fake_jsms: FakeJsms, make_puller: Callable[..., Puller], database_url: str, tmp_path: Path
 ) -> None:
+    """SQLite: a file never migrated. PostgreSQL: the given database, its lease table locked
+    by another session (the puller gives up waiting after 0.5 s)."""
     fake_jsms.add_reports(APP, 5)
-    unmigrated = Database(f"sqlite:///{tmp_path / 'empty.sqlite3'}")
-    with pytest.raises(StoreUnavailable):
-        make_puller(database=unmigrated).sync_app(APP, SECRET)
+    if database_url.startswith("sqlite"):
+        cannot_write, blocker = Database(f"sqlite:///{tmp_path / 'empty.sqlite3'}"), None
+    else:
+        cannot_write, blocker = Database(database_url), make_puller().database.sessions()
+
+        @event.listens_for(cannot_write.engine, "connect")
+        def impatient(dbapi_connection, record):  # type: ignore[no-untyped-def]
+            dbapi_connection.execute("SET lock_timeout = '500ms'")
+            dbapi_connection.commit()
+
+        guard_postgres(blocker)
+        blocker.execute(text("LOCK TABLE pull_leases IN ACCESS EXCLUSIVE MODE"))
+    try:
+        with pytest.raises(StoreUnavailable):
+            make_puller(database=cannot_write).sync_app(APP, SECRET)
+    finally:
+        if blocker is not None:
+            blocker.rollback()
+            blocker.close()
+        cannot_write.engine.dispose()
     assert fake_jsms.calls == []
     assert fake_jsms.pending(APP, "report") == 5
-    unmigrated.engine.dispose()
 
 
 def test_a_stop_request_ends_the_drain_after_the_batch_in_hand(
