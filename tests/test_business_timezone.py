@@ -17,9 +17,9 @@ from app.config import Settings, load_settings
 from app.store.db import Database, upgrade_to_head
 from app.store.models import SyncState
 from app.timezones import offset_periods, zone_named
+from tests.support import make_settings
 
 from .api_data import get, reply, report, store
-from .conftest import make_settings
 
 # 15:30Z is 23:30 on 05-01 in Shanghai; 16:30Z is 00:30 on 05-02 there. One UTC day.
 EVENING_AND_NIGHT = ("2024-05-01 15:30", "2024-05-01 16:30")

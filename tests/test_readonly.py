@@ -12,8 +12,8 @@ from psycopg import errors, sql
 from sqlalchemy.engine import make_url
 
 from app.store.readonly import READABLE_TABLES, READABLE_VIEWS
-from tests.conftest import ADMIN_URL, APPS
 from tests.jsms_callbacks import report, signed_form
+from tests.support import ADMIN_URL, APPS
 
 UNREADABLE = ("pull_leases", "sync_state", "pull_call_counts", "refused_callbacks")
 
