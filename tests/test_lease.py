@@ -10,14 +10,16 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 
 import pytest
 
 from app.jsms.client import JsmsClient
+from app.pull import lease
 from app.pull.puller import Puller
 from app.pull.state import PassOutcome, PassResult, SyncPolicy
 from app.store.db import Database
-from app.store.models import DeliveryReport
+from app.store.models import DeliveryReport, PullLease, utcnow
 from tests.fake_jsms import FakeJsms
 from tests.support import APPS, FAKE_WINDOW, row_count
 
@@ -160,3 +162,37 @@ def test_a_drain_longer_than_the_lease_keeps_it_while_a_competitor_waits(
     assert len(fake_jsms.calls) == 11 + competitor_outcomes.count("drained")
     assert fake_jsms.calls_with(50201) == []
     assert row_count(holder.database, DeliveryReport) == 5500
+
+
+# --- the lease functions on their own (mutmut survivors in claim_call) -------------------------
+
+
+def lease_row(database: Database, app_key: str) -> PullLease:
+    with database.session() as session:
+        row = session.get(PullLease, app_key)
+        assert row is not None
+        return row
+
+
+def test_a_claim_puts_the_call_on_record_for_that_app_and_holder_only(store: Database) -> None:
+    """The claim is what a crashed holder leaves behind: the call's time must be on record
+    (not only the answer's), on the claimed app's row alone, and only for its holder."""
+    now = utcnow()
+    with store.session() as session, session.begin():
+        for app_key in ("app-one", "app-two"):
+            assert lease.acquire(session, app_key, "me", now, ttl=60)
+        slot = lease.claim_call(session, "app-one", "me", now, window=5, ttl=60)
+        assert slot.granted
+    claimed, other = lease_row(store, "app-one"), lease_row(store, "app-two")
+    assert claimed.last_call_at == now and claimed.expires_at == now + timedelta(seconds=60)
+    assert other.last_call_at is None and other.expires_at == now + timedelta(seconds=60)
+
+    with store.session() as session, session.begin():
+        slot = lease.claim_call(session, "app-two", "someone else", now, window=5, ttl=60)
+    assert (slot.granted, slot.lease_lost) == (False, True)
+    assert lease_row(store, "app-two").last_call_at is None
+
+    later = now + timedelta(seconds=1)
+    with store.session() as session, session.begin():
+        slot = lease.claim_call(session, "app-one", "me", later, window=5, ttl=60)
+    assert (slot.granted, slot.not_before) == (False, now + timedelta(seconds=5))
