@@ -121,15 +121,15 @@ def test_a_drain_longer_than_the_lease_keeps_it_while_a_competitor_waits(
 ) -> None:
     """Each call renews the lease: a drain lasting several lease lifetimes is never taken over
     by a puller that keeps asking for the lease meanwhile."""
-    # Under the drain's ten window gaps (2 s), yet far over one batch's store (which renews it),
-    # even on a loaded machine where storing 500 reports on PostgreSQL can take a second.
-    ttl = 1.8
+    # Under the drain's fifteen window gaps (3.03 s), yet far over one batch's store (which
+    # renews it), even on a loaded machine where storing 500 reports can take over a second.
+    ttl = 3.0
     holder, competitor = pullers(fake_jsms, lease_ttl=ttl), pullers(fake_jsms, lease_ttl=ttl)
     # Warm up: the holder's first batch compiles its statements, slow on a loaded machine.
     fake_jsms.add_reports(APP, 500, prefix="warm")
     holder.sync_app(APP, SECRET, ["report"])
     fake_jsms.calls.clear()
-    fake_jsms.add_reports(APP, 5000)  # 11 calls, so at least 10 windows: over a lease lifetime
+    fake_jsms.add_reports(APP, 7500)  # 16 calls, so at least 15 windows: over a lease lifetime
     drained = threading.Event()
     holder_results: list[PassResult] = []
 
@@ -153,15 +153,15 @@ def test_a_drain_longer_than_the_lease_keeps_it_while_a_competitor_waits(
         thread.join(timeout=PATIENCE)
     [result] = holder_results
 
-    assert (result.outcome, result.calls, result.items) == ("drained", 11, 5000)
-    started, ended = fake_jsms.calls[0].at, fake_jsms.calls[10].at
+    assert (result.outcome, result.calls, result.items) == ("drained", 16, 7500)
+    started, ended = fake_jsms.calls[0].at, fake_jsms.calls[15].at
     assert ended - started > ttl, "the drain did not outlast the lease"
     # The competitor only ever got the lease once the holder was done (then it found nothing).
     assert competitor_outcomes.count("busy") >= len(competitor_outcomes) - 1
     assert "busy" in competitor_outcomes
-    assert len(fake_jsms.calls) == 11 + competitor_outcomes.count("drained")
+    assert len(fake_jsms.calls) == 16 + competitor_outcomes.count("drained")
     assert fake_jsms.calls_with(50201) == []
-    assert row_count(holder.database, DeliveryReport) == 5500
+    assert row_count(holder.database, DeliveryReport) == 8000
 
 
 # --- the lease functions on their own (mutmut survivors in claim_call) -------------------------
