@@ -15,9 +15,9 @@ from app.pull.puller import Puller
 from app.pull.state import PassResult, SyncPolicy
 from app.store.db import Database
 from app.store.models import DeliveryReport, SyncMode, SyncState, utcnow
-from tests.conftest import FAKE_WINDOW
 from tests.fake_jsms import FakeJsms
 from tests.spools import throwaway_spool
+from tests.support import FAKE_WINDOW
 
 # JSMS_APPS order: the opposite of their urgency below.
 APPS = {"fresh": "s-fresh", "day-old": "s-day-old", "two-days": "s-two-days", "new": "s-new"}

@@ -25,11 +25,11 @@ from app.pull.state import SyncPolicy
 from app.store import ingest
 from app.store.db import Database
 from app.store.models import DeliveryReport, RawEvent, Reply, ReviewResult
-from tests.conftest import APPS, FAKE_WINDOW
 from tests.fake_jsms import FakeJsms
 from tests.jsms_callbacks import report, signed_form
 from tests.payloads import VALID, mixed_items
 from tests.spools import throwaway_spool
+from tests.support import APPS, FAKE_WINDOW
 
 APP, SECRET = "app-one", APPS["app-one"]
 PROPERTIES = settings(
