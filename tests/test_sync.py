@@ -347,13 +347,13 @@ def test_a_batch_whose_records_the_store_refuses_is_kept_raw_and_quarantined(
     finally:
         event.remove(store.engine, "before_cursor_execute", refuse_reports)
 
-    assert (result.outcome, result.items, result.stored, result.quarantined) == ("drained", 3, 0, 1)
+    assert (result.outcome, result.items, result.stored, result.quarantined) == ("drained", 3, 0, 3)
     assert fake_jsms.pending(APP, "report") == 0
     assert row_count(store, DeliveryReport) == 0
     with store.session() as session:
         [event_row] = session.scalars(select(RawEvent)).all()
     handed_out = [r["msgId"] for r in fake_jsms.handed_out(APP, "report")]
     assert all(msg_id in event_row.payload for msg_id in handed_out)
-    assert (event_row.source, event_row.quarantined) == ("pull", 1)
-    assert "could not be stored as records" in (event_row.quarantine_reason or "")
+    assert (event_row.source, event_row.quarantined) == ("pull", 3)  # every item it held
+    assert "could not be stored" in (event_row.quarantine_reason or "")
     assert state_of(store).last_success_at is not None
