@@ -4,9 +4,11 @@ and throwaway PostgreSQL databases (also used by bench/)."""
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -91,3 +93,9 @@ def guard_postgres(session: Session) -> None:
     session.execute(text("SET lock_timeout = '20s'"))
     session.execute(text("SET statement_timeout = '60s'"))
     session.execute(text("SET idle_in_transaction_session_timeout = '90s'"))
+
+
+def throwaway_spool() -> Path:
+    """An empty directory for a puller's spool (every Puller has one: the last copy of a batch
+    the store refused), for tests that do not look at it."""
+    return Path(tempfile.mkdtemp(prefix="jsms-spool-"))

@@ -45,7 +45,7 @@ def test_the_backoff_grows_with_the_failures_until_the_cap() -> None:
     for failures, mean in enumerate(means, start=1):
         expected = (POLICY.window + ceiling(failures)) / 2
         assert abs(mean - expected) <= 0.1 * expected, (failures, mean, expected)
-    growing = means[: 9]  # 5·2^8 = 1280 > 900: capped from the 9th failure on
+    growing = means[:9]  # 5·2^8 = 1280 > 900: capped from the 9th failure on
     assert growing == sorted(growing) and growing[-1] > 50 * growing[0]
     assert max(draws(30)) > 0.9 * POLICY.backoff_max  # the cap is reached, not just approached
 

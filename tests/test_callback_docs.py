@@ -15,8 +15,8 @@ from werkzeug.serving import make_server
 
 from app.store.db import Database
 from app.store.models import DeliveryReport
-from tests.conftest import APPS
 from tests.servers import ROOT
+from tests.support import APPS
 
 
 def readme_shell_block(containing: str) -> str:

@@ -13,8 +13,8 @@ from app.config import Settings
 from app.query.items import iso_utc
 from app.store.db import Database
 from app.store.models import RawEvent
-from tests.conftest import APPS, TOKEN
 from tests.jsms_callbacks import report, signed_form
+from tests.support import APPS, TOKEN
 from tests.test_metrics import sample
 
 

@@ -448,15 +448,20 @@ def failing_commit(database: Database) -> Iterator[None]:
     if engine.dialect.name == "postgresql":
         with engine.begin() as conn:
             conn.execute(text("CREATE SEQUENCE fail_commit_once"))
-            conn.execute(text(
-                "CREATE FUNCTION fail_commit_once() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-                "IF nextval('fail_commit_once') = 1 THEN RAISE EXCEPTION 'injected commit failure'"
-                " USING ERRCODE = '40001'; END IF; RETURN NULL; END $$"
-            ))
-            conn.execute(text(
-                "CREATE CONSTRAINT TRIGGER fail_commit_once AFTER INSERT ON raw_events "
-                "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION fail_commit_once()"
-            ))
+            conn.execute(
+                text(
+                    "CREATE FUNCTION fail_commit_once() RETURNS trigger LANGUAGE plpgsql "
+                    "AS $$ BEGIN IF nextval('fail_commit_once') = 1 THEN "
+                    "RAISE EXCEPTION 'injected commit failure' USING ERRCODE = '40001'; "
+                    "END IF; RETURN NULL; END $$"
+                )
+            )
+            conn.execute(
+                text(
+                    "CREATE CONSTRAINT TRIGGER fail_commit_once AFTER INSERT ON raw_events "
+                    "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION fail_commit_once()"
+                )
+            )
         try:
             yield
         finally:
@@ -513,7 +518,7 @@ def test_a_body_that_is_not_form_encoded_is_400_saying_so(
     response = client.post("/callbacks/jsms", data=body, headers=headers)
     assert_error(response, 400, "form_encoded_body_expected")
     assert "application/x-www-form-urlencoded" in response.get_json()["error"]["message"]
-    assert count(database, RawEvent) == 0
+    assert row_count(database, RawEvent) == 0
 
 
 def test_a_form_without_a_signature_is_still_401(client: FlaskClient) -> None:

@@ -16,8 +16,7 @@ from app.store.db import Database
 from app.store.models import DeliveryReport, PullLease
 from tests.fake_jsms import FakeJsms
 from tests.servers import running_jsms, service_env
-from tests.spools import throwaway_spool
-from tests.support import APPS, FAKE_WINDOW
+from tests.support import APPS, FAKE_WINDOW, throwaway_spool
 
 APP, SECRET = "app-one", APPS["app-one"]
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import APPS, FAKE_WINDOW
 from tests.fake_jsms import FakeJsms
 from tests.servers import BIN, ROOT, free_port, service_env, wait_until_up
+from tests.support import APPS, FAKE_WINDOW
 
 pytestmark = pytest.mark.slow
 APPS_ENV = ",".join(f"{key}:{secret}" for key, secret in APPS.items())

@@ -38,9 +38,7 @@ def test_every_padding_length_round_trips(fingerprint: str) -> None:
 
 
 def test_a_cursor_of_the_maximum_length_is_read_and_one_longer_is_refused() -> None:
-    fingerprint = next(
-        "x" * n for n in range(200) if len(encode_cursor(1, "x" * n)) == 200
-    )
+    fingerprint = next("x" * n for n in range(200) if len(encode_cursor(1, "x" * n)) == 200)
     assert decode_cursor(encode_cursor(1, fingerprint), fingerprint) == 1
     longer = next("x" * n for n in range(200) if len(encode_cursor(1, "x" * n)) == 202)
     assert refusal(encode_cursor(1, longer), longer).endswith("not a cursor this API issued")

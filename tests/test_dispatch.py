@@ -16,8 +16,7 @@ from app.pull.state import PassResult, SyncPolicy
 from app.store.db import Database
 from app.store.models import DeliveryReport, SyncMode, SyncState, utcnow
 from tests.fake_jsms import FakeJsms
-from tests.spools import throwaway_spool
-from tests.support import FAKE_WINDOW
+from tests.support import FAKE_WINDOW, throwaway_spool
 
 # JSMS_APPS order: the opposite of their urgency below.
 APPS = {"fresh": "s-fresh", "day-old": "s-day-old", "two-days": "s-two-days", "new": "s-new"}

@@ -73,9 +73,7 @@ def test_csv_leaves_ordinary_values_alone(client: FlaskClient, database: Databas
     assert (row["app_key"], row["msg_id"], row["phone"]) == ("app-one", "m1", "13800000001")
 
 
-@pytest.mark.parametrize(
-    "echostr", ["<script>alert(1)</script>", "a" * 65, "a b", "é", "a/b", ""]
-)
+@pytest.mark.parametrize("echostr", ["<script>alert(1)</script>", "a" * 65, "a b", "é", "a/b", ""])
 def test_an_echostr_that_is_not_one_is_400(client: FlaskClient, echostr: str) -> None:
     response = client.get("/callbacks/jsms", query_string={"echostr": echostr})
     assert response.status_code == 400

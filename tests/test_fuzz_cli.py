@@ -16,7 +16,8 @@ TOKEN = "fuzz-" + "t" * 40
 @pytest.mark.slow
 def test_schemathesis_cli_finds_no_failure(database_url: str) -> None:
     env = service_env(database_url, API_TOKENS=TOKEN, JSMS_APPS="app-one:secret-one")
-    with running_gunicorn(env, workers=1) as base_url:
+    with running_gunicorn(env, workers=1) as server:
+        base_url = server.url
         result = subprocess.run(
             [str(BIN / "st"), "run", f"{base_url}/api/v1/openapi.json",
              "--header", f"Authorization: Bearer {TOKEN}", "--checks", "all",

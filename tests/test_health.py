@@ -13,7 +13,7 @@ from alembic import command
 
 from app import create_app
 from app.store.db import alembic_config, head_revisions
-from tests.conftest import ADMIN_URL, make_settings, postgres_unavailable_reason
+from tests.support import ADMIN_URL, make_settings, postgres_unavailable_reason
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

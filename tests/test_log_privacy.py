@@ -19,8 +19,8 @@ from app.pull.puller import BatchNotStored, Puller
 from app.pull.state import SyncPolicy
 from app.store.db import Database
 from app.store.models import DeliveryReport
-from tests.conftest import APPS, FAKE_WINDOW
 from tests.fake_jsms import FakeJsms
+from tests.support import APPS, FAKE_WINDOW
 
 
 @pytest.mark.parametrize(

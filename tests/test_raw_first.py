@@ -28,8 +28,7 @@ from app.store.models import DeliveryReport, RawEvent, Reply, ReviewResult
 from tests.fake_jsms import FakeJsms
 from tests.jsms_callbacks import report, signed_form
 from tests.payloads import VALID, mixed_items
-from tests.spools import throwaway_spool
-from tests.support import APPS, FAKE_WINDOW
+from tests.support import APPS, FAKE_WINDOW, throwaway_spool
 
 APP, SECRET = "app-one", APPS["app-one"]
 PROPERTIES = settings(

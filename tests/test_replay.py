@@ -17,8 +17,8 @@ from app.store import replay
 from app.store.db import Database
 from app.store.models import CallbackSignature, DeliveryReport, RawEvent
 from app.store.retention import RetentionPolicy, purge
-from tests.conftest import APPS
 from tests.jsms_callbacks import report, signed_form
+from tests.support import APPS
 from tests.test_metrics import sample
 
 ONE, SECRET = "app-one", APPS["app-one"]

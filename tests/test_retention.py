@@ -14,8 +14,7 @@ from app.store.db import Database
 from app.store.models import DeliveryReport, RawEvent, Reply
 from app.store.retention import RetentionPolicy, purge
 from tests.jsms_callbacks import report, signed_form
-from tests.spools import throwaway_spool
-from tests.support import APPS, row_count
+from tests.support import APPS, row_count, throwaway_spool
 
 NOW = datetime.now(UTC)
 DAY_MS = 86_400_000

@@ -11,9 +11,9 @@ from contextlib import ExitStack, contextmanager
 import httpx
 import pytest
 
-from tests.conftest import APPS
 from tests.jsms_callbacks import report, signed_form
 from tests.servers import running_gunicorn, service_env
+from tests.support import APPS
 
 THREADS = 2
 STALLED = 3 * THREADS  # more stalled connections than the worker has threads
@@ -40,9 +40,11 @@ def test_stalled_connections_do_not_starve_health_or_callbacks(database_url: str
         GUNICORN_THREADS=str(THREADS),
         GUNICORN_READ_TIMEOUT="1",
     )
-    with running_gunicorn(env, workers=1) as base_url, stalled_connections(
-        base_url, STALLED
-    ) as stalled, httpx.Client(base_url=base_url, timeout=60) as client:
+    with (
+        running_gunicorn(env, workers=1) as server,
+        stalled_connections(server.url, STALLED) as stalled,
+        httpx.Client(base_url=server.url, timeout=60) as client,
+    ):
         # Without the timeout these wait behind the stalled clients forever (60 s here).
         assert client.get("/healthz").status_code == 200
         for i in range(5):

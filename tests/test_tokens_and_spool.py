@@ -15,7 +15,7 @@ from flask import Flask
 
 from app import create_app
 from app.pull import spool
-from tests.conftest import TOKEN, make_settings
+from tests.support import TOKEN, make_settings
 
 LONG_TOKEN = "x" * 40
 

@@ -112,8 +112,6 @@ def _ping_when_idle(engine: Engine) -> None:
             raise DisconnectionError("stale pooled connection") from exc
 
 
-
-
 def _make_sqlite_transactional(engine: Engine) -> None:
     """Let SQLAlchemy own BEGIN; take the write lock up front, except for readers.
 
@@ -188,7 +186,6 @@ def get_session() -> Session:
         g.db_session = (database.readers if reads_only else database.sessions)()
     session: Session = g.db_session
     return session
-
 
 
 def _close_request_session(_exc: BaseException | None) -> None:
