@@ -21,7 +21,7 @@ from app.pull.state import PassOutcome, PassResult, SyncPolicy
 from app.store.db import Database
 from app.store.models import DeliveryReport, PullLease, utcnow
 from tests.fake_jsms import FakeJsms
-from tests.support import APPS, FAKE_WINDOW, row_count
+from tests.support import APPS, FAKE_WINDOW, row_count, throwaway_spool
 
 APP, SECRET = "app-one", APPS["app-one"]
 # How long a waiting puller keeps asking for the lease before the test gives up.
@@ -47,7 +47,9 @@ def pullers(database_url: str) -> Iterator[Callable[..., Puller]]:
     def make(fake: FakeJsms, **policy: float) -> Puller:
         database, client = Database(database_url), JsmsClient(fake.url, timeout=5)
         made.append((database, client))
-        return Puller(database, client, SyncPolicy(window=fake.window, **policy))
+        return Puller(
+            database, client, SyncPolicy(window=fake.window, **policy), spool=throwaway_spool()
+        )
 
     yield make
     for database, client in made:

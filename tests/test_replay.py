@@ -11,14 +11,14 @@ from datetime import UTC, datetime
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from app.store import replay
 from app.store.db import Database
 from app.store.models import CallbackSignature, DeliveryReport, RawEvent
 from app.store.retention import RetentionPolicy, purge
 from tests.jsms_callbacks import report, signed_form
-from tests.support import APPS
+from tests.support import APPS, row_count
 from tests.test_metrics import sample
 
 ONE, SECRET = "app-one", APPS["app-one"]
@@ -27,11 +27,6 @@ HOUR_MS = 3_600_000
 
 def now_ms() -> int:
     return int(time.time() * 1000)
-
-
-def count(database: Database, model: type) -> int:
-    with database.session() as session:
-        return session.scalar(select(func.count()).select_from(model)) or 0
 
 
 def post(client: FlaskClient, form: dict[str, str]):  # type: ignore[no-untyped-def]
@@ -56,7 +51,7 @@ def test_same_signature_other_data_is_401_and_stores_nothing(
     response = post(client, forged)
     assert response.status_code == 401
     assert error_code(response) == "signature_reused"
-    assert count(database, RawEvent) == 1
+    assert row_count(database, RawEvent) == 1
     with database.session() as session:
         assert session.scalars(select(DeliveryReport.status)).all() == [4001]
     after = sample(client.get("/metrics").text, "jsms_callback_signatures_refused_total",
@@ -76,7 +71,7 @@ def test_same_signature_same_data_is_a_retry_counted_as_duplicates(
     retry = post(client, form)
     assert retry.status_code == 200
     assert retry.get_json() == {"stored": 0, "duplicates": 3, "quarantined": 0}
-    assert count(database, RawEvent) == 1  # a retry of a stored callback stores nothing new
+    assert row_count(database, RawEvent) == 1  # a retry of a stored callback stores nothing new
 
 
 def test_jsms_retry_hours_later_re_signed_is_stored_as_duplicates(
@@ -116,7 +111,7 @@ def test_timestamp_outside_the_memory_is_401_expired(
     response = post(client, form)
     assert response.status_code == 401
     assert error_code(response) == "signature_expired"
-    assert count(database, RawEvent) == 0
+    assert row_count(database, RawEvent) == 0
 
 
 def test_expiry_follows_the_raw_event_retention(app: Flask, database: Database) -> None:
@@ -136,7 +131,8 @@ def test_concurrent_requests_with_one_signature_store_at_most_one(
     app: Flask, database: Database
 ) -> None:
     base = signed_form(ONE, SECRET, "SMS_REPORT", [report("a")])
-    forms = [base, base | {"data": '[{"msgId":"b","phone":"1","status":4001,"receiveTime":1}]'}]
+    other = f'[{{"msgId":"b","phone":"1","status":4001,"receiveTime":{now_ms()}}}]'
+    forms = [base, base | {"data": other}]
     start = threading.Barrier(len(forms))
     statuses: list[int] = []
 
@@ -151,8 +147,8 @@ def test_concurrent_requests_with_one_signature_store_at_most_one(
     for thread in threads:
         thread.join()
     assert sorted(statuses) == [200, 401]
-    assert count(database, RawEvent) == 1
-    assert count(database, DeliveryReport) == 1
+    assert row_count(database, RawEvent) == 1
+    assert row_count(database, DeliveryReport) == 1
 
 
 def test_second_writer_of_a_triple_waits_for_the_first_and_is_refused(store: Database) -> None:
@@ -176,7 +172,7 @@ def test_second_writer_of_a_triple_waits_for_the_first_and_is_refused(store: Dat
         thread.start()  # blocks on the uncommitted row (PostgreSQL) or the write lock (SQLite)
     thread.join()
     assert len(outcome) == 1 and isinstance(outcome[0], replay.SignatureReused)
-    assert count(store, CallbackSignature) == 1
+    assert row_count(store, CallbackSignature) == 1
 
 
 def test_retention_forgets_signatures_with_the_raw_events(store: Database) -> None:

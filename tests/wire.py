@@ -9,7 +9,9 @@ Forms carry `signature`, `nonce` and `timestamp`, either correctly signed or not
 
 from __future__ import annotations
 
+import itertools
 import json
+import time
 from typing import Any
 
 from hypothesis import strategies as st
@@ -94,12 +96,18 @@ NONCE = st.integers(min_value=0, max_value=2**63).map(str) | FIELD.filter(bool)
 TIMESTAMP = EPOCH_MS.map(str) | FIELD.filter(bool)
 
 
+_NONCES = itertools.count(int(time.time() * 1000) % 10**12)
+
+
 @st.composite
 def signed_forms(draw: st.DrawFn, app_key: str, secret: str) -> tuple[dict[str, str], str, Any]:
-    """(form, type, data): a callback form correctly signed for the app, with any nonce and
-    timestamp, carrying `typed_payloads()`."""
+    """(form, type, data): a callback form correctly signed for the app, fresh (a nonce not used
+    before, a timestamp near now), carrying `typed_payloads()`."""
     record_type, data = draw(typed_payloads())
-    nonce, timestamp = draw(NONCE), draw(TIMESTAMP)
+    # A signature is good once and only near now (replay protection): each form its own nonce
+    # (a Java long may be negative), and a timestamp within the accepted window.
+    nonce = str(next(_NONCES) * draw(st.sampled_from([1, -1])))
+    timestamp = str(int(time.time() * 1000) + draw(st.integers(-3_000_000, 3_000_000)))
     form = {
         "nonce": nonce,
         "timestamp": timestamp,

@@ -247,6 +247,6 @@ class SchemaVersion:
 
 def schema_version(database: Database) -> SchemaVersion:
     """The database's current migration(s) against this code's head; raises when unreachable."""
-    with database.engine.connect() as connection:
+    with database.reader_engine.connect() as connection:  # a read: no write lock on SQLite
         current = frozenset(MigrationContext.configure(connection).get_current_heads())
     return SchemaVersion(current, head_revisions())
