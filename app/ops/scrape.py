@@ -8,7 +8,8 @@ whichever process or dyno did the work.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
 
 from flask import Blueprint, Response, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
@@ -44,77 +45,78 @@ class StoreCollector(Collector):
         own counters (the callbacks answered 503 among them) are still scraped."""
         try:
             with self.database.session() as session:
-                metrics = [*self._sync_metrics(), *_alarm_metrics(session)]
+                metrics = [*self._sync_metrics(session), *_alarm_metrics(session)]
         except DATABASE_UNAVAILABLE as exc:
             log.warning("store metrics left out: the database is unavailable (%s)", exc)
             return
         yield from metrics
 
-    def _sync_metrics(self) -> Iterator[Metric]:
-        last_success = GaugeMetricFamily(
-            "jsms_sync_last_success_timestamp_seconds",
-            "When the last successful pull ended, per app and kind.",
-            labels=["app_key", "kind"],
-        )
-        mode = GaugeMetricFamily(
-            "jsms_sync_mode",
-            "1 for the current mode of each app and kind.",
-            labels=["app_key", "kind", "mode"],
-        )
-        quarantined = GaugeMetricFamily(
-            "jsms_quarantined_events", "Raw events holding records that could not be normalized."
-        )
+    def _sync_metrics(self, session: Session) -> Iterator[Metric]:
+        states = session.scalars(select(SyncState)).all()
+        yield from _state_metrics(states, utcnow())
         calls = CounterMetricFamily(
             "jsms_pull_calls",
             "Upstream pull calls by app, kind and result (ok, JSMS code, unavailable).",
             labels=["app_key", "kind", "result"],
         )
-        pulled = CounterMetricFamily(
-            "jsms_records_pulled",
-            "Records handed out by the upstream, per app and kind.",
-            labels=["app_key", "kind"],
+        for row in session.scalars(select(PullCallCount)):
+            calls.add_metric([row.app_key, row.kind, row.result], row.calls)
+        quarantined = GaugeMetricFamily(
+            "jsms_quarantined_events", "Raw events holding records that could not be normalized."
         )
-        ages = {
-            "newest_record_age_seconds": GaugeMetricFamily(
-                "jsms_sync_newest_record_age_seconds",
-                "Pull lag: age of the newest record pulled (its carrier time), per app and kind.",
-                labels=["app_key", "kind"],
-            ),
-            "last_success_age_seconds": GaugeMetricFamily(
-                "jsms_sync_last_success_age_seconds",
-                "Seconds since the last successful pull, per app and kind.",
-                labels=["app_key", "kind"],
-            ),
-        }
-        now = utcnow()
+        count = session.scalar(
+            select(func.count()).select_from(RawEvent).where(RawEvent.quarantined > 0)
+        )
+        quarantined.add_metric([], count or 0)
         last_callback = GaugeMetricFamily(
             "jsms_last_callback_timestamp_seconds",
             "When the newest signed callback was stored, per app and kind (from the store).",
             labels=["app_key", "kind"],
         )
-        apps = set(self.apps)
-        with self.database.session() as session:
-            for state in session.scalars(select(SyncState)):
-                apps.add(state.app_key)
-                mode.add_metric([state.app_key, state.kind, state.mode], 1)
-                pulled.add_metric([state.app_key, state.kind], state.records_pulled)
-                if state.last_success_at:
-                    last_success.add_metric(
-                        [state.app_key, state.kind], state.last_success_at.timestamp()
-                    )
-                for name, age in state.lag(now).items():
-                    if age is not None:
-                        ages[name].add_metric([state.app_key, state.kind], age)
-            for row in session.scalars(select(PullCallCount)):
-                calls.add_metric([row.app_key, row.kind, row.result], row.calls)
-            count = session.scalar(
-                select(func.count()).select_from(RawEvent).where(RawEvent.quarantined > 0)
-            )
-            seen = last_callbacks(session, apps)
-        for (app_key, kind), at in sorted(seen.items()):
+        apps = set(self.apps) | {state.app_key for state in states}
+        for (app_key, kind), at in sorted(last_callbacks(session, apps).items()):
             last_callback.add_metric([app_key, kind], at.timestamp())
-        quarantined.add_metric([], count or 0)
-        yield from (last_success, mode, quarantined, calls, pulled, *ages.values(), last_callback)
+        yield from (quarantined, calls, last_callback)
+
+
+def _state_metrics(states: Sequence[SyncState], now: datetime) -> Iterator[Metric]:
+    """What each app and kind's sync state says: mode, last success, records pulled, lag."""
+    app_kind = ["app_key", "kind"]
+    last_success = GaugeMetricFamily(
+        "jsms_sync_last_success_timestamp_seconds",
+        "When the last successful pull ended, per app and kind.",
+        labels=app_kind,
+    )
+    mode = GaugeMetricFamily(
+        "jsms_sync_mode", "1 for the current mode of each app and kind.", labels=[*app_kind, "mode"]
+    )
+    pulled = CounterMetricFamily(
+        "jsms_records_pulled",
+        "Records handed out by the upstream, per app and kind.",
+        labels=app_kind,
+    )
+    ages = {
+        "newest_record_age_seconds": GaugeMetricFamily(
+            "jsms_sync_newest_record_age_seconds",
+            "Pull lag: age of the newest record pulled (its carrier time), per app and kind.",
+            labels=app_kind,
+        ),
+        "last_success_age_seconds": GaugeMetricFamily(
+            "jsms_sync_last_success_age_seconds",
+            "Seconds since the last successful pull, per app and kind.",
+            labels=app_kind,
+        ),
+    }
+    for state in states:
+        labels = [state.app_key, state.kind]
+        mode.add_metric([*labels, state.mode], 1)
+        pulled.add_metric(labels, state.records_pulled)
+        if state.last_success_at:
+            last_success.add_metric(labels, state.last_success_at.timestamp())
+        for name, age in state.lag(now).items():
+            if age is not None:
+                ages[name].add_metric(labels, age)
+    yield from (last_success, mode, pulled, *ages.values())
 
 
 def _alarm_metrics(session: Session) -> Iterator[Metric]:
