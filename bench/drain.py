@@ -25,13 +25,11 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
-import psycopg
 from sqlalchemy import event, func, select
 
 # Run as a plain script from anywhere: the fake lives in the repository's tests package.
@@ -45,7 +43,8 @@ from app.pull.puller import Puller  # noqa: E402
 from app.pull.state import SyncPolicy  # noqa: E402
 from app.store.db import Database, upgrade_to_head  # noqa: E402
 from app.store.models import DeliveryReport  # noqa: E402
-from tests.fake_jsms import FakeJsms  # noqa: E402
+from tests.fake_jsms import FakeJsms
+from tests.support import throwaway_postgres  # noqa: E402
 
 TARGET_RATIO = 1.5
 
@@ -59,20 +58,9 @@ def sqlite_url() -> Iterator[str]:
         yield url
 
 
-@contextmanager
-def postgres_url(admin_url: str) -> Iterator[str]:
-    """A migrated throwaway PostgreSQL database, dropped afterwards."""
-    name = f"jsms_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    base = admin_url.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
-    url = f"{base}/{name}"
-    try:
-        upgrade_to_head(url)
-        yield url
-    finally:
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+def postgres_url(admin_url: str) -> AbstractContextManager[str]:
+    """A migrated throwaway PostgreSQL database, dropped afterwards (the tests' own helper)."""
+    return throwaway_postgres(admin_url, prefix="jsms_bench")
 
 
 class ConnectionGauge:
