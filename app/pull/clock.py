@@ -78,7 +78,7 @@ def announce_next_polls(database: Database, apps: dict[str, str]) -> None:
 
 def drain_spool(puller: Puller) -> None:
     """The clock's job: store spooled batches as soon as the database takes them again."""
-    if puller.stop.is_set() or puller.spool is None:
+    if puller.stop.is_set():
         return
     try:
         spool.store_spooled(puller.database, puller.spool)
@@ -114,8 +114,8 @@ def send_heartbeat(puller: Puller) -> None:
 def build_scheduler(
     puller: Puller, retention: RetentionPolicy | None = None
 ) -> BackgroundScheduler:
-    """A scheduler with the heartbeat and, when retention is on, the hourly retention job (both
-    first run now). Pull passes run in the dispatcher's own pool."""
+    """A scheduler with the heartbeat, the spool drain and, when retention is on, the hourly
+    retention job (each first run now). Pull passes run in the dispatcher's own pool."""
     scheduler = BackgroundScheduler(
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
         timezone=UTC,
@@ -128,15 +128,14 @@ def build_scheduler(
         id="heartbeat",
         next_run_time=datetime.now(UTC),
     )
-    if puller.spool is not None:
-        scheduler.add_job(
-            drain_spool,
-            "interval",
-            seconds=SPOOL_EVERY_SECONDS,
-            args=(puller,),
-            id="spool",
-            next_run_time=datetime.now(UTC),
-        )
+    scheduler.add_job(
+        drain_spool,
+        "interval",
+        seconds=SPOOL_EVERY_SECONDS,
+        args=(puller,),
+        id="spool",
+        next_run_time=datetime.now(UTC),
+    )
     if retention and (retention.raw_event_days or retention.record_days):
         scheduler.add_job(
             enforce_retention,
