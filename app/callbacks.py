@@ -2,25 +2,26 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import time
 
-from flask import Blueprint, Response, g, jsonify, request
+from flask import Blueprint, Response, current_app, g, jsonify, request
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.datastructures import MultiDict
 
 from app.config import get_settings
 from app.errors import BadInput, Forbidden, NotFound, Unauthenticated
-from app.jsms.records import KNOWN_TYPES, MAX_CALLBACK_ITEMS, parse_payload
+from app.jsms.pulled import decode_json
+from app.jsms.records import KNOWN_TYPES, MAX_CALLBACK_ITEMS, ParsedBatch, Rejected, parse_payload
 from app.jsms.signature import find_signer
 from app.metrics import CALLBACKS, INGEST_SECONDS, RECORDS
 from app.network import client_address, is_allowed
 from app.store import replay
 from app.store.alarms import count_refusal
-from app.store.db import get_database, get_session
-from app.store.ingest import RawPayload, ingest_or_quarantine
+from app.store.db import get_database
+from app.store.group import GroupWriter
+from app.store.ingest import RawPayload
 from app.store.models import Source, utcnow
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ def echo(app_key: str | None) -> Response:
 @bp.post("", defaults={"app_key": None})
 @bp.post("/<app_key>")
 def receive(app_key: str | None) -> Response:
-    """Verify, parse, store in one transaction, and only then answer 200."""
+    """Verify, parse, store (group commit), and only once committed answer 200."""
     apps = _candidates(app_key)
     _require_form()
     form = request.form
@@ -75,26 +76,22 @@ def receive(app_key: str | None) -> Response:
     g.callback_app = signer
     record_type, data = _field(form, "type"), _field(form, "data")
     g.callback_type = record_type
-    try:
-        payload = json.loads(data)
-    except (ValueError, RecursionError):  # RecursionError: nesting deeper than json can read
-        raise BadInput("the data field is not JSON", "invalid_data") from None
-    # Never raises: a record nobody can read is quarantined, a list too long is kept unread.
-    batch = parse_payload(record_type, payload, max_items=MAX_CALLBACK_ITEMS)
+    payload, not_json = decode_json(data)
+    if not_json is not None:  # signed, so kept: raw, quarantined whole, and answered 200
+        reason = "data " + not_json.removeprefix("body ")
+        batch = ParsedBatch(rejected=[Rejected(0, data[:200], reason)])
+    else:  # never raises: a record nobody can read is quarantined, a long list kept unread
+        batch = parse_payload(record_type, payload, max_items=MAX_CALLBACK_ITEMS)
     raw = RawPayload(signer, Source.CALLBACK, record_type, data, nonce, _as_int(timestamp))
-    now = utcnow()
     use = replay.signed_use(
         signer, nonce, timestamp, record_type, data,
-        now=now, memory_days=get_settings().raw_event_retention_days,
+        now=utcnow(), memory_days=get_settings().raw_event_retention_days,
     )  # fmt: skip
-    session = get_session()
-    with INGEST_SECONDS.labels(Source.CALLBACK).time(), session.begin():
-        if replay.first_use(session, use, now):
-            # The raw `data` is written whatever the store makes of its records; only the
-            # database being unavailable escapes (503, and JSMS retries).
-            result = ingest_or_quarantine(session, raw, batch)
-        else:  # JSMS retrying a callback already stored
-            result = replay.retry_result(batch)
+    with INGEST_SECONDS.labels(Source.CALLBACK).time():
+        # Stored with whatever else this worker received meanwhile, in one transaction (the
+        # raw `data` whatever the store makes of its records); returns once that committed.
+        # A retry of a stored callback counts its records as duplicates.
+        result = _writer().store(use, raw, batch)
     # Committed: only now may JSMS be told the records are safe.
     g.callback_result = result
     return jsonify(result.as_json())
@@ -144,6 +141,14 @@ def _count_refusal(response: Response, kind: str) -> None:
             count_refusal(session, app_key, kind, reason, utcnow())
     except SQLAlchemyError as exc:
         log.warning("refused callback not counted: %s", type(exc).__name__)
+
+
+def _writer() -> GroupWriter:
+    """This process's group writer for the app's database (made on first use)."""
+    writer: GroupWriter | None = current_app.extensions.get("group_writer")
+    if writer is None:
+        writer = current_app.extensions.setdefault("group_writer", GroupWriter(get_database()))
+    return writer
 
 
 def _kind_of(record_type: str) -> str:

@@ -21,6 +21,11 @@ PULL_SECONDS = Histogram(
     ["kind", "result"],
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
+GROUP_SIZE = Histogram(
+    "jsms_callback_group_size",
+    "Callbacks stored together in one transaction by a web worker's group commit.",
+    buckets=(1, 2, 4, 8, 16, 32, 64),
+)
 RECORDS = Counter(
     "jsms_records_total",
     "Records ingested, by source, kind and result.",
@@ -32,4 +37,4 @@ SIGNATURES_REFUSED = Counter(
     ["reason"],
 )
 
-PROCESS_METRICS = (CALLBACKS, INGEST_SECONDS, PULL_SECONDS, RECORDS, SIGNATURES_REFUSED)
+PROCESS_METRICS = (CALLBACKS, GROUP_SIZE, INGEST_SECONDS, PULL_SECONDS, RECORDS, SIGNATURES_REFUSED)

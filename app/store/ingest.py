@@ -5,36 +5,29 @@ transaction; the caller commits, and only after that commit may anyone be told t
 safe. Whatever a payload holds, its raw text is written: records the store refuses turn into
 quarantined items of a raw event, never into a lost payload.
 
-Every statement here is built once and cached compiled by SQLAlchemy (`upsert.py`), and the same
-SQL runs on PostgreSQL and SQLite: a callback costs two statements inside a SAVEPOINT (three
-when some records were repeats) and no ORM unit of work. See bench/README.md for what that
-bought.
+`ingest_many` stores a group of payloads at once (the web workers' group commit, `group.py`):
+one multi-row statement for the raw events and one per table for the records, whoever carried
+them, plus one to correct the counts of payloads that held repeats. Every statement is built
+once and cached compiled by SQLAlchemy (`upsert.py`), and the same SQL runs on PostgreSQL and
+SQLite. See bench/README.md for what that bought.
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table, bindparam, insert, update
+from sqlalchemy import Table, bindparam, insert, update
 from sqlalchemy.orm import Session
 
 from app.errors import DATABASE_UNAVAILABLE
 from app.jsms.pulled import decode_json
-from app.jsms.records import (
-    ParsedBatch,
-    ReplyMessage,
-    Report,
-    Review,
-    encode_extra,
-    parse_payload,
-)
+from app.jsms.records import ParsedBatch, parse_payload
 from app.store.models import RawEvent, utcnow
-from app.store.upsert import REPLIES, REPORTS, REVIEWS, write
+from app.store.upsert import Owner, store_records
 
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
@@ -95,41 +88,69 @@ def ingest_or_quarantine(session: Session, raw: RawPayload, batch: ParsedBatch) 
 
 def ingest(session: Session, raw: RawPayload, batch: ParsedBatch) -> IngestResult:
     """Store the raw payload and every record in it, skipping duplicates. The caller commits."""
+    (result,) = ingest_many(session, [(raw, batch)])
+    return result
+
+
+def ingest_many(
+    session: Session, payloads: Sequence[tuple[RawPayload, ParsedBatch]]
+) -> list[IngestResult]:
+    """Store many payloads at once (a group of callbacks): all raw events in one statement, all
+    records in one statement per table, each payload's outcome counted as if it came alone, in
+    order: a record two payloads carry is stored by the first, a duplicate for the second. The
+    caller commits."""
+    if not payloads:
+        return []
     # Core statements only: run them on the transaction's connection, not through the ORM.
     connection = session.connection()
     now = utcnow()
-    records = len(batch.records)
     # Written as if every record is new (the common case), corrected below when some were not:
-    # one statement fewer per callback, and no one sees the row before the caller commits.
-    raw_event_id: int = connection.execute(
-        _RAW_EVENT,
-        {
-            "app_key": raw.app_key,
-            "source": raw.source,
-            "type": storable_text(raw.type[:64]),
-            "payload": storable_text(raw.payload),
-            "nonce": storable_text(raw.nonce[:64]) if raw.nonce else None,
-            "callback_timestamp": raw.callback_timestamp,
-            "received_at": now,
-            "records": batch.items,
-            "stored": records,
-            "duplicates": 0,
-            "quarantined": batch.quarantined,
-            "quarantine_reason": batch.reasons(),
-        },
-    ).scalar_one()
-    context = _Context(connection, raw.app_key, raw.source, now, raw_event_id)
-    stored = _store_records(context, batch)
-    if stored != records:
-        connection.execute(
-            _RAW_EVENT_OUTCOME,
-            {"event_id": raw_event_id, "stored": stored, "duplicates": records - stored},
-        )
-    return IngestResult(raw_event_id, stored, records - stored, batch.quarantined)
+    # one statement fewer, and no one sees the rows before the caller commits.
+    event_ids: list[int] = list(
+        connection.execute(_RAW_EVENT, [_event_row(raw, batch, now) for raw, batch in payloads])
+        .scalars()
+        .all()
+    )
+    owners = [
+        Owner(raw.app_key, raw.source, now, event_id)
+        for (raw, _), event_id in zip(payloads, event_ids, strict=True)
+    ]
+    batches = [batch for _, batch in payloads]
+    stored = store_records(connection, owners, batches)
+    corrections = [
+        {"event_id": owner.raw_event_id, "stored": kept, "duplicates": len(batch.records) - kept}
+        for owner, batch, kept in zip(owners, batches, stored, strict=True)
+        if kept != len(batch.records)
+    ]
+    if corrections:
+        connection.execute(_RAW_EVENT_OUTCOME, corrections)
+    return [
+        IngestResult(owner.raw_event_id, kept, len(batch.records) - kept, batch.quarantined)
+        for owner, batch, kept in zip(owners, batches, stored, strict=True)
+    ]
+
+
+def _event_row(raw: RawPayload, batch: ParsedBatch, now: datetime) -> dict[str, Any]:
+    return {
+        "app_key": raw.app_key,
+        "source": raw.source,
+        "type": storable_text(raw.type[:64]),
+        "payload": storable_text(raw.payload),
+        "nonce": storable_text(raw.nonce[:64]) if raw.nonce else None,
+        "callback_timestamp": raw.callback_timestamp,
+        "received_at": now,
+        "records": batch.items,
+        "stored": len(batch.records),
+        "duplicates": 0,
+        "quarantined": batch.quarantined,
+        "quarantine_reason": batch.reasons(),
+    }
 
 
 _EVENTS: Table = RawEvent.__table__  # type: ignore[assignment]
-_RAW_EVENT = insert(_EVENTS).returning(_EVENTS.c.id)
+# One multi-row INSERT for a group (SQLAlchemy's "insertmanyvalues"), its ids in the order of
+# the rows given.
+_RAW_EVENT = insert(_EVENTS).returning(_EVENTS.c.id, sort_by_parameter_order=True)
 _RAW_EVENT_OUTCOME = (
     update(_EVENTS)
     .where(_EVENTS.c.id == bindparam("event_id"))
@@ -148,10 +169,10 @@ def reprocess(session: Session, event: RawEvent) -> IngestResult:
     if decode_error is not None:
         return IngestResult(event.id, 0, event.duplicates, event.quarantined)
     batch = parse_payload(event.type, data)
-    context = _Context(session.connection(), event.app_key, event.source, utcnow(), event.id)
+    owner = Owner(event.app_key, event.source, utcnow(), event.id)
     try:
         with session.begin_nested():
-            written = _store_records(context, batch)
+            (written,) = store_records(session.connection(), [owner], [batch])
     except DATABASE_UNAVAILABLE:
         raise
     except Exception:  # the store still refuses these values: the event stays as it was
@@ -165,94 +186,6 @@ def reprocess(session: Session, event: RawEvent) -> IngestResult:
     event.quarantine_reason = batch.reasons()
     session.flush()
     return IngestResult(event.id, event.stored - before, event.duplicates, event.quarantined)
-
-
-def _store_records(context: _Context, batch: ParsedBatch) -> int:
-    return (
-        store_reports(context, [r for r in batch.records if isinstance(r, Report)])
-        + store_replies(context, [r for r in batch.records if isinstance(r, ReplyMessage)])
-        + store_reviews(context, [r for r in batch.records if isinstance(r, Review)])
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class _Context:
-    connection: Connection
-    app_key: str
-    source: str
-    now: datetime
-    raw_event_id: int
-
-    def row(self, **values: Any) -> dict[str, Any]:
-        return {
-            "app_key": self.app_key,
-            "source": self.source,
-            "ingested_at": self.now,
-            "raw_event_id": self.raw_event_id,
-            **values,
-        }
-
-
-def store_reports(context: _Context, reports: Sequence[Report]) -> int:
-    """Upsert reports; the greater `Report.precedence` is kept. Returns the reports that were
-    not identical repeats: new, replacing the row, or superseded by a row that ranks higher."""
-    # One row per key: ON CONFLICT DO UPDATE may not touch a row twice in one statement.
-    latest: dict[tuple[str, str], Report] = {}
-    distinct: set[tuple[str, str, tuple[datetime, bool, int]]] = set()
-    for report in reports:
-        key = (report.msg_id, report.phone)
-        distinct.add((*key, report.precedence))
-        if key not in latest or report.precedence > latest[key].precedence:
-            latest[key] = report
-    rows = [
-        context.row(
-            msg_id=r.msg_id,
-            phone=r.phone,
-            status=r.status,
-            delivered=r.delivered,
-            received_at=r.received_at,
-        )
-        for r in latest.values()
-    ]
-    # The reports this batch itself outranked were not repeats either.
-    return write(context.connection, REPORTS, rows) + len(distinct) - len(latest)
-
-
-def store_replies(context: _Context, replies: Sequence[ReplyMessage]) -> int:
-    """Insert replies not seen before. Returns rows inserted."""
-    rows = {}
-    for r in replies:
-        key = _dedup_key(context.app_key, r.phone, r.replied_at.isoformat(), r.content)
-        rows[key] = context.row(
-            phone=r.phone,
-            content=r.content,
-            replied_at=r.replied_at,
-            extra=encode_extra(r.extra),
-            dedup_key=key,
-        )
-    return write(context.connection, REPLIES, list(rows.values()))
-
-
-def store_reviews(context: _Context, reviews: Sequence[Review]) -> int:
-    """Insert review results not seen before. Returns rows inserted."""
-    rows = {}
-    for r in reviews:
-        key = _dedup_key(
-            context.app_key, r.review_type, r.subject_id, str(r.status), r.refuse_reason or ""
-        )
-        rows[key] = context.row(
-            review_type=r.review_type,
-            subject_id=r.subject_id,
-            status=r.status,
-            refuse_reason=r.refuse_reason,
-            extra=encode_extra(r.extra),
-            dedup_key=key,
-        )
-    return write(context.connection, REVIEWS, list(rows.values()))
-
-
-def _dedup_key(*parts: str) -> str:
-    return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()
 
 
 def storable_text(text: str) -> str:

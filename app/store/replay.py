@@ -5,25 +5,27 @@ each accepted callback's (app, nonce, timestamp) is remembered with a digest of 
 in the callback's own transaction: the same triple with the same digest is JSMS retrying (its
 records are duplicates), with another digest someone replaying a captured signature. A unique
 index decides, not a read-then-write, so two concurrent requests with one triple store at most
-one of them. Timestamps older than the memory (the raw-event retention), or too far ahead, are
-refused: their triple might have been forgotten.
+one of them; within one group (group commit), the first carrier of a triple is the one.
+Timestamps older than the memory (the raw-event retention), or too far ahead, are refused: their
+triple might have been forgotten.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import bindparam, text
+from sqlalchemy import Connection, text
 from sqlalchemy.orm import Session
 
 from app.errors import BadInput, Unauthenticated
 from app.jsms.records import ParsedBatch
 from app.metrics import SIGNATURES_REFUSED
 from app.store.ingest import IngestResult
-from app.store.models import UTCDateTime
+from app.store.upsert import SIGNATURES, write
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +51,11 @@ class SignedUse:
     timestamp: int
     digest: str
 
+    @property
+    def triple(self) -> tuple[str, str, int]:
+        """What JSMS signed: the key of the replay memory."""
+        return (self.app_key, self.nonce, self.timestamp)
+
 
 def signed_use(
     app_key: str, nonce: str, timestamp: str, record_type: str, data: str, *, now: datetime,
@@ -66,36 +73,70 @@ def signed_use(
             "the signature's timestamp is outside the accepted window "
             f"({memory_days or 'any number of'} days back, {MAX_AHEAD} ahead)"
         )
-    digest = hashlib.sha256(
+    return SignedUse(app_key, nonce, int(timestamp), digest_of(record_type, data))
+
+
+def digest_of(record_type: str, data: str) -> str:
+    """What a signature was used for: a digest of the callback's `type` and `data`."""
+    return hashlib.sha256(
         record_type.encode("utf-8", "surrogatepass") + b"\x1f"
         + data.encode("utf-8", "surrogatepass")
     ).hexdigest()  # fmt: skip
-    return SignedUse(app_key, nonce, int(timestamp), digest)
 
 
 def first_use(session: Session, use: SignedUse, now: datetime) -> bool:
     """Remember `use` inside the caller's transaction. True the first time; False for a retry
     (same triple, same digest); raises `SignatureReused` for the same triple with other data."""
+    (verdict,) = first_uses(session, [use], now)
+    if isinstance(verdict, SignatureReused):
+        raise verdict
+    return verdict
+
+
+def first_uses(
+    session: Session, uses: Sequence[SignedUse], now: datetime
+) -> list[bool | SignatureReused]:
+    """`first_use` for a group, in one statement: for each use in order, True the first time
+    its triple is seen, False for a retry (of a stored callback, or of one earlier in `uses`),
+    a `SignatureReused` (returned, not raised) for the same triple with other data."""
     connection = session.connection()
-    values = {
-        "app_key": use.app_key,
-        "nonce": use.nonce,
-        "ts": use.timestamp,
-        "digest": use.digest,
-        "received_at": now,
-    }
+    firsts: dict[tuple[str, str, int], int] = {}
+    for i, use in enumerate(uses):
+        firsts.setdefault(use.triple, i)
     # On PostgreSQL a concurrent insert of the same triple waits here for the other to end.
-    if connection.execute(_REMEMBER, values).first() is not None:
-        return True
-    key = {"app_key": use.app_key, "nonce": use.nonce, "ts": use.timestamp}
-    seen = connection.execute(_SEEN, key).scalar_one_or_none()
-    if seen == use.digest:
-        return False
+    remembered = write(connection, SIGNATURES, [
+        {"app_key": use.app_key, "nonce": use.nonce, "callback_timestamp": use.timestamp,
+         "digest": use.digest, "received_at": now}
+        for use in (uses[i] for i in firsts.values())
+    ])  # fmt: skip
+    known = {
+        triple: uses[i].digest if triple in remembered else _seen_digest(connection, triple)
+        for triple, i in firsts.items()
+    }
+    verdicts: list[bool | SignatureReused] = []
+    for i, use in enumerate(uses):
+        if firsts[use.triple] == i and use.triple in remembered:
+            verdicts.append(True)
+        elif known[use.triple] == use.digest:
+            verdicts.append(False)
+        else:
+            verdicts.append(_reused(use))
+    return verdicts
+
+
+def _seen_digest(connection: Connection, triple: tuple[str, str, int]) -> str | None:
+    app_key, nonce, timestamp = triple
+    key = {"app_key": app_key, "nonce": nonce, "ts": timestamp}
+    digest: str | None = connection.execute(_SEEN, key).scalar_one_or_none()
+    return digest
+
+
+def _reused(use: SignedUse) -> SignatureReused:
     SIGNATURES_REFUSED.labels("reused").inc()
     log.warning("callback signature reused with other data", extra={
         "event": "signature_reused", "app_key": use.app_key, "nonce": use.nonce[:64],
     })  # fmt: skip
-    raise SignatureReused("this signature was already used for another callback")
+    return SignatureReused("this signature was already used for another callback")
 
 
 def retry_result(batch: ParsedBatch) -> IngestResult:
@@ -103,11 +144,6 @@ def retry_result(batch: ParsedBatch) -> IngestResult:
     return IngestResult(0, 0, batch.items, 0)
 
 
-_REMEMBER = text(
-    "INSERT INTO callback_signatures (app_key, nonce, callback_timestamp, digest, received_at) "
-    "VALUES (:app_key, :nonce, :ts, :digest, :received_at) "
-    "ON CONFLICT (app_key, nonce, callback_timestamp) DO NOTHING RETURNING id"
-).bindparams(bindparam("received_at", type_=UTCDateTime()))
 _SEEN = text(
     "SELECT digest FROM callback_signatures "
     "WHERE app_key = :app_key AND nonce = :nonce AND callback_timestamp = :ts"

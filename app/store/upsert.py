@@ -1,20 +1,25 @@
-"""The conflict-aware INSERTs of the write path (`ingest.py`): one cached statement per table.
+"""Writing records (for `ingest.py`): conflict-aware INSERTs, one cached statement per table.
 
 A report ranks by `Report.precedence` (time, then delivered, then code), replies and reviews are
-deduplicated by their `dedup_key`. Every statement returns one row per record that was not an
-identical repeat, which is how `ingest` tells stored from duplicates.
+deduplicated by their `dedup_key`. Every statement returns the key of each row that was not an
+identical repeat, which is how `ingest` tells stored from duplicates, callback by callback, when
+one statement carries the records of many callbacks (group commit).
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Table, TextClause, bindparam
 from sqlalchemy import text as sql_text
 
-from app.store.models import DeliveryReport, Reply, ReviewResult
+from app.jsms.records import ParsedBatch, ReplyMessage, Report, Review, encode_extra
+from app.store.models import CallbackSignature, DeliveryReport, Reply, ReviewResult
 
 # Rows per INSERT statement: well under SQLite's 32,766 bound parameters.
 CHUNK = 500
@@ -22,7 +27,7 @@ CHUNK = 500
 
 @dataclass(frozen=True)
 class ConflictInsert:
-    """`INSERT … VALUES (…), (…) ON CONFLICT … RETURNING id` for one table, as plain SQL.
+    """`INSERT … VALUES (…), (…) ON CONFLICT … RETURNING <key>` for one table, as plain SQL.
 
     SQLAlchemy 2.0 never caches a compiled ON CONFLICT statement (its dialect Insert is not
     cacheable), so built with `on_conflict_do_update` it is compiled anew on every callback: a
@@ -34,6 +39,7 @@ class ConflictInsert:
     table: Table
     columns: tuple[str, ...]
     on_conflict: str
+    returning: tuple[str, ...]  # the conflict key: which rows were not identical repeats
 
     def statement(self, rows: int) -> TextClause:
         return _conflict_insert_sql(self, rows)
@@ -49,7 +55,7 @@ def _conflict_insert_sql(insert_: ConflictInsert, rows: int) -> TextClause:
     )
     sql = (
         f"INSERT INTO {insert_.table.name} ({', '.join(insert_.columns)}) VALUES {values} "
-        f"{insert_.on_conflict} RETURNING id"
+        f"{insert_.on_conflict} RETURNING {', '.join(insert_.returning)}"
     )
     binds = [
         bindparam(f"{c}_{i}", type_=insert_.table.c[c].type)
@@ -59,10 +65,10 @@ def _conflict_insert_sql(insert_: ConflictInsert, rows: int) -> TextClause:
     return sql_text(sql).bindparams(*binds)
 
 
-def _conflict_insert(model: type[Any], on_conflict: str) -> ConflictInsert:
+def _conflict_insert(model: type[Any], key: tuple[str, ...], on_conflict: str) -> ConflictInsert:
     table: Table = model.__table__
     columns = tuple(c.name for c in table.columns if c.name != "id")
-    return ConflictInsert(table, columns, on_conflict)
+    return ConflictInsert(table, columns, f"ON CONFLICT ({', '.join(key)}) {on_conflict}", key)
 
 
 # `Report.precedence` in SQL. A report that ranks higher replaces the row; one that ranks lower
@@ -73,7 +79,8 @@ _RANKS_HIGHER = (
 )
 REPORTS = _conflict_insert(
     DeliveryReport,
-    "ON CONFLICT (app_key, msg_id, phone) DO UPDATE SET "
+    ("app_key", "msg_id", "phone"),
+    "DO UPDATE SET "
     + ", ".join(
         f"{c} = CASE WHEN {_RANKS_HIGHER} THEN excluded.{c} ELSE delivery_reports.{c} END"
         for c in ("status", "delivered", "received_at", "source", "ingested_at", "raw_event_id")
@@ -81,16 +88,151 @@ REPORTS = _conflict_insert(
     + " WHERE NOT (excluded.received_at = delivery_reports.received_at"
     " AND excluded.status = delivery_reports.status)",
 )
-REPLIES = _conflict_insert(Reply, "ON CONFLICT (dedup_key) DO NOTHING")
-REVIEWS = _conflict_insert(ReviewResult, "ON CONFLICT (dedup_key) DO NOTHING")
+REPLIES = _conflict_insert(Reply, ("dedup_key",), "DO NOTHING")
+REVIEWS = _conflict_insert(ReviewResult, ("dedup_key",), "DO NOTHING")
+# Replay memory (`replay.py`): a signature's triple is remembered once.
+SIGNATURES = _conflict_insert(
+    CallbackSignature, ("app_key", "nonce", "callback_timestamp"), "DO NOTHING"
+)
 
 
-def write(connection: Connection, insert_: ConflictInsert, rows: list[dict[str, Any]]) -> int:
-    """Run the conflict-aware INSERT over `rows`; how many rows it returned (every row that was
-    not an identical repeat)."""
-    changed = 0
+def write(
+    connection: Connection, insert_: ConflictInsert, rows: list[dict[str, Any]]
+) -> set[tuple[Any, ...]]:
+    """Run the conflict-aware INSERT over `rows`; the keys of the rows it returned (every row
+    that was not an identical repeat). Rows go in key order, so two transactions writing the
+    same keys lock them in the same order (no deadlock between web workers)."""
+    rows = sorted(rows, key=lambda row: tuple(row[c] for c in insert_.returning))
+    changed: set[tuple[Any, ...]] = set()
     for start in range(0, len(rows), CHUNK):
         chunk = rows[start : start + CHUNK]
         result = connection.execute(insert_.statement(len(chunk)), insert_.parameters(chunk))
-        changed += len(result.all())
+        changed.update(tuple(row) for row in result)
     return changed
+
+
+@dataclass(frozen=True, slots=True)
+class Owner:
+    """The raw event a record belongs to, and what its row says about where it came from."""
+
+    app_key: str
+    source: str
+    now: datetime
+    raw_event_id: int
+
+    def row(self, **values: Any) -> dict[str, Any]:
+        return {
+            "app_key": self.app_key,
+            "source": self.source,
+            "ingested_at": self.now,
+            "raw_event_id": self.raw_event_id,
+            **values,
+        }
+
+
+def store_records(
+    connection: Connection, owners: Sequence[Owner], batches: Sequence[ParsedBatch]
+) -> list[int]:
+    """Write the records of every batch (batch i belongs to owners[i]); how many records of each
+    batch were stored (the rest were duplicates)."""
+    kinds: tuple[tuple[type, Callable[..., list[int]]], ...] = (
+        (Report, store_reports),
+        (ReplyMessage, store_replies),
+        (Review, store_reviews),
+    )
+    stored = [0] * len(batches)
+    for kind, store in kinds:
+        owned = [(i, r) for i, b in enumerate(batches) for r in b.records if isinstance(r, kind)]
+        if owned:
+            for i, count in enumerate(store(connection, owners, owned)):
+                stored[i] += count
+    return stored
+
+
+def store_reports(
+    connection: Connection, owners: Sequence[Owner], owned: Sequence[tuple[int, Report]]
+) -> list[int]:
+    """Upsert reports; the greater `Report.precedence` is kept. Counts, per owner, the reports
+    that were not identical repeats: new, replacing the row, or superseded by a row that ranks
+    higher (in the store, or in this very group)."""
+    # One row per key: ON CONFLICT DO UPDATE may not touch a row twice in one statement.
+    latest: dict[tuple[str, str, str], tuple[int, Report]] = {}
+    first: dict[tuple[tuple[str, str, str], tuple[datetime, bool, int]], int] = {}
+    for i, report in owned:
+        key = (owners[i].app_key, report.msg_id, report.phone)
+        first.setdefault((key, report.precedence), i)
+        if key not in latest or report.precedence > latest[key][1].precedence:
+            latest[key] = (i, report)
+    rows = [
+        owners[i].row(
+            msg_id=r.msg_id,
+            phone=r.phone,
+            status=r.status,
+            delivered=r.delivered,
+            received_at=r.received_at,
+        )
+        for i, r in latest.values()
+    ]
+    changed = write(connection, REPORTS, rows)
+    stored = [0] * len(owners)
+    for (key, precedence), i in first.items():
+        # The first carrier of each version counts: the kept one if the store took it, one this
+        # group outranked always (it was not a repeat either).
+        if precedence != latest[key][1].precedence or key in changed:
+            stored[i] += 1
+    return stored
+
+
+def store_replies(
+    connection: Connection, owners: Sequence[Owner], owned: Sequence[tuple[int, ReplyMessage]]
+) -> list[int]:
+    """Insert replies not seen before. Counts, per owner, the rows inserted."""
+    rows: dict[str, tuple[int, dict[str, Any]]] = {}
+    for i, r in owned:
+        key = _dedup_key(owners[i].app_key, r.phone, r.replied_at.isoformat(), r.content)
+        rows.setdefault(key, (i, owners[i].row(
+            phone=r.phone,
+            content=r.content,
+            replied_at=r.replied_at,
+            extra=encode_extra(r.extra),
+            dedup_key=key,
+        )))  # fmt: skip
+    return _count_inserted(connection, REPLIES, rows, len(owners))
+
+
+def store_reviews(
+    connection: Connection, owners: Sequence[Owner], owned: Sequence[tuple[int, Review]]
+) -> list[int]:
+    """Insert review results not seen before. Counts, per owner, the rows inserted."""
+    rows: dict[str, tuple[int, dict[str, Any]]] = {}
+    for i, r in owned:
+        key = _dedup_key(
+            owners[i].app_key, r.review_type, r.subject_id, str(r.status), r.refuse_reason or ""
+        )
+        rows.setdefault(key, (i, owners[i].row(
+            review_type=r.review_type,
+            subject_id=r.subject_id,
+            status=r.status,
+            refuse_reason=r.refuse_reason,
+            extra=encode_extra(r.extra),
+            dedup_key=key,
+        )))  # fmt: skip
+    return _count_inserted(connection, REVIEWS, rows, len(owners))
+
+
+def _count_inserted(
+    connection: Connection,
+    insert_: ConflictInsert,
+    rows: dict[str, tuple[int, dict[str, Any]]],
+    owners: int,
+) -> list[int]:
+    """Insert one row per dedup key (its first carrier's); count the inserted ones per owner."""
+    changed = write(connection, insert_, [row for _, row in rows.values()])
+    stored = [0] * owners
+    for key, (i, _) in rows.items():
+        stored[i] += (key,) in changed
+    return stored
+
+
+def _dedup_key(*parts: str) -> str:
+    return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()

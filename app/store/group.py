@@ -1,0 +1,182 @@
+"""Group commit: the callbacks a web worker receives together are stored in one transaction.
+
+A request thread verifies and parses its callback, then hands it to its process's `GroupWriter`
+and waits. The writer thread takes every callback waiting (up to `MAX_GROUP`), remembers their
+signatures, writes all their raw events and records with multi-row statements, commits once,
+and only then wakes each request with its own outcome. So "200 only after commit" holds for each
+callback, while BEGIN, COMMIT, the pool checkout and each statement's round trip are paid once
+per group instead of once per callback.
+
+- The outcome of each callback is what it would have been alone, in arrival order: two
+  callbacks in one group carrying the same record store it once (the first), and the second
+  counts it a duplicate; the same signature twice is stored once and retried once.
+- A group that fails for any reason but the database being unavailable is rolled back, and each
+  of its callbacks is then written alone (with the single path's SAVEPOINT and quarantine), so
+  one odd callback never fails its neighbours.
+- The database unavailable: every callback of the group gets the error (503, JSMS retries);
+  nothing of the group was written.
+- A request that waits longer than `WAIT_SECONDS` (a stalled database) gets a 503 too. Should
+  its group commit after all, JSMS's retry is recognised by the replay memory: nothing is
+  stored twice.
+
+The writer thread starts with the first callback after a fork (gunicorn's workers) and ends
+after `IDLE_SECONDS` without work, holding no connection between groups.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from app.errors import DATABASE_UNAVAILABLE, DatabaseUnavailable
+from app.jsms.records import ParsedBatch
+from app.metrics import GROUP_SIZE
+from app.store import replay
+from app.store.db import Database
+from app.store.ingest import IngestResult, RawPayload, ingest_many, ingest_or_quarantine
+from app.store.models import utcnow
+
+log = logging.getLogger(__name__)
+
+# Callbacks per group at most: bounds a transaction's size (and the wait of its last request).
+MAX_GROUP = 64
+# A request waits this long for its group's commit (under gunicorn's 30 s worker timeout).
+WAIT_SECONDS = 20.0
+IDLE_SECONDS = 5.0
+
+
+@dataclass(eq=False)
+class Pending:
+    """One verified callback waiting for its group's commit, and then its outcome."""
+
+    use: replay.SignedUse
+    raw: RawPayload
+    batch: ParsedBatch
+    done: threading.Event = field(default_factory=threading.Event)
+    result: IngestResult | None = None
+    error: BaseException | None = None
+
+    def finish(
+        self, result: IngestResult | None = None, error: BaseException | None = None
+    ) -> None:
+        self.result, self.error = result, error
+        self.done.set()
+
+
+class GroupWriter:
+    """The writer of one process and database; `store` is called by request threads."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+        self._waiting: list[Pending] = []
+        self._wake = threading.Condition()
+        self._running = False
+        self._pid = os.getpid()
+
+    def store(self, use: replay.SignedUse, raw: RawPayload, batch: ParsedBatch) -> IngestResult:
+        """Store one callback with whatever arrives with it; return once it is committed.
+        Raises what storing it alone would have: `SignatureReused`, or a database error."""
+        pending = Pending(use, raw, batch)
+        with self._wake:
+            if self._pid != os.getpid():  # forked with a writer: it did not come along
+                self._pid, self._running, self._waiting = os.getpid(), False, []
+            self._waiting.append(pending)
+            if not self._running:
+                threading.Thread(target=self._run, name="group-writer", daemon=True).start()
+                self._running = True
+            self._wake.notify()
+        if not pending.done.wait(WAIT_SECONDS):
+            raise DatabaseUnavailable("the database did not commit the callback in time")
+        if pending.error is not None:
+            raise pending.error
+        assert pending.result is not None
+        return pending.result
+
+    def _run(self) -> None:
+        while group := self._next_group():
+            try:
+                self._write(group)
+            except BaseException as exc:  # never leave a request waiting
+                for pending in group:
+                    if not pending.done.is_set():
+                        pending.finish(error=RuntimeError(f"the group writer failed: {exc!r}"))
+                if not isinstance(exc, Exception):
+                    raise
+
+    def _next_group(self) -> list[Pending]:
+        """Everything waiting (up to MAX_GROUP); [] (and the thread ends) after IDLE_SECONDS."""
+        with self._wake:
+            if not self._waiting:
+                self._wake.wait(IDLE_SECONDS)
+            group, self._waiting = self._waiting[:MAX_GROUP], self._waiting[MAX_GROUP:]
+            if not group:
+                self._running = False
+            return group
+
+    def _write(self, group: Sequence[Pending]) -> None:
+        GROUP_SIZE.observe(len(group))
+        try:
+            outcomes = write_group(self.database, group)
+        except DATABASE_UNAVAILABLE as exc:
+            log.warning("database unavailable: %s", type(exc).__name__)
+            for pending in group:
+                pending.finish(error=_unavailable(exc))
+            return
+        except Exception as exc:  # one callback the group cannot take: each alone, then
+            log.warning(
+                "a group of callbacks failed; storing each alone",
+                extra={"event": "group_failed", "callbacks": len(group),
+                       "error": type(exc).__name__},
+            )  # fmt: skip
+            for pending in group:
+                try:
+                    (outcome,) = write_group(self.database, [pending], alone=True)
+                except DATABASE_UNAVAILABLE as alone:
+                    pending.finish(error=_unavailable(alone))
+                except Exception as alone:
+                    pending.finish(error=alone)
+                else:
+                    _finish(pending, outcome)
+            return
+        for pending, outcome in zip(group, outcomes, strict=True):
+            _finish(pending, outcome)
+
+
+def write_group(
+    database: Database, group: Sequence[Pending], *, alone: bool = False
+) -> list[IngestResult | replay.SignatureReused]:
+    """Store a group in one transaction; each callback's outcome, in order. `alone`: the single
+    path, where a record the store refuses keeps the callback raw (SAVEPOINT, quarantine)."""
+    now = utcnow()
+    with database.session() as session, session.begin():
+        verdicts = replay.first_uses(session, [p.use for p in group], now)
+        fresh = [p for p, verdict in zip(group, verdicts, strict=True) if verdict is True]
+        if alone and fresh:
+            stored = [ingest_or_quarantine(session, fresh[0].raw, fresh[0].batch)]
+        else:
+            stored = ingest_many(session, [(p.raw, p.batch) for p in fresh])
+    results = iter(stored)
+    return [
+        next(results) if verdict is True
+        else verdict if isinstance(verdict, replay.SignatureReused)
+        else replay.retry_result(pending.batch)
+        for pending, verdict in zip(group, verdicts, strict=True)
+    ]  # fmt: skip
+
+
+def _unavailable(exc: Exception) -> DatabaseUnavailable:
+    """Each waiting request its own error (one exception raised in many threads would share a
+    traceback); the database's own error is its cause."""
+    error = DatabaseUnavailable("the database is unavailable; retry")
+    error.__cause__ = exc
+    return error
+
+
+def _finish(pending: Pending, outcome: IngestResult | replay.SignatureReused) -> None:
+    if isinstance(outcome, replay.SignatureReused):
+        pending.finish(error=outcome)
+    else:
+        pending.finish(result=outcome)
