@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
@@ -12,8 +13,7 @@ from werkzeug.datastructures import MultiDict
 
 from app.config import get_settings
 from app.errors import BadInput, Forbidden, NotFound, Unauthenticated
-from app.jsms.pulled import decode_json
-from app.jsms.records import KNOWN_TYPES, MAX_CALLBACK_ITEMS, ParsedBatch, Rejected, parse_payload
+from app.jsms.records import KNOWN_TYPES, MAX_CALLBACK_ITEMS, parse_payload
 from app.jsms.signature import find_signer
 from app.metrics import CALLBACKS, INGEST_SECONDS, RECORDS
 from app.network import client_address, is_allowed
@@ -76,12 +76,12 @@ def receive(app_key: str | None) -> Response:
     g.callback_app = signer
     record_type, data = _field(form, "type"), _field(form, "data")
     g.callback_type = record_type
-    payload, not_json = decode_json(data)
-    if not_json is not None:  # signed, so kept: raw, quarantined whole, and answered 200
-        reason = "data " + not_json.removeprefix("body ")
-        batch = ParsedBatch(rejected=[Rejected(0, data[:200], reason)])
-    else:  # never raises: a record nobody can read is quarantined, a long list kept unread
-        batch = parse_payload(record_type, payload, max_items=MAX_CALLBACK_ITEMS)
+    try:
+        payload = json.loads(data)
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than json can read
+        raise BadInput("the data field is not JSON", "invalid_data") from None
+    # Never raises: a record nobody can read is quarantined, a list too long is kept unread.
+    batch = parse_payload(record_type, payload, max_items=MAX_CALLBACK_ITEMS)
     raw = RawPayload(signer, Source.CALLBACK, record_type, data, nonce, _as_int(timestamp))
     use = replay.signed_use(
         signer, nonce, timestamp, record_type, data,
