@@ -32,10 +32,11 @@ from app.logs import gunicorn_logconfig  # noqa: E402
 
 bind = f"0.0.0.0:{settings.port}"
 # Worker model for a 2-core dyno (measured: bench/README.md, "Callback ingest"): gthread, one
-# process per core with 4 threads each. A callback is mostly Python CPU under the GIL plus a few
-# PostgreSQL round trips: processes give parallelism, threads overlap the waits and keep-alive.
-# More processes or threads bought no throughput on 2 cores, only memory, GIL churn and database
-# connections; 4 threads stay within each process's pool of 5 connections.
+# process per core with 16 threads each. A callback is Python CPU under the GIL, then a wait for
+# its group commit (app/store/group.py): processes give parallelism, and the threads are the
+# callbacks that can wait together, i.e. how large a group can grow. Waiting callbacks hold no
+# database connection (the writer holds one), so threads cost no connections; 16 doubled the
+# throughput of 4, and 32 bought nothing more.
 # WEB_CONCURRENCY is what Heroku-style platforms set per dyno size; it is always honoured.
 workers = settings.web_concurrency
 worker_class = "gthread"

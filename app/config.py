@@ -47,7 +47,7 @@ class Settings(BaseSettings):
     # gunicorn.conf.py: where `web` listens, its worker processes and threads per worker.
     port: int = Field(default=5000, ge=0, le=65535)  # 0: any free port
     web_concurrency: int = Field(default=2, ge=1)
-    gunicorn_threads: int = Field(default=4, ge=1)
+    gunicorn_threads: int = Field(default=16, ge=1)
     # Seconds a connection may stall mid-request before gunicorn closes it (0: never).
     gunicorn_read_timeout: float = Field(default=5.0, ge=0)
     # Retention in days (0 keeps forever); quarantined raw events are always kept.

@@ -84,5 +84,5 @@ def test_an_empty_value_means_unset(tmp_path, monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("WEB_CONCURRENCY", "")
     settings = Settings(_env_file=env_file)  # type: ignore[call-arg]
     assert settings.port == 5000 and settings.prometheus_multiproc_dir is None
-    assert (settings.web_concurrency, settings.gunicorn_threads) == (2, 4)
+    assert (settings.web_concurrency, settings.gunicorn_threads) == (2, 16)
     assert settings.api_tokens == ()
