@@ -8,6 +8,7 @@ any worker starts (a worker that failed to boot would only be respawned, forever
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 # prometheus_client picks its multiprocess mode when first imported (importing app does that),
 # if PROMETHEUS_MULTIPROC_DIR is set then; each worker reads the directory itself later. So a
@@ -26,8 +27,10 @@ else:
 settings = load_settings()
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = settings.prometheus_multiproc_dir or _TEMPORARY
 
+from gunicorn.glogging import Logger  # noqa: E402
 from prometheus_client import multiprocess  # noqa: E402
 
+from app.callbacks import is_callback_post  # noqa: E402
 from app.logs import gunicorn_logconfig  # noqa: E402
 
 bind = f"0.0.0.0:{settings.port}"
@@ -48,6 +51,20 @@ graceful_timeout = 25
 logconfig_dict = gunicorn_logconfig(settings.log_level.upper())
 accesslog = "-"
 access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(B)s %(M)sms'
+
+
+class AccessLogWithoutCallbacks(Logger):
+    """gunicorn's logger, minus the access line of a callback POST: the callback's own line
+    (app/callbacks.py) already says status, outcome and duration, and the platform's router
+    logs every request too. One line per callback instead of two; other routes keep theirs."""
+
+    def access(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> None:
+        if is_callback_post(environ["REQUEST_METHOD"], environ.get("PATH_INFO", "")):
+            return  # before gunicorn builds the line's atoms: that is most of its cost
+        super().access(resp, req, environ, request_time)
+
+
+logger_class = AccessLogWithoutCallbacks
 
 
 # gthread has no read timeout: a client that sends part of a request and stalls holds one of

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
 import time
+from typing import Any
+from urllib.parse import parse_qsl
 
+# Registers the "werkzeug.url_quote" codec error handler, read_form's (and Werkzeug's) answer to
+# percent escapes that are not UTF-8.
+import werkzeug.urls  # noqa: F401
 from flask import Blueprint, Response, current_app, g, jsonify, request
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.datastructures import MultiDict
@@ -29,9 +35,32 @@ log = logging.getLogger(__name__)
 # counted durably, because the retries run out ~13 h after the first attempt.
 COUNTED_REFUSALS = {"bad_signature", "database_unavailable"}
 # What JSMS posts (form-encoded); multipart is a form too and reads the same.
-FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
+URLENCODED = "application/x-www-form-urlencoded"
+FORM_TYPES = frozenset({URLENCODED, "multipart/form-data"})
 bp = Blueprint("callbacks", __name__, url_prefix="/callbacks/jsms")
 _ECHOSTR = re.compile(r"[A-Za-z0-9_-]{1,64}")
+# The paths `receive` answers (gunicorn.conf.py leaves their POSTs out of the access log).
+_CALLBACK_PATH = re.compile(r"/callbacks/jsms(?:/[^/]+)?")
+
+
+def is_callback_post(method: str, path: str) -> bool:
+    """Whether a request is a callback POST, which gets its own log line (`_record`)."""
+    return method == "POST" and _CALLBACK_PATH.fullmatch(path) is not None
+
+
+def read_form() -> MultiDict[str, str]:
+    """The posted fields. The urlencoded body JSMS posts (a few hundred bytes) is decoded here
+    exactly as Werkzeug's form parser would, without its general machinery: a body that is not
+    UTF-8 is no form at all, blank values are kept, percent escapes that are not UTF-8 stay as
+    written, `get` answers the first of repeated fields, and reading past MAX_CONTENT_LENGTH is
+    a 413. Multipart goes through `request.form`."""
+    if request.mimetype != URLENCODED:
+        return request.form
+    try:
+        text = request.get_data().decode()
+    except UnicodeDecodeError:
+        return MultiDict()
+    return MultiDict(parse_qsl(text, keep_blank_values=True, errors="werkzeug.url_quote"))
 
 
 @bp.before_request
@@ -65,7 +94,7 @@ def receive(app_key: str | None) -> Response:
     """Verify, parse, store (group commit), and only once committed answer 200."""
     apps = _candidates(app_key)
     _require_form()
-    form = request.form
+    form = read_form()
     signature = form.get("signature")
     if not signature:
         raise Unauthenticated("the signature is missing", "missing_signature")
@@ -106,7 +135,7 @@ def _record(response: Response) -> Response:
     type_label = record_type if record_type in KNOWN_TYPES else ("other" if record_type else "-")
     result = g.get("callback_result")
     outcome = _outcome(response.status_code, result.quarantined if result else 0)
-    CALLBACKS.labels(type_label, outcome).inc()
+    _callbacks_counter(type_label, outcome).inc()
     fields: dict[str, object] = {
         "event": "callback",
         "app_key": g.get("callback_app"),
@@ -117,13 +146,28 @@ def _record(response: Response) -> Response:
     }
     if result:
         fields.update(result.as_json())
-        kind = type_label.removeprefix("SMS_").lower()
-        RECORDS.labels(Source.CALLBACK, kind, "stored").inc(result.stored)
-        RECORDS.labels(Source.CALLBACK, kind, "duplicate").inc(result.duplicates)
-        RECORDS.labels(Source.CALLBACK, kind, "quarantined").inc(result.quarantined)
+        counts = (result.stored, result.duplicates, result.quarantined)
+        for counter, count in zip(_records_counters(type_label), counts, strict=True):
+            if count:  # the series exists from the first callback of the kind (labels())
+                counter.inc(count)
     log.info("callback", extra=fields)
     _count_refusal(response, type_label.removeprefix("SMS_").lower())
     return response
+
+
+# Labelled children, looked up once per label set: labels() validates and locks every time.
+# Both label sets are bounded (KNOWN_TYPES, "other", "-"; outcomes are the service's codes).
+@functools.cache
+def _callbacks_counter(type_label: str, outcome: str) -> Any:
+    return CALLBACKS.labels(type_label, outcome)
+
+
+@functools.cache
+def _records_counters(type_label: str) -> tuple[Any, ...]:
+    """The stored, duplicate and quarantined record counters of one callback type."""
+    kind = type_label.removeprefix("SMS_").lower()
+    results = ("stored", "duplicate", "quarantined")
+    return tuple(RECORDS.labels(Source.CALLBACK, kind, result) for result in results)
 
 
 def _count_refusal(response: Response, kind: str) -> None:
@@ -135,7 +179,7 @@ def _count_refusal(response: Response, kind: str) -> None:
         return
     app_key = g.get("callback_app") or (request.view_args or {}).get("app_key") or ""
     if kind == "-":
-        kind = _kind_of(request.form.get("type", ""))
+        kind = _kind_of(read_form().get("type", ""))
     try:
         with get_database().session() as session, session.begin():
             count_refusal(session, app_key, kind, reason, utcnow())

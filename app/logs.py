@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import sys
+import time
 from typing import Any
 
-from pythonjsonlogger.json import JsonFormatter
+import orjson
 
 # A run of 7 to 15 digits (optionally +country) is treated as a phone number in free text,
 _PHONE = re.compile(r"(?<![\d.])(\+?\d{3})\d{0,8}(\d{4})(?![\d.])")
@@ -19,6 +21,11 @@ PHONE_FIELDS = frozenset({"phone", "phones"})
 # migration context): WARNING and up only, unless LOG_LEVEL=DEBUG.
 CHATTY_LIBRARIES = ("alembic", "apscheduler", "httpx", "httpcore")
 _PLAIN = logging.Formatter()
+# A record's own attributes; everything else on it came from `extra=` and is written as a field.
+_RECORD_ATTRIBUTES = frozenset(
+    vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys()
+    | {"message", "asctime", "taskName"}
+)
 
 
 def mask_phone(text: str) -> str:
@@ -47,6 +54,53 @@ class MaskPhones(logging.Filter):
         return True
 
 
+class JsonLines(logging.Formatter):
+    """One JSON object per record: `time`, `level`, `logger`, `message`, then the `extra=`
+    fields, then `exc_info` / `stack_info` when the record has them. orjson writes it; a value
+    it cannot (a type it does not know) is written as its `str()`, as datetimes in ISO 8601."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._second: tuple[int, str] = (-1, "")  # one attribute: threads read it whole
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields: dict[str, Any] = {
+            "time": self._time(record.created),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for name, value in record.__dict__.items():
+            if name not in _RECORD_ATTRIBUTES:
+                fields[name] = value
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            fields["exc_info"] = record.exc_text
+        if record.stack_info:
+            fields["stack_info"] = self.formatStack(record.stack_info)
+        try:
+            return orjson.dumps(fields, default=_as_text, option=orjson.OPT_NON_STR_KEYS).decode()
+        except orjson.JSONEncodeError:  # e.g. an int beyond 64 bits
+            return json.dumps(fields, default=_as_text, separators=(",", ":"))
+
+    def _time(self, created: float) -> str:
+        """`2026-11-28 05:11:09,097` (logging's default, local time); the part up to the
+        second is formatted once per second."""
+        second, text = self._second
+        if int(created) != second:
+            second = int(created)
+            text = time.strftime("%Y-%m-%d %H:%M:%S", self.converter(created))
+            self._second = (second, text)
+        return f"{text},{int((created - second) * 1000):03d}"
+
+
+def _as_text(value: object) -> str:
+    """What a log field that JSON has no type for is written as."""
+    isoformat = getattr(value, "isoformat", None)
+    return str(isoformat() if callable(isoformat) else value)
+
+
 class JsonLineHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """The service's own handler: one JSON object per record, phones masked."""
 
@@ -55,14 +109,7 @@ def json_handler() -> logging.Handler:
     """A stderr handler writing one JSON object per record, phones masked (stdout is for what
     commands print for people)."""
     handler = JsonLineHandler(sys.stderr)
-    handler.setFormatter(
-        JsonFormatter(
-            "{asctime}{levelname}{name}{message}",
-            style="{",
-            rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
-            timestamp=False,
-        )
-    )
+    handler.setFormatter(JsonLines())
     handler.addFilter(MaskPhones())
     return handler
 
@@ -85,14 +132,7 @@ def gunicorn_logconfig(level: str = "INFO") -> dict[str, Any]:
         "version": 1,
         "disable_existing_loggers": False,
         "filters": {"mask": {"()": MaskPhones}},
-        "formatters": {
-            "json": {
-                "()": JsonFormatter,
-                "fmt": "{asctime}{levelname}{name}{message}",
-                "style": "{",
-                "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
-            }
-        },
+        "formatters": {"json": {"()": JsonLines}},
         "handlers": {
             "stderr": {
                 "class": "logging.StreamHandler",

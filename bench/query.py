@@ -117,6 +117,7 @@ def _measure(url: str, dsn: str) -> bool:
     headers = {"Authorization": f"Bearer {TOKEN}"}
     rng = random.Random(7)
     engine = app.extensions["database"].engine
+    cursor_key = settings.session_secret()  # what signs the API's cursors
     with psycopg.connect(dsn, autocommit=True) as conn:
         horizon = conn.execute("SELECT max(id) FROM delivery_reports").fetchone()[0]
 
@@ -136,7 +137,7 @@ def _measure(url: str, dsn: str) -> bool:
             return float(plan["Planning Time"] + plan["Execution Time"])
 
         def page_sql(query: dict[str, str], after: int = 0) -> Any:
-            report_filter, page = params.parse_report_query(_args(query))
+            report_filter, page = params.parse_report_query(_args(query), cursor_key)
             walk = lists.report_walk(report_filter)
             return lists.page_statement(walk, after, horizon, page.limit + 1)
 

@@ -7,6 +7,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from urllib.parse import urlencode
 
 import pytest
 from flask import Flask
@@ -14,6 +15,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import event, select, text
 from sqlalchemy.exc import OperationalError
 
+from app.callbacks import URLENCODED
 from app.store.db import Database
 from app.store.models import DeliveryReport, RawEvent, Reply, ReviewResult
 from tests.jsms_callbacks import report, signed_form
@@ -77,6 +79,26 @@ def test_good_signature_stores_report(client: FlaskClient, database: Database) -
     )
     assert row.received_at == datetime.fromtimestamp(1575015093, UTC)
     assert row.ingested_at.tzinfo is not None
+
+
+def test_a_multipart_form_is_read_like_a_urlencoded_one(
+    client: FlaskClient, database: Database
+) -> None:
+    form = signed_form(ONE, SECRET, "SMS_REPORT", report("m1"))
+    response = client.post("/callbacks/jsms", data=form, content_type="multipart/form-data")
+    assert response.get_json() == {"stored": 1, "duplicates": 0, "quarantined": 0}
+    assert [row.msg_id for row in stored_reports(database)] == ["m1"]
+
+
+def test_of_repeated_fields_the_first_counts(client: FlaskClient, database: Database) -> None:
+    form = signed_form(ONE, SECRET, "SMS_REPORT", report("m1"))
+    good, bad = form["signature"], "0" * 40
+    for first, then, status in ((good, bad, 200), (bad, good, 401)):
+        pairs = [*form.items(), ("signature", then)]
+        pairs[list(form).index("signature")] = ("signature", first)
+        body = urlencode(pairs)
+        response = client.post("/callbacks/jsms", data=body, content_type=URLENCODED)
+        assert response.status_code == status, response.data
 
 
 def test_app_is_found_by_whose_secret_verifies(client: FlaskClient, database: Database) -> None:

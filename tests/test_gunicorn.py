@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import pytest
@@ -41,3 +43,35 @@ def test_gunicorn_serves_callbacks_and_collapses_concurrent_duplicates(database_
         # One signed form posted 48 times: the first is stored, the rest are retries of it.
         assert session.scalar(select(func.count()).select_from(RawEvent)) == 1
     database.engine.dispose()
+
+
+def test_a_callback_logs_one_line_and_other_routes_keep_their_access_line(
+    database_url: str, tmp_path: Path
+) -> None:
+    env = service_env(database_url, JSMS_APPS=",".join(f"{k}:{v}" for k, v in APPS.items()))
+    form = signed_form("app-one", APPS["app-one"], "SMS_REPORT", [report("m1")])
+    log = tmp_path / "web.log"
+    with (
+        running_gunicorn(env, workers=1, log_path=log) as server,
+        httpx.Client(base_url=server.url, timeout=30) as http,
+    ):
+        assert http.post("/callbacks/jsms", data=form).status_code == 200
+        refused = http.post("/callbacks/jsms/app-one", data=form | {"signature": "0" * 40})
+        assert refused.status_code == 401
+        assert http.get("/callbacks/jsms/app-one", params={"echostr": "x7Yz"}).status_code == 200
+        assert http.get("/readyz").status_code == 200
+    lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    callbacks = [line for line in lines if line["logger"] == "app.callbacks"]
+    access = [line["message"] for line in lines if line["logger"] == "gunicorn.access"]
+    # Each callback POST: its own line only, with what the access line would have said.
+    assert [(c["status"], c["outcome"]) for c in callbacks] == [
+        (200, "stored"),
+        (401, "bad_signature"),
+    ]
+    assert all(c["duration_ms"] > 0 for c in callbacks)
+    assert not [m for m in access if '"POST /callbacks' in m]
+    # Every other request keeps gunicorn's access line, the callback URL's GET included.
+    assert [m for m in access if "/callbacks" in m] == [
+        next(m for m in access if '"GET /callbacks/jsms/app-one" 200' in m)
+    ]
+    assert any('"GET /readyz" 200' in m for m in access)

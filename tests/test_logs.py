@@ -10,6 +10,7 @@ import time
 import pytest
 from flask.testing import FlaskClient
 
+from app.callbacks import is_callback_post
 from app.logs import json_handler, mask_phone
 from tests.jsms_callbacks import report, signed_form
 from tests.support import APPS
@@ -66,3 +67,27 @@ def test_one_log_line_per_callback(client: FlaskClient, caplog: pytest.LogCaptur
     assert 0 < ok.duration_ms <= elapsed_ms  # type: ignore[attr-defined]
     assert (refused.status, refused.outcome) == (401, "bad_signature")  # type: ignore[attr-defined]
     assert "13800138000" not in caplog.text
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/callbacks/jsms",
+        "/callbacks/jsms/app-one",
+        "/callbacks/jsms/unknown-app",
+        "/callbacks/jsms/",
+        "/callbacks/jsms/app-one/more",
+        "/callbacks/jsmsx",
+        "/callbacks",
+    ],
+)
+def test_every_post_the_access_log_leaves_out_has_its_callback_line(
+    client: FlaskClient, caplog: pytest.LogCaptureFixture, path: str
+) -> None:
+    """gunicorn.conf.py drops the access line where is_callback_post says so: exactly there the
+    callback's own line must be written, whatever the answer (200, 4xx)."""
+    caplog.set_level(logging.INFO, logger="app.callbacks")
+    client.post(path, data={"nonce": "1"})
+    lines = [r for r in caplog.records if r.name == "app.callbacks" and r.msg == "callback"]
+    assert len(lines) == (1 if is_callback_post("POST", path) else 0)
+    assert not is_callback_post("GET", path)
