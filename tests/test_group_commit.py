@@ -12,15 +12,16 @@ from typing import Any
 import pytest
 from flask import Flask
 from sqlalchemy import event, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from app.errors import DatabaseUnavailable
 from app.jsms.records import parse_payload
+from app.store import group as group_module
 from app.store import replay
 from app.store.db import Database
 from app.store.group import GroupWriter, Pending, write_group
 from app.store.ingest import RawPayload
-from app.store.models import CallbackSignature, DeliveryReport, RawEvent, Source
+from app.store.models import CallbackSignature, DeliveryReport, RawEvent, ReviewResult, Source
 from tests.jsms_callbacks import report, signed_form
 from tests.support import APPS, row_count
 from tests.test_callbacks import failing_commit
@@ -201,3 +202,206 @@ def test_callbacks_that_arrive_together_share_one_commit_and_each_is_answered_af
     event.remove(database.engine, "commit", count_commit)
     assert len(commits) == 2  # the first callback alone, then the six that queued behind it
     assert row_count(database, RawEvent) == 7 and row_count(database, DeliveryReport) == 6
+
+
+# --- the writer thread and what each waiting request gets ---------------------------------
+
+
+def test_the_writer_thread_starts_with_work_and_ends_when_idle(
+    store: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(group_module, "IDLE_SECONDS", 0.05)
+    writer = GroupWriter(store)
+    assert writer.store(*fields(pending("a", [report("m1")]))).stored == 1
+    deadline = time.monotonic() + 10
+    while writer._running and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not writer._running, "an idle writer thread should end"
+    assert writer.store(*fields(pending("b", [report("m2")]))).stored == 1  # and start again
+
+
+def test_work_already_waiting_is_taken_at_once_not_after_the_idle_wait(
+    store: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer waits for work only when there is none: with an idle wait far longer than a
+    request's patience, callbacks still get their answers."""
+    monkeypatch.setattr(group_module, "IDLE_SECONDS", 60.0)
+    monkeypatch.setattr(group_module, "WAIT_SECONDS", 10.0)
+    writer = GroupWriter(store)
+    for n in range(3):
+        assert writer.store(*fields(pending(str(n), [report(f"m{n}")]))).stored == 1
+
+
+def test_a_writer_inherited_through_fork_starts_afresh(store: Database) -> None:
+    """gunicorn forks workers: a writer made before the fork has no thread in the child, and
+    whatever it thought was waiting is not this process's."""
+    writer = GroupWriter(store)
+    stale = pending("stale", [report("gone")])
+    writer._pid, writer._running, writer._waiting = -1, True, [stale]
+    assert writer.store(*fields(pending("a", [report("m1")]))).stored == 1
+    assert not stale.done.is_set() and row_count(store, DeliveryReport) == 1
+
+
+def test_a_request_whose_commit_never_comes_gets_503_not_a_hang(
+    store: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(group_module, "WAIT_SECONDS", 0.2)
+    release = threading.Event()
+    monkeypatch.setattr(GroupWriter, "_write", lambda self, group: release.wait(10))
+    try:
+        with pytest.raises(DatabaseUnavailable, match="did not commit the callback in time"):
+            GroupWriter(store).store(*fields(pending("a", [report("m1")])))
+    finally:
+        release.set()
+
+
+def test_a_bug_in_the_writer_fails_its_group_and_the_writer_goes_on(
+    store: Database, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    writer = GroupWriter(store)
+    real_write = GroupWriter._write
+    calls: list[int] = []
+
+    def buggy_once(self: GroupWriter, group: list[Pending]) -> None:
+        calls.append(len(group))
+        if len(calls) == 1:
+            raise KeyError("a bug")
+        real_write(self, group)
+
+    monkeypatch.setattr(GroupWriter, "_write", buggy_once)
+    with pytest.raises(RuntimeError, match="the group writer failed: KeyError"):
+        writer.store(*fields(pending("a", [report("m1")])))
+    assert "the group writer failed" in caplog.text
+    assert writer.store(*fields(pending("b", [report("m2")]))).stored == 1
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_when_the_writer_thread_dies_its_requests_are_answered_and_the_next_starts_one(
+    store: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writer = GroupWriter(store)
+    real_write = GroupWriter._write
+
+    def dies_once(self: GroupWriter, group: list[Pending]) -> None:
+        monkeypatch.setattr(GroupWriter, "_write", real_write)
+        raise SystemExit  # what a thread meets at interpreter exit
+
+    monkeypatch.setattr(GroupWriter, "_write", dies_once)
+    with pytest.raises(RuntimeError, match="the group writer stopped"):
+        writer.store(*fields(pending("a", [report("m1")])))
+    assert writer.store(*fields(pending("b", [report("m2")]))).stored == 1
+
+
+def test_the_logs_say_what_happened_to_a_group(
+    store: Database, refuse_poison: list[int], caplog: pytest.LogCaptureFixture
+) -> None:
+    GroupWriter(store)._write([pending("a", [report("m1")]), pending("b", [report("poison")])])
+    (line,) = [r for r in caplog.records if getattr(r, "event", None) == "group_failed"]
+    assert line.getMessage() == "a group of callbacks failed; storing each alone"
+    assert (line.callbacks, line.error) == (2, "IntegrityError")  # type: ignore[attr-defined]
+    caplog.clear()
+    with failing_commit(store):
+        GroupWriter(store)._write(group := [pending("c", [report("m3")])])
+    assert "database unavailable: OperationalError" in caplog.text
+    error = group[0].error
+    assert isinstance(error, DatabaseUnavailable)
+    assert error.message == "the database is unavailable; retry"
+    assert isinstance(error.__cause__, OperationalError)
+
+
+def test_a_callback_that_fails_again_alone_gets_its_own_error_and_the_rest_are_stored(
+    store: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Alone, the database unavailable is a 503 for that callback; anything else is its own
+    error (a 500); its neighbours are stored either way."""
+    attempts: dict[str, int] = {}
+
+    def refuse(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+        if not statement.startswith("INSERT INTO delivery_reports"):
+            return
+        for marker, error in (("'unreachable'", OperationalError), ("'broken'", IntegrityError)):
+            if marker in str(parameters):
+                attempts[marker] = attempts.get(marker, 0) + 1
+                if error is IntegrityError or attempts[marker] > 1:
+                    raise error(statement, {}, Exception("refused"))
+                raise IntegrityError(statement, {}, Exception("refused"))  # fails the group
+
+    real_first_uses = replay.first_uses
+
+    def first_uses(session, uses, now):  # type: ignore[no-untyped-def]
+        if len(uses) == 1 and uses[0].nonce == "odd":
+            raise LookupError("nobody foresaw this")
+        return real_first_uses(session, uses, now)
+
+    monkeypatch.setattr(replay, "first_uses", first_uses)
+    event.listen(store.engine, "before_cursor_execute", refuse)
+    try:
+        group = [
+            pending("a", [report("m1")]),
+            pending("u", [report("unreachable")]),
+            pending("odd", [report("m2")]),
+            pending("c", [report("m3")]),
+        ]
+        GroupWriter(store)._write(group)
+    finally:
+        event.remove(store.engine, "before_cursor_execute", refuse)
+    assert answers(group) == [
+        {"stored": 1, "duplicates": 0, "quarantined": 0},
+        "DatabaseUnavailable",
+        "LookupError",
+        {"stored": 1, "duplicates": 0, "quarantined": 0},
+    ]
+    assert isinstance(group[1].error.__cause__, OperationalError)  # type: ignore[union-attr]
+
+
+def fields(p: Pending) -> tuple[replay.SignedUse, RawPayload, Any]:
+    return p.use, p.raw, p.batch
+
+
+# --- review results in a group ------------------------------------------------------------
+
+
+def signed(app_key: str, nonce: str, record_type: str, items: list[Any]) -> Pending:
+    data = json.dumps(items)
+    use = replay.SignedUse(app_key, nonce, 1, replay.digest_of(record_type, data))
+    raw = RawPayload(app_key, Source.CALLBACK, record_type, data, nonce, 1)
+    return Pending(use, raw, parse_payload(record_type, items))
+
+
+def test_review_results_that_differ_in_any_part_of_their_key_are_each_stored(
+    store: Database,
+) -> None:
+    templates = [
+        {"tempId": 7, "status": 2, "refuseReason": "too long"},
+        {"tempId": 7, "status": 2, "refuseReason": "rude"},  # another reason
+        {"tempId": 7, "status": 2},  # no reason
+        {"tempId": 7, "status": 1},  # another status
+        {"tempId": 8, "status": 1, "note": "kept"},  # another id, a field we do not model
+    ]
+    group = [
+        signed(ONE, "t", "SMS_TEMPLATE", templates),
+        signed(ONE, "s", "SMS_SIGN", [{"signId": 7, "status": 1}]),  # another review type
+        signed("app-two", "t", "SMS_TEMPLATE", templates),  # another app
+        signed(ONE, "again", "SMS_TEMPLATE", templates[:1]),  # a repeat
+    ]
+    outcomes = write_group(store, group)
+    assert [o.as_json() for o in outcomes] == [  # type: ignore[union-attr]
+        {"stored": 5, "duplicates": 0, "quarantined": 0},
+        {"stored": 1, "duplicates": 0, "quarantined": 0},
+        {"stored": 5, "duplicates": 0, "quarantined": 0},
+        {"stored": 0, "duplicates": 1, "quarantined": 0},
+    ]
+    with store.session() as session:
+        rows = {
+            (r.review_type, r.subject_id, r.status, r.refuse_reason): r.extra
+            for r in session.scalars(select(ReviewResult).where(ReviewResult.app_key == ONE))
+        }
+    assert sorted(rows, key=str) == sorted([
+        ("template", "7", 2, "too long"),
+        ("template", "7", 2, "rude"),
+        ("template", "7", 2, None),
+        ("template", "7", 1, None),
+        ("template", "8", 1, None),
+        ("sign", "7", 1, None),
+    ], key=str)  # fmt: skip
+    assert json.loads(rows["template", "8", 1, None] or "{}") == {"note": "kept"}

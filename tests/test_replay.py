@@ -3,6 +3,7 @@ future timestamps are refused, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -13,6 +14,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
+from app.errors import BadInput
 from app.store import replay
 from app.store.db import Database
 from app.store.models import CallbackSignature, DeliveryReport, RawEvent
@@ -57,8 +59,13 @@ def test_same_signature_other_data_is_401_and_stores_nothing(
     after = sample(client.get("/metrics").text, "jsms_callback_signatures_refused_total",
                    reason="reused")  # fmt: skip
     assert after == before + 1
+    assert response.get_json()["error"]["message"] == (
+        "this signature was already used for another callback"
+    )
     [line] = [r for r in caplog.records if r.name == "app.store.replay"]
     assert line.levelno == logging.WARNING
+    assert line.getMessage() == "callback signature reused with other data"
+    assert line.__dict__["event"] == "signature_reused"
     assert line.__dict__["app_key"] == ONE and line.__dict__["nonce"] == genuine["nonce"]
     assert "4102444800000" not in caplog.text and "13800138000" not in caplog.text
 
@@ -125,6 +132,60 @@ def test_expiry_follows_the_raw_event_retention(app: Flask, database: Database) 
     one_day = signed_form(ONE, SECRET, "SMS_REPORT", [report("m1")],
                           timestamp=str(now_ms() - 24 * HOUR_MS))  # fmt: skip
     assert post(client, one_day).status_code == 200
+
+
+NOW = datetime(2026, 11, 28, 12, tzinfo=UTC)
+NOW_MS = int(NOW.timestamp() * 1000)
+
+
+def use(nonce: str = "n", timestamp: int = NOW_MS, memory_days: int = 90) -> replay.SignedUse:
+    return replay.signed_use(ONE, nonce, str(timestamp), "SMS_REPORT", "[]", now=NOW,
+                             memory_days=memory_days)  # fmt: skip
+
+
+def test_the_accepted_window_is_exact() -> None:
+    """A signature from exactly the memory's oldest moment or exactly an hour ahead is taken;
+    a millisecond further either way is not."""
+    oldest = NOW_MS - 90 * 24 * HOUR_MS
+    assert use(timestamp=oldest).timestamp == oldest
+    assert use(timestamp=NOW_MS + HOUR_MS).timestamp == NOW_MS + HOUR_MS
+    for outside in (oldest - 1, NOW_MS + HOUR_MS + 1):
+        with pytest.raises(replay.SignatureExpired) as refused:
+            use(timestamp=outside)
+        assert refused.value.message == (
+            "the signature's timestamp is outside the accepted window (90 days back, 1:00:00 ahead)"
+        )
+    assert use(timestamp=1, memory_days=0).timestamp == 1  # no retention: remembered forever
+    with pytest.raises(replay.SignatureExpired, match="any number of days back"):
+        use(timestamp=NOW_MS + HOUR_MS + 1, memory_days=0)
+
+
+def test_a_nonce_of_64_characters_is_taken_and_a_longer_one_refused() -> None:
+    assert use(nonce="n" * 64).nonce == "n" * 64
+    with pytest.raises(BadInput) as refused:
+        use(nonce="n" * 65)
+    assert (refused.value.code, refused.value.message) == (
+        "invalid_nonce", "the nonce is longer than 64 characters"
+    )  # fmt: skip
+
+
+def test_an_expired_signature_is_counted(client: FlaskClient) -> None:
+    def expired() -> float:
+        return sample(client.get("/metrics").text, "jsms_callback_signatures_refused_total",
+                      reason="expired")  # fmt: skip
+
+    before = expired()
+    form = signed_form(ONE, SECRET, "SMS_REPORT", [report("m1")], timestamp="1")
+    assert error_code(post(client, form)) == "signature_expired"
+    assert expired() == before + 1
+
+
+def test_the_digest_of_a_use_never_changes_between_releases() -> None:
+    """Stored digests are compared with new ones: JSMS retrying across an upgrade must still
+    be a retry. Text that is not valid UTF-8 (a lone surrogate) is digested too."""
+    assert replay.digest_of("SMS_REPORT", "[]") == hashlib.sha256(b"SMS_REPORT\x1f[]").hexdigest()
+    odd = replay.digest_of("SMS_\ud800", '["\udfff"]')
+    assert odd == hashlib.sha256(b'SMS_\xed\xa0\x80\x1f["\xed\xbf\xbf"]').hexdigest()
 
 
 def test_concurrent_requests_with_one_signature_store_at_most_one(

@@ -96,15 +96,19 @@ class GroupWriter:
         return pending.result
 
     def _run(self) -> None:
-        while group := self._next_group():
-            try:
-                self._write(group)
-            except BaseException as exc:  # never leave a request waiting
-                for pending in group:
-                    if not pending.done.is_set():
-                        pending.finish(error=RuntimeError(f"the group writer failed: {exc!r}"))
-                if not isinstance(exc, Exception):
-                    raise
+        group: list[Pending] = []
+        try:
+            while group := self._next_group():
+                try:
+                    self._write(group)
+                except Exception as exc:  # a bug here: never leave a request waiting
+                    log.exception("the group writer failed")
+                    _fail(group, RuntimeError(f"the group writer failed: {exc!r}"))
+        except BaseException:  # the thread dies (interpreter exit): the next callback starts one
+            with self._wake:
+                stranded, self._waiting, self._running = self._waiting, [], False
+            _fail([*group, *stranded], RuntimeError("the group writer stopped"))
+            raise
 
     def _next_group(self) -> list[Pending]:
         """Everything waiting (up to MAX_GROUP); [] (and the thread ends) after IDLE_SECONDS."""
@@ -173,6 +177,12 @@ def _unavailable(exc: Exception) -> DatabaseUnavailable:
     error = DatabaseUnavailable("the database is unavailable; retry")
     error.__cause__ = exc
     return error
+
+
+def _fail(group: Sequence[Pending], error: BaseException) -> None:
+    for pending in group:
+        if not pending.done.is_set():
+            pending.finish(error=error)
 
 
 def _finish(pending: Pending, outcome: IngestResult | replay.SignatureReused) -> None:
