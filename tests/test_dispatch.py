@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
@@ -163,3 +165,28 @@ def test_two_clocks_share_the_apps_through_the_lease(upstream: FakeJsms, store: 
     with store.session() as session:
         stored = session.scalar(select(func.count(DeliveryReport.id)))
     assert stored == 1000 * len(APPS), "every record stored once"
+
+
+class PassesAlreadyOver(ThreadPoolExecutor):
+    """Runs each pass before `submit` returns, as when a pass ends at once (the app's lease is
+    held by another clock) before the dispatcher has registered its callback."""
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        future.set_result(fn(*args, **kwargs))
+        return future
+
+
+def test_a_pass_over_before_its_callback_is_registered_does_not_hang_the_dispatcher(
+    upstream: FakeJsms, store: Database
+) -> None:
+    with JsmsClient(upstream.url) as client:
+        puller = Puller(store, client, SyncPolicy(window=FAKE_WINDOW), spool=throwaway_spool())
+        dispatcher = Dispatcher(puller, {"new": APPS["new"]}, max_parallel=1)
+        dispatcher.executor = PassesAlreadyOver(1)
+        done: list[list[str]] = []
+        thread = threading.Thread(target=lambda: done.append(dispatcher.dispatch()), daemon=True)
+        thread.start()
+        thread.join(30)
+    assert done == [["new"]], "dispatch() hung: the callback waited for the dispatcher's lock"
+    assert dispatcher.running() == set() and dispatcher.wake.is_set()
