@@ -17,7 +17,6 @@ import json
 import os
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import psycopg
@@ -26,11 +25,12 @@ from alembic import command
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from app.jsms.records import MAX_CALLBACK_ITEMS, parse_payload  # noqa: E402
-from app.store.db import Database, alembic_config, upgrade_to_head  # noqa: E402
+from app.store.db import Database, alembic_config  # noqa: E402
 from app.store.ingest import RawPayload, ingest_or_quarantine  # noqa: E402
 from app.store.models import Source  # noqa: E402
 from bench.index_audit import _load_raw_events  # noqa: E402
 from bench.query import _load  # noqa: E402
+from tests.support import throwaway_postgres  # noqa: E402
 
 BEFORE, AFTER = "0009", "0010"
 TICK = os.sysconf("SC_CLK_TCK")
@@ -43,15 +43,10 @@ def main() -> None:
     parser.add_argument("--receipts", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
-    name = f"jsms_index_cost_{uuid.uuid4().hex[:8]}"
-    base = args.admin_url.rsplit("/", 1)[0]
-    url = base.replace("postgresql://", "postgresql+psycopg://") + f"/{name}"
-    with psycopg.connect(args.admin_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        upgrade_to_head(url)
-        _load(f"{base}/{name}", 1_000_000)
-        with psycopg.connect(f"{base}/{name}", autocommit=True) as conn:
+    with throwaway_postgres(args.admin_url, prefix="jsms_index_cost") as url:
+        plain = url.replace("postgresql+psycopg://", "postgresql://", 1)
+        _load(plain, 1_000_000)
+        with psycopg.connect(plain, autocommit=True) as conn:
             _load_raw_events(conn, 1_000_000)
         serial = 0
         for round_number in range(args.rounds):
@@ -66,9 +61,6 @@ def main() -> None:
                     f"WAL {wal / args.receipts:,.0f} bytes/callback, "
                     f"wall {wall / args.receipts * 1000:.3f} ms/callback"
                 )
-    finally:
-        with psycopg.connect(args.admin_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _store(url: str, first: int, count: int) -> tuple[float, float, int]:

@@ -187,48 +187,44 @@ def store_replies(
     connection: Connection, owners: Sequence[Owner], owned: Sequence[tuple[int, ReplyMessage]]
 ) -> list[int]:
     """Insert replies not seen before. Counts, per owner, the rows inserted."""
-    rows: dict[str, tuple[int, dict[str, Any]]] = {}
-    for i, r in owned:
-        key = _dedup_key(owners[i].app_key, r.phone, r.replied_at.isoformat(), r.content)
-        rows.setdefault(key, (i, owners[i].row(
-            phone=r.phone,
-            content=r.content,
-            replied_at=r.replied_at,
-            extra=encode_extra(r.extra),
-            dedup_key=key,
-        )))  # fmt: skip
-    return _count_inserted(connection, REPLIES, rows, len(owners))
+    keyed = [
+        (i, (r.phone, r.replied_at.isoformat(), r.content), {
+            "phone": r.phone, "content": r.content, "replied_at": r.replied_at,
+            "extra": encode_extra(r.extra),
+        })
+        for i, r in owned
+    ]  # fmt: skip
+    return _insert_new(connection, REPLIES, owners, keyed)
 
 
 def store_reviews(
     connection: Connection, owners: Sequence[Owner], owned: Sequence[tuple[int, Review]]
 ) -> list[int]:
     """Insert review results not seen before. Counts, per owner, the rows inserted."""
-    rows: dict[str, tuple[int, dict[str, Any]]] = {}
-    for i, r in owned:
-        key = _dedup_key(
-            owners[i].app_key, r.review_type, r.subject_id, str(r.status), r.refuse_reason or ""
-        )
-        rows.setdefault(key, (i, owners[i].row(
-            review_type=r.review_type,
-            subject_id=r.subject_id,
-            status=r.status,
-            refuse_reason=r.refuse_reason,
-            extra=encode_extra(r.extra),
-            dedup_key=key,
-        )))  # fmt: skip
-    return _count_inserted(connection, REVIEWS, rows, len(owners))
+    keyed = [
+        (i, (r.review_type, r.subject_id, str(r.status), r.refuse_reason or ""), {
+            "review_type": r.review_type, "subject_id": r.subject_id, "status": r.status,
+            "refuse_reason": r.refuse_reason, "extra": encode_extra(r.extra),
+        })
+        for i, r in owned
+    ]  # fmt: skip
+    return _insert_new(connection, REVIEWS, owners, keyed)
 
 
-def _count_inserted(
+def _insert_new(
     connection: Connection,
     insert_: ConflictInsert,
-    rows: dict[str, tuple[int, dict[str, Any]]],
-    owners: int,
+    owners: Sequence[Owner],
+    keyed: Sequence[tuple[int, tuple[str, ...], dict[str, Any]]],
 ) -> list[int]:
-    """Insert one row per dedup key (its first carrier's); count the inserted ones per owner."""
+    """Insert one row per dedup key (the app's, and `parts`), its first carrier's; count the
+    inserted ones per owner."""
+    rows: dict[str, tuple[int, dict[str, Any]]] = {}
+    for i, parts, values in keyed:
+        key = _dedup_key(owners[i].app_key, *parts)
+        rows.setdefault(key, (i, owners[i].row(**values, dedup_key=key)))
     changed = write(connection, insert_, [row for _, row in rows.values()])
-    stored = [0] * owners
+    stored = [0] * len(owners)
     for key, (i, _) in rows.items():
         stored[i] += (key,) in changed
     return stored
