@@ -14,6 +14,7 @@ from urllib.parse import parse_qsl
 # percent escapes that are not UTF-8.
 import werkzeug.urls  # noqa: F401
 from flask import Blueprint, Response, current_app, g, jsonify, request
+from flask.blueprints import BlueprintSetupState
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.datastructures import MultiDict
 
@@ -111,11 +112,11 @@ def receive(app_key: str | None) -> Response:
         raise BadInput("the data field is not JSON", "invalid_data") from None
     # Never raises: a record nobody can read is quarantined, a list too long is kept unread.
     batch = parse_payload(record_type, payload, max_items=MAX_CALLBACK_ITEMS)
-    raw = RawPayload(signer, Source.CALLBACK, record_type, data, nonce, _as_int(timestamp))
     use = replay.signed_use(
         signer, nonce, timestamp, record_type, data,
         now=utcnow(), memory_days=get_settings().raw_event_retention_days,
     )  # fmt: skip
+    raw = RawPayload(signer, Source.CALLBACK, record_type, data, nonce, use.timestamp)
     with INGEST_SECONDS.labels(Source.CALLBACK).time():
         # Stored with whatever else this worker received meanwhile, in one transaction (the
         # raw `data` whatever the store makes of its records); returns once that committed.
@@ -187,11 +188,14 @@ def _count_refusal(response: Response, kind: str) -> None:
         log.warning("refused callback not counted: %s", type(exc).__name__)
 
 
+@bp.record_once
+def _make_writer(state: BlueprintSetupState) -> None:
+    """One group writer per app (its thread starts with the first callback of each process)."""
+    state.app.extensions["group_writer"] = GroupWriter(state.app.extensions["database"])
+
+
 def _writer() -> GroupWriter:
-    """This process's group writer for the app's database (made on first use)."""
-    writer: GroupWriter | None = current_app.extensions.get("group_writer")
-    if writer is None:
-        writer = current_app.extensions.setdefault("group_writer", GroupWriter(get_database()))
+    writer: GroupWriter = current_app.extensions["group_writer"]
     return writer
 
 
@@ -235,11 +239,3 @@ def _field(form: MultiDict[str, str], name: str) -> str:
     if value is None or value == "":
         raise BadInput(f"the {name} field is required", f"missing_{name}")
     return str(value)
-
-
-def _as_int(text: str) -> int | None:
-    try:
-        value = int(text)
-    except ValueError:
-        return None
-    return value if -(2**63) <= value < 2**63 else None

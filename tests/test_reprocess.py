@@ -7,10 +7,13 @@ from datetime import UTC, datetime
 
 import pytest
 from flask.testing import FlaskClient, FlaskCliRunner
+from sqlalchemy import event as sa_event
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
 from app.jsms import records
 from app.store.db import Database
+from app.store.ingest import IngestResult, reprocess
 from app.store.models import DeliveryReport, RawEvent
 from tests.jsms_callbacks import report, signed_form
 from tests.support import APPS
@@ -147,3 +150,39 @@ def test_an_event_quarantined_whole_is_read_item_by_item(
     ]
     for event in events:
         assert event.records == event.stored + event.duplicates + event.quarantined
+
+
+def kept_whole(store: Database, payload: str) -> int:
+    """A raw event kept whole and quarantined (as an older release left it); its id."""
+    with store.session() as session, session.begin():
+        event_ = RawEvent(app_key="app-one", source="pull", type="SMS_REPORT", payload=payload,
+                          received_at=datetime.now(UTC), records=2, stored=0, duplicates=0,
+                          quarantined=2, quarantine_reason="kept whole")  # fmt: skip
+        session.add(event_)
+        session.flush()
+        return event_.id
+
+
+def test_reprocess_returns_what_it_did_to_each_event(store: Database) -> None:
+    """Stored records name the event they came from; an event nobody can read yet, or whose
+    records the store still refuses, comes back unchanged, and says so."""
+    readable = kept_whole(store, json.dumps([report("m1"), {"junk": 1}]))
+    not_json = kept_whole(store, "{not json")
+    refused = kept_whole(store, json.dumps([report("m2")]))
+
+    def refuse(conn, cursor, statement, parameters, *args):  # type: ignore[no-untyped-def]
+        if statement.startswith("INSERT INTO delivery_reports") and "'m2'" in str(parameters):
+            raise IntegrityError(statement, {}, Exception("value refused"))
+
+    sa_event.listen(store.engine, "before_cursor_execute", refuse)
+    try:
+        results = {}
+        with store.session() as session, session.begin():
+            for event_id in (readable, not_json, refused):
+                results[event_id] = reprocess(session, session.get_one(RawEvent, event_id))
+    finally:
+        sa_event.remove(store.engine, "before_cursor_execute", refuse)
+    assert results[readable] == IngestResult(readable, 1, 0, 1)
+    assert results[not_json] == IngestResult(not_json, 0, 0, 2)
+    assert results[refused] == IngestResult(refused, 0, 0, 2)
+    assert [(r.msg_id, r.raw_event_id) for r in stored(store)] == [("m1", readable)]
