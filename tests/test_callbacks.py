@@ -165,11 +165,15 @@ def test_missing_signature_is_401(client: FlaskClient, database: Database) -> No
 
 
 @pytest.mark.parametrize("field", ["nonce", "timestamp", "type", "data"])
+@pytest.mark.parametrize("how", ["left out", "blank"])
 def test_missing_field_is_400_and_stores_nothing(
-    client: FlaskClient, database: Database, field: str
+    client: FlaskClient, database: Database, field: str, how: str
 ) -> None:
     form = signed_form(ONE, SECRET, "SMS_REPORT", report("m1"))
-    del form[field]
+    if how == "blank":
+        form[field] = ""
+    else:
+        del form[field]
     assert_error(post(client, form), 400, f"missing_{field}")
     assert row_count(database, RawEvent) == 0
 
@@ -526,20 +530,26 @@ def test_health_endpoints(client: FlaskClient) -> None:
 
 
 @pytest.mark.parametrize(
-    ("content_type", "body"),
+    ("content_type", "body", "got"),
     [
-        ("application/json", b'{"nonce": "1", "signature": "x", "type": "SMS_REPORT"}'),
-        ("text/plain", b"nonce=1&timestamp=2&signature=x&type=SMS_REPORT&data=[]"),
-        ("", b"nonce=1&timestamp=2"),
+        ("application/json", b'{"nonce": "1", "signature": "x", "type": "SMS_REPORT"}',
+         "application/json"),
+        ("text/plain", b"nonce=1&timestamp=2&signature=x&type=SMS_REPORT&data=[]", "text/plain"),
+        ("", b"nonce=1&timestamp=2", "a body without a Content-Type"),
+        ("application/" + "x" * 80, b"{}", "application/" + "x" * 52),  # named, cut at 64
     ],
-)
+    ids=["json", "text", "none", "long"],
+)  # fmt: skip
 def test_a_body_that_is_not_form_encoded_is_400_saying_so(
-    client: FlaskClient, database: Database, content_type: str, body: bytes
+    client: FlaskClient, database: Database, content_type: str, body: bytes, got: str
 ) -> None:
     headers = {"Content-Type": content_type} if content_type else {}
     response = client.post("/callbacks/jsms", data=body, headers=headers)
     assert_error(response, 400, "form_encoded_body_expected")
-    assert "application/x-www-form-urlencoded" in response.get_json()["error"]["message"]
+    assert response.get_json()["error"]["message"] == (
+        "the callback body must be form-encoded (application/x-www-form-urlencoded) with the "
+        f"fields nonce, timestamp, signature, type and data; got {got}"
+    )
     assert row_count(database, RawEvent) == 0
 
 
