@@ -78,6 +78,105 @@ def test_reviews() -> None:
     assert batch.records == [Review("sign", "5", 2, "no", {})]
 
 
+def test_a_template_review_reads_tempid_and_keeps_unknown_fields() -> None:
+    item = {"tempId": " 7 ", "status": "1", "refuseReason": "too long", "extra": [1], "x": None}
+    batch = parse_payload("SMS_TEMPLATE", [item, {"tempId": 8, "status": 0}])
+    assert batch.records == [
+        Review("template", "7", 1, "too long", {"extra": [1], "x": None}),
+        Review("template", "8", 0, None, {}),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("record_type", "item", "reason"),
+    [
+        ("SMS_SIGN", {"tempId": 5, "status": 1}, "signId is missing"),
+        ("SMS_TEMPLATE", {"signId": 5, "status": 1}, "tempId is missing"),
+        ("SMS_TEMPLATE", {"tempId": "x" * 65, "status": 1}, "tempId must be 1 to 64 characters"),
+        ("SMS_SIGN", {"signId": 5}, "status is missing"),
+        (
+            "SMS_SIGN",
+            {"signId": 5, "status": 1, "refuseReason": 3},
+            "refuseReason is int, not a string",
+        ),
+        (
+            "SMS_TEMPLATE",
+            {"tempId": 5, "status": 1, "refuseReason": ["no"]},
+            "refuseReason is a list, not a string",
+        ),
+        (
+            "SMS_SIGN",
+            {"signId": 5, "status": 1, "refuseReason": "a\x00b"},
+            "refuseReason contains a NUL character",
+        ),
+        (
+            "SMS_SIGN",
+            {"signId": 5, "status": 1, "refuseReason": "\ud800"},
+            "refuseReason is not valid Unicode",
+        ),
+    ],
+)
+def test_bad_review_items_are_rejected_with_their_reason(
+    record_type: str, item: dict, reason: str
+) -> None:
+    batch = parse_payload(record_type, [item])
+    assert batch.records == [] and [r.reason for r in batch.rejected] == [reason]
+
+
+def test_a_review_with_a_64_character_id_is_read() -> None:
+    [review] = parse_payload("SMS_SIGN", {"signId": "s" * 64, "status": 1}).records
+    assert review == Review("sign", "s" * 64, 1, None, {})
+
+
+@pytest.mark.parametrize(
+    ("item", "kind"),
+    [
+        ({}, "an object"),
+        ([], "a list"),
+        ("x", "a string"),
+        (True, "a boolean"),
+        (None, "null"),
+        (1.5, "float"),
+        (7, "int"),
+    ],
+)
+def test_fields_of_the_wrong_type_are_named_in_the_reason(item: object, kind: str) -> None:
+    """The type names in reasons (what a person reads in the quarantine)."""
+    reasons = [r.reason for r in parse_payload("SMS_REPORT", [item, {"msgId": item}]).rejected]
+    if not isinstance(item, dict):
+        assert reasons[0] == f"expected an object, got {kind}"
+    if kind not in {"a string", "int", "null"}:  # those are identifiers, or missing
+        assert reasons[-1] == f"msgId is {kind}, not a string"
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (ValueError("boom"), "unexpected ValueError: boom"),
+        (KeyError(), "unexpected KeyError"),
+        (ValueError("x" * 500), "unexpected ValueError: " + "x" * 120),
+    ],
+)
+def test_an_unforeseen_error_in_one_record_is_its_reason(
+    monkeypatch: pytest.MonkeyPatch, error: Exception, reason: str
+) -> None:
+    def broken(item: dict, now: datetime) -> None:
+        if item.get("broken"):
+            raise error
+
+    monkeypatch.setitem(records._PARSERS, "SMS_NEW", broken)
+    batch = parse_payload("SMS_NEW", [{"broken": True}, {}])
+    assert [(r.index, r.reason) for r in batch.rejected] == [(0, reason)]
+    assert batch.records == [None]
+
+
+def test_extra_fields_are_encoded_sorted_readable_and_storable() -> None:
+    assert records.encode_extra({}) is None
+    assert records.encode_extra({"b": [1, None], "a": "é"}) == '{"a": "é", "b": [1, null]}'
+    # A lone surrogate cannot be stored as UTF-8: escaped instead.
+    assert records.encode_extra({"a": "é\ud800"}) == '{"a": "\\u00e9\\ud800"}'
+
+
 @pytest.mark.parametrize(
     ("item", "reason"),
     [
