@@ -270,3 +270,37 @@ def test_quarantine_reasons_are_bounded() -> None:
     lines = (batch.reasons() or "").splitlines()
     assert len(lines) == 21 and lines[-1] == "… and 480 more"
     assert lines[0] == "#0: expected an object, got a string"
+
+
+@pytest.mark.parametrize(
+    ("item", "reason"),
+    [
+        ({"phone": "1", "content": 5, "replyTime": 1}, "content is int, not a string"),
+        ({"phone": "1", "content": "a\x00", "replyTime": 1}, "content contains a NUL character"),
+        ({"phone": "1" * 33, "content": "", "replyTime": 1}, "phone must be 1 to 32 characters"),
+    ],
+)
+def test_bad_reply_items_are_rejected_with_their_reason(item: dict, reason: str) -> None:
+    batch = parse_payload("SMS_REPLY", [item])
+    assert batch.records == [] and [r.reason for r in batch.rejected] == [reason]
+
+
+def test_a_reply_whose_extra_fields_cannot_be_encoded_is_rejected_not_stored() -> None:
+    deep: list = []
+    for _ in range(100_000):
+        deep = [deep]
+    item = {"phone": "1" * 32, "content": "", "replyTime": 1575015093, "deep": deep}
+    batch = parse_payload("SMS_REPLY", [item])
+    assert batch.records == [] and batch.rejected[0].reason.startswith("unexpected RecursionError")
+
+
+def test_reasons_are_cut_at_200_characters_and_counted_with_the_unread_reason() -> None:
+    long = records.ParsedBatch(rejected=[records.Rejected(0, None, "x" * 300)])
+    assert long.reasons() == "#0: " + "x" * 200
+    exactly = records.ParsedBatch(rejected=[records.Rejected(i, None, "r") for i in range(20)])
+    assert len((exactly.reasons() or "").splitlines()) == 20  # 20 reasons: all shown
+    one_over = records.ParsedBatch(
+        rejected=[records.Rejected(i, None, "r") for i in range(20)], unread_reason="unread"
+    )
+    lines = (one_over.reasons() or "").splitlines()
+    assert (len(lines), lines[0], lines[-1]) == (21, "unread", "… and 1 more")
