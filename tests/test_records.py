@@ -166,7 +166,7 @@ def test_an_unforeseen_error_in_one_record_is_its_reason(
 
     monkeypatch.setitem(records._PARSERS, "SMS_NEW", broken)
     batch = parse_payload("SMS_NEW", [{"broken": True}, {}])
-    assert [(r.index, r.reason) for r in batch.rejected] == [(0, reason)]
+    assert [(r.index, r.item, r.reason) for r in batch.rejected] == [(0, {"broken": True}, reason)]
     assert batch.records == [None]
 
 
@@ -199,6 +199,31 @@ def test_unknown_type_rejects_every_item() -> None:
     batch = parse_payload("SMS_NEW", [{"a": 1}, {"b": 2}])
     assert [r.index for r in batch.rejected] == [0, 1]
     assert all("unknown type" in r.reason for r in batch.rejected)
+    long = parse_payload("X" * 100, [1, {}])
+    assert [(r.index, r.item, r.reason) for r in long.rejected] == [
+        (0, 1, f"unknown type {'X' * 64!r}"),
+        (1, {}, f"unknown type {'X' * 64!r}"),
+    ]
+    assert parse_payload("SMS_REPORT", [[1]]).rejected[0].item == [1]
+
+
+def test_times_are_judged_against_the_clock_given() -> None:
+    """A time more than 24 h after the `now` passed in is implausible, whatever the real clock
+    says; without `now`, the real clock (an aware one) is the judge."""
+    item = {"msgId": "1", "phone": "1" * 32, "status": 1, "receiveTime": 1575015093000}
+    then = datetime(2019, 11, 27, tzinfo=UTC)  # two days before the receive time
+    [rejected] = parse_payload("SMS_REPORT", item, then).rejected
+    assert rejected.reason.startswith("receiveTime: implausible time 2019-11-29T08:11:33")
+    assert len(parse_payload("SMS_REPORT", item).records) == 1
+    assert (
+        "phone must be 1 to 32"
+        in parse_payload("SMS_REPORT", item | {"phone": "1" * 33}).rejected[0].reason
+    )
+
+
+def test_exactly_the_allowed_number_of_items_is_read() -> None:
+    batch = parse_payload("SMS_REPORT", [{}] * 1000, max_items=1000)
+    assert (batch.unread, len(batch.rejected)) == (0, 1000)
 
 
 @given(
@@ -304,3 +329,16 @@ def test_reasons_are_cut_at_200_characters_and_counted_with_the_unread_reason() 
     )
     lines = (one_over.reasons() or "").splitlines()
     assert (len(lines), lines[0], lines[-1]) == (21, "unread", "… and 1 more")
+
+
+@pytest.mark.parametrize(
+    ("status", "stored"),
+    [(-(2**31), True), (2**31 - 1, True), (-(2**31) - 1, False), (2**31, False)],
+)
+def test_status_codes_are_32_bit_integers(status: int, stored: bool) -> None:
+    item = {"msgId": "1", "phone": "1", "status": str(status), "receiveTime": 1575015093}
+    batch = parse_payload("SMS_REPORT", [item])
+    if stored:
+        assert [r.status for r in batch.records] == [status]  # type: ignore[union-attr]
+    else:
+        assert [r.reason for r in batch.rejected] == [f"status {status} is out of range"]

@@ -198,9 +198,10 @@ def test_server_errors_and_timeouts_back_off_exponentially(
     time can make an app due early or late) and with the jitter at its top: they double."""
     monkeypatch.setattr(state_module, "random", TopOfRange)
     fake_jsms.set_mode(APP, mode)
-    fake_jsms.slow_seconds = 1.0
+    # A slow answer always outlasts the client's timeout; other answers never meet it.
+    fake_jsms.slow_seconds = 5.0
     clock = FrozenClock()
-    puller = make_puller(now=clock, timeout=0.3)
+    puller = make_puller(now=clock, timeout=0.3 if mode == "slow" else 10.0)
     waits = []
     for failures in (1, 2, 3, 4):
         [result] = puller.sync_app(APP, SECRET, ["report"])
