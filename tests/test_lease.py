@@ -257,3 +257,16 @@ def test_holder_ids_name_the_host_and_process_and_differ_per_puller() -> None:
     assert (host, pid) == (socket.gethostname()[:64], str(os.getpid()))
     assert len(suffix) == 8 and int(suffix, 16) >= 0
     assert first != second
+
+
+def test_a_call_exactly_one_window_after_the_last_is_granted(store: Database) -> None:
+    """The upstream refuses a call *less* than a window after the last (50201); one exactly a
+    window after is allowed, and the lease grants it too, so a puller never waits longer than
+    it must."""
+    now = utcnow()
+    with store.session() as session, session.begin():
+        assert lease.acquire(session, "app-one", "me", now, ttl=60)
+        assert lease.claim_call(session, "app-one", "me", now, window=5, ttl=60).granted
+        later = now + timedelta(seconds=5)
+        assert lease.claim_call(session, "app-one", "me", later, window=5, ttl=60).granted
+    assert lease_row(store, "app-one").last_call_at == later
