@@ -9,9 +9,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from flask.testing import FlaskClient
-from sqlalchemy import select, text
+from sqlalchemy import Select, event, select, text
 
 from app.jsms.records import ParsedBatch
+from app.query import lists
+from app.query.params import ReportFilter
 from app.store.db import Database
 from app.store.ingest import RawPayload, ingest
 from app.store.models import DeliveryReport
@@ -112,3 +114,25 @@ def _wait_until_blocked_on_a_lock(database: Database) -> None:
             connection.rollback()
             threading.Event().wait(0.01)
     raise AssertionError("the read never waited for the in-flight insert")
+
+
+def test_a_page_reads_one_row_more_than_it_shows_and_an_export_reads_in_chunks(
+    store: Database,
+) -> None:
+    """What the page and export queries ask the database for: `limit + 1` rows (to know whether
+    more follow), and the export STREAM_CHUNK rows at a time, never the whole table at once."""
+    limits: list[int | None] = []
+
+    def seen(conn: object, statement: object, *args: object) -> None:
+        if isinstance(statement, Select) and statement.get_final_froms():
+            limits.append(statement._limit)  # what LIMIT the statement carries
+
+    event.listen(store.engine, "before_execute", seen)
+    try:
+        walk_ = lists.report_walk(ReportFilter())
+        with store.session() as session:
+            lists.fetch_page(session, walk_, after=0, limit=10)
+            list(lists.stream_rows(session, walk_, after=0, horizon=0))
+    finally:
+        event.remove(store.engine, "before_execute", seen)
+    assert limits[-2:] == [11, lists.STREAM_CHUNK]
