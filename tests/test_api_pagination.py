@@ -121,11 +121,11 @@ def test_a_page_reads_one_row_more_than_it_shows_and_an_export_reads_in_chunks(
 ) -> None:
     """What the page and export queries ask the database for: `limit + 1` rows (to know whether
     more follow), and the export STREAM_CHUNK rows at a time, never the whole table at once."""
-    limits: list[int | None] = []
+    selects: list[Select] = []
 
     def seen(conn: object, statement: object, *args: object) -> None:
-        if isinstance(statement, Select) and statement.get_final_froms():
-            limits.append(statement._limit)  # what LIMIT the statement carries
+        if isinstance(statement, Select):
+            selects.append(statement)
 
     event.listen(store.engine, "before_execute", seen)
     try:
@@ -135,4 +135,14 @@ def test_a_page_reads_one_row_more_than_it_shows_and_an_export_reads_in_chunks(
             list(lists.stream_rows(session, walk_, after=0, horizon=0))
     finally:
         event.remove(store.engine, "before_execute", seen)
-    assert limits[-2:] == [11, lists.STREAM_CHUNK]
+    # The page's query (after the horizon's) and the export's one chunk: LIMIT, keyset order.
+    page, chunk = selects[-2:]
+    assert (page._limit, chunk._limit) == (11, lists.STREAM_CHUNK)
+    assert all("ORDER BY delivery_reports.id" in str(s) for s in (page, chunk))
+
+
+def test_the_horizon_of_an_empty_table_is_zero(store: Database) -> None:
+    """No id is final before the first one commits (a horizon of 1 would let a walk that started
+    on an empty table pass id 1 while its insert is still in flight)."""
+    with store.session() as session:
+        assert lists.committed_horizon(session, DeliveryReport) == 0
