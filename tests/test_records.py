@@ -174,7 +174,7 @@ def test_extra_fields_are_encoded_sorted_readable_and_storable() -> None:
     assert records.encode_extra({}) is None
     assert records.encode_extra({"b": [1, None], "a": "é"}) == '{"a": "é", "b": [1, null]}'
     # A lone surrogate cannot be stored as UTF-8: escaped instead.
-    assert records.encode_extra({"a": "é\ud800"}) == '{"a": "\\u00e9\\ud800"}'
+    assert records.encode_extra({"b": 1, "a": "é\ud800"}) == '{"a": "\\u00e9\\ud800", "b": 1}'
 
 
 @pytest.mark.parametrize(
