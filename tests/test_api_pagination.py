@@ -19,6 +19,7 @@ from app.store.ingest import RawPayload, ingest
 from app.store.models import DeliveryReport
 from tests.support import guard_postgres
 
+from . import api_data
 from .api_data import get, report, store, walk
 
 WRITERS = 3
@@ -146,3 +147,13 @@ def test_the_horizon_of_an_empty_table_is_zero(store: Database) -> None:
     on an empty table pass id 1 while its insert is still in flight)."""
     with store.session() as session:
         assert lists.committed_horizon(session, DeliveryReport) == 0
+
+
+def test_an_export_stops_at_the_horizon_it_was_given(store: Database) -> None:
+    """Rows above the export's horizon (inserted after it began) are not in it."""
+    api_data.store(store, "app-one", [report("a"), report("b"), report("c")])
+    first, second, _ = _all_ids(store)
+    walk_ = lists.report_walk(ReportFilter())
+    with store.session() as session:
+        rows = list(lists.stream_rows(session, walk_, after=0, horizon=second))
+    assert [row.id for row in rows] == [first, second]
