@@ -186,6 +186,8 @@ def test_extra_fields_are_encoded_sorted_readable_and_storable() -> None:
         ({"msgId": "1", "phone": "1", "status": 1, "receiveTime": "soon"}, "not a known format"),
         ({"msgId": "x" * 65, "phone": "1", "status": 1, "receiveTime": 1}, "1 to 64"),
         ({"msgId": "1", "phone": "1", "status": 2**40, "receiveTime": 1}, "out of range"),
+        ({"msgId": "1\x00", "phone": "1", "status": 1, "receiveTime": 1}, "msgId contains a NUL"),
+        ({"msgId": "1", "phone": "\ud800", "status": 1, "receiveTime": 1}, "phone is not valid"),
     ],
 )
 def test_bad_report_items_are_rejected_with_a_reason(item: dict, reason: str) -> None:
