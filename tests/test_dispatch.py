@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
+from concurrent.futures import Future
 from datetime import timedelta
 from typing import Any
 
@@ -163,3 +165,28 @@ def test_two_clocks_share_the_apps_through_the_lease(upstream: FakeJsms, store: 
     with store.session() as session:
         stored = session.scalar(select(func.count(DeliveryReport.id)))
     assert stored == 1000 * len(APPS), "every record stored once"
+
+
+class DoneAtOnce:
+    """An executor whose passes have ended by the time `submit` returns (as a pass that finds
+    the lease taken can, on a loaded machine)."""
+
+    def submit(self, fn: Any, *args: Any) -> Future[None]:
+        future: Future[None] = Future()
+        future.set_result(None)
+        return future
+
+
+def test_a_pass_that_ends_before_dispatch_returns_does_not_hang_the_clock(
+    store: Database,
+) -> None:
+    with JsmsClient("http://127.0.0.1:9") as client:
+        puller = Puller(store, client, SyncPolicy(window=FAKE_WINDOW), spool=throwaway_spool())
+        dispatcher = Dispatcher(puller, APPS, max_parallel=64)
+        dispatcher.executor = DoneAtOnce()  # type: ignore[assignment]
+        started: list[str] = []
+        thread = threading.Thread(target=lambda: started.extend(dispatcher.dispatch()), daemon=True)
+        thread.start()
+        thread.join(timeout=30)
+    assert not thread.is_alive(), "dispatch() deadlocked on its own lock"
+    assert sorted(started) == sorted(APPS) and dispatcher.running() == set()

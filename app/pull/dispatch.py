@@ -128,7 +128,7 @@ class Dispatcher:
         except SQLAlchemyError as exc:
             log.error("could not read the sync state: %s", exc)
             return []
-        started: list[str] = []
+        started: list[tuple[str, Future[None]]] = []
         with self._lock:
             resting = time.monotonic()
             for app in due:
@@ -137,12 +137,15 @@ class Dispatcher:
                 if app.app_key in self._running or self._rest_until.get(app.app_key, 0) > resting:
                     continue
                 self._running.add(app.app_key)
-                started.append(app.app_key)
                 future = self.executor.submit(
                     run_pass, self.puller, app.app_key, self.apps[app.app_key], app.kinds
                 )
-                future.add_done_callback(partial(self._finished, app.app_key))
-        return started
+                started.append((app.app_key, future))
+        # Outside the lock: a pass that has already ended (another clock holds the lease) runs
+        # its callback here, at once, and the callback takes the lock.
+        for app_key, future in started:
+            future.add_done_callback(partial(self._finished, app_key))
+        return [app_key for app_key, _ in started]
 
     def running(self) -> set[str]:
         """The apps being pulled now."""
