@@ -16,6 +16,8 @@ call, each record handed out once. Per-app modes make it answer like JSMS in oth
 | `not_json`      | 200 with a body that is not JSON (nothing handed out)         |
 
 Every call is recorded (monotonic time, app, kind, HTTP status, JSMS code, records handed out).
+`hold_answer()` keeps the answer of a later batch: its records are handed out (gone from the
+queue) but the caller still waits for them, so a fault can land on a batch in flight.
 
 Standalone, for watching the service locally:
     python -m tests.fake_jsms --port 8765 --apps key:secret --reports 2000
@@ -89,6 +91,9 @@ class FakeJsms:
         self.apps = {key: _App(secret) for key, secret in apps.items()}
         self.calls: list[Call] = []
         self._calls_changed = threading.Condition()
+        self._hold_after: int | None = None  # batches still answered before the held one
+        self._held: list[Any] | None = None  # the held batch, once handed out
+        self._release = threading.Event()
         self._server = ThreadingHTTPServer(("127.0.0.1", port), _handler_for(self))
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
@@ -107,6 +112,7 @@ class FakeJsms:
 
     def stop(self) -> None:
         """Stop serving and free the port."""
+        self._release.set()
         self._server.shutdown()
         self._server.server_close()
 
@@ -150,6 +156,29 @@ class FakeJsms:
             return list(app.handed_out[kind])
 
     # -- the call log -----------------------------------------------------------------------
+
+    def hold_answer(self, after: int = 0) -> None:
+        """Hold the answer of the batch that comes after `after` more batches with records: its
+        records are handed out (gone from the queue, in `handed_out`), but the HTTP answer waits
+        until `release()`, so the caller is mid-call. One hold at a time."""
+        with self._calls_changed:
+            self._hold_after, self._held = after, None
+            self._release.clear()
+
+    def wait_for_held(self, timeout: float = 30.0) -> list[Any] | None:
+        """Block until the held batch is handed out; returns it (None on timeout)."""
+        with self._calls_changed:
+            self._calls_changed.wait_for(lambda: self._held is not None, timeout)
+            return None if self._held is None else list(self._held)
+
+    def release(self) -> None:
+        """Send the held answer (if its caller is still there to read it)."""
+        self._release.set()
+
+    def _wait_if_held(self, body: Any) -> None:
+        """In the handler thread, before answering: wait while `body` is the held batch."""
+        if body is not None and body is self._held:
+            self._release.wait(timeout=120)
 
     def calls_with(self, code: int | None = None, app_key: str | None = None) -> list[Call]:
         """Calls answered with `code` (None: successes), optionally for one app."""
@@ -214,6 +243,12 @@ class FakeJsms:
         queue = app.queues[kind]
         batch = [queue.popleft() for _ in range(min(MAX_BATCH, len(queue)))]
         app.handed_out[kind].extend(batch)
+        with self._calls_changed:
+            if batch and self._hold_after is not None:
+                if self._hold_after == 0:
+                    self._held, self._hold_after = batch, None
+                else:
+                    self._hold_after -= 1
         self._record(Call(now, app_key, kind, 200, None, len(batch)))
         return 200, batch
 
@@ -242,6 +277,7 @@ def _handler_for(fake: FakeJsms) -> type[BaseHTTPRequestHandler]:
 
         def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
             status, body = fake.answer(self.path, self.headers.get("Authorization"))
+            fake._wait_if_held(body)
             raw = body if isinstance(body, str) else json.dumps(body)
             data = raw.encode("utf-8")
             self.send_response(status)

@@ -9,14 +9,17 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from flask.testing import FlaskClient
-from sqlalchemy import select, text
+from sqlalchemy import Select, event, select, text
 
 from app.jsms.records import ParsedBatch
+from app.query import lists
+from app.query.params import ReportFilter
 from app.store.db import Database
 from app.store.ingest import RawPayload, ingest
 from app.store.models import DeliveryReport
 from tests.support import guard_postgres
 
+from . import api_data
 from .api_data import get, report, store, walk
 
 WRITERS = 3
@@ -112,3 +115,45 @@ def _wait_until_blocked_on_a_lock(database: Database) -> None:
             connection.rollback()
             threading.Event().wait(0.01)
     raise AssertionError("the read never waited for the in-flight insert")
+
+
+def test_a_page_reads_one_row_more_than_it_shows_and_an_export_reads_in_chunks(
+    store: Database,
+) -> None:
+    """What the page and export queries ask the database for: `limit + 1` rows (to know whether
+    more follow), and the export STREAM_CHUNK rows at a time, never the whole table at once."""
+    selects: list[Select] = []
+
+    def seen(conn: object, statement: object, *args: object) -> None:
+        if isinstance(statement, Select):
+            selects.append(statement)
+
+    event.listen(store.engine, "before_execute", seen)
+    try:
+        walk_ = lists.report_walk(ReportFilter())
+        with store.session() as session:
+            lists.fetch_page(session, walk_, after=0, limit=10)
+            list(lists.stream_rows(session, walk_, after=0, horizon=0))
+    finally:
+        event.remove(store.engine, "before_execute", seen)
+    # The page's query (after the horizon's) and the export's one chunk: LIMIT, keyset order.
+    page, chunk = selects[-2:]
+    assert (page._limit, chunk._limit) == (11, lists.STREAM_CHUNK)
+    assert all("ORDER BY delivery_reports.id" in str(s) for s in (page, chunk))
+
+
+def test_the_horizon_of_an_empty_table_is_zero(store: Database) -> None:
+    """No id is final before the first one commits (a horizon of 1 would let a walk that started
+    on an empty table pass id 1 while its insert is still in flight)."""
+    with store.session() as session:
+        assert lists.committed_horizon(session, DeliveryReport) == 0
+
+
+def test_an_export_stops_at_the_horizon_it_was_given(store: Database) -> None:
+    """Rows above the export's horizon (inserted after it began) are not in it."""
+    api_data.store(store, "app-one", [report("a"), report("b"), report("c")])
+    first, second, _ = _all_ids(store)
+    walk_ = lists.report_walk(ReportFilter())
+    with store.session() as session:
+        rows = list(lists.stream_rows(session, walk_, after=0, horizon=second))
+    assert [row.id for row in rows] == [first, second]

@@ -218,18 +218,24 @@ def test_clock_sigkill_mid_drain_then_restart(
         JSMS_RATE_LIMIT_SECONDS=str(FAKE_WINDOW),
         PULL_LEASE_SECONDS="2",
     )
+    # The fourth batch is handed out, but its answer is held: the kill lands on it in flight.
+    fake_jsms.hold_answer(after=3)
     with running_jsms("clock", env, tmp_path / "first.log") as first:
-        assert fake_jsms.wait_for_calls(4, timeout=60)
+        held = fake_jsms.wait_for_held(timeout=60)
+        assert held, "the clock never asked for a fourth batch"
         first.kill()  # SIGKILL: no handler runs, the lease stays taken
         first.wait(timeout=30)
+        fake_jsms.release()
     calls_before_kill = len(fake_jsms.calls_with())
     handed_before = [r["msgId"] for r in fake_jsms.handed_out("app-one", "report")]
     stored_before = stored_msg_ids(database_url)
     at_risk = set(handed_before) - stored_before
-    last_batch = {r["msgId"] for r in fake_jsms.handed_out("app-one", "report")[-500:]}
-    assert stored_before <= set(handed_before), "nothing is stored that was not handed out"
-    assert at_risk <= last_batch, "only the batch in flight may be lost"
-    assert len(at_risk) <= 500
+    in_flight = {r["msgId"] for r in held}
+    assert len(handed_before) == 4 * 500 and len(in_flight) == 500
+    # The kill hit work in flight: a whole batch handed out and not committed, and only that
+    # one; the three batches before it were committed before the next call went out.
+    assert at_risk == in_flight, "only the batch in flight may be lost"
+    assert stored_before == set(handed_before) - in_flight
 
     with running_jsms("clock", env, tmp_path / "second.log") as second:
         deadline = time.monotonic() + 120
@@ -241,6 +247,7 @@ def test_clock_sigkill_mid_drain_then_restart(
     handed = [r["msgId"] for r in fake_jsms.handed_out("app-one", "report")]
     stored = stored_msg_ids(database_url)
     assert len(handed) == backlog and len(fake_jsms.calls_with()) > calls_before_kill
+    assert stored_before <= stored, "everything committed before the kill stays"
     assert set(handed) - stored == at_risk, "after the restart only the batch in flight is missing"
     assert fake_jsms.calls_with(50201) == [], "the restart respected the window"
 

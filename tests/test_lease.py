@@ -7,6 +7,8 @@ only respected if the lease makes it so.
 
 from __future__ import annotations
 
+import os
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -166,7 +168,7 @@ def test_a_drain_longer_than_the_lease_keeps_it_while_a_competitor_waits(
     assert row_count(holder.database, DeliveryReport) == 8000
 
 
-# --- the lease functions on their own (mutmut survivors in claim_call) -------------------------
+# --- the lease functions on their own (mutmut survivors) -------------------------------------
 
 
 def lease_row(database: Database, app_key: str) -> PullLease:
@@ -198,3 +200,73 @@ def test_a_claim_puts_the_call_on_record_for_that_app_and_holder_only(store: Dat
     with store.session() as session, session.begin():
         slot = lease.claim_call(session, "app-one", "me", later, window=5, ttl=60)
     assert (slot.granted, slot.not_before) == (False, now + timedelta(seconds=5))
+
+
+def test_the_lease_is_taken_when_free_expired_or_ours_and_never_from_a_live_holder(
+    store: Database,
+) -> None:
+    now = utcnow()
+    with store.session() as session, session.begin():
+        assert lease.acquire(session, "app-one", "me", now, ttl=60)  # free (no row yet)
+        assert not lease.acquire(session, "app-one", "you", now, ttl=60)  # mine, alive
+        assert lease.acquire(session, "app-one", "me", now + timedelta(seconds=1), ttl=60)
+        assert lease.acquire(session, "app-two", "you", now, ttl=60)  # another app's: free
+    row = lease_row(store, "app-one")
+    assert (row.holder, row.expires_at) == ("me", now + timedelta(seconds=61))
+    assert lease_row(store, "app-two").holder == "you"
+
+    expiry = now + timedelta(seconds=61)
+    with store.session() as session, session.begin():
+        assert not lease.acquire(session, "app-one", "you", expiry - timedelta(microseconds=1), 5)
+        assert lease.acquire(session, "app-one", "you", expiry, ttl=5)  # expired at that instant
+    row = lease_row(store, "app-one")
+    assert (row.holder, row.expires_at) == ("you", expiry + timedelta(seconds=5))
+
+
+def test_release_and_answers_touch_only_the_holders_row_and_keep_the_window(
+    store: Database,
+) -> None:
+    now = utcnow()
+    answered = now + timedelta(seconds=2)
+    with store.session() as session, session.begin():
+        for app_key in ("app-one", "app-two"):
+            assert lease.acquire(session, app_key, "me", now, ttl=60)
+            assert lease.claim_call(session, app_key, "me", now, window=5, ttl=60).granted
+        lease.record_answer(session, "app-one", "someone else", answered)  # not the holder
+        lease.release(session, "app-one", "someone else")
+    for app_key in ("app-one", "app-two"):
+        row = lease_row(store, app_key)
+        assert (row.holder, row.last_call_at) == ("me", now)
+
+    with store.session() as session, session.begin():
+        lease.record_answer(session, "app-one", "me", answered)
+        lease.release(session, "app-one", "me")
+    released, other = lease_row(store, "app-one"), lease_row(store, "app-two")
+    # Released: free for anyone, the window still counted from the answer.
+    assert (released.holder, released.expires_at, released.last_call_at) == (None, None, answered)
+    assert (other.holder, other.last_call_at) == ("me", now)
+    with store.session() as session, session.begin():
+        assert lease.acquire(session, "app-one", "you", now, ttl=60)
+        slot = lease.claim_call(session, "app-one", "you", answered, window=5, ttl=60)
+    assert slot.not_before == answered + timedelta(seconds=5)
+
+
+def test_holder_ids_name_the_host_and_process_and_differ_per_puller() -> None:
+    first, second = lease.new_holder_id(), lease.new_holder_id()
+    host, pid, suffix = first.rsplit(":", 2)
+    assert (host, pid) == (socket.gethostname()[:64], str(os.getpid()))
+    assert len(suffix) == 8 and int(suffix, 16) >= 0
+    assert first != second
+
+
+def test_a_call_exactly_one_window_after_the_last_is_granted(store: Database) -> None:
+    """The upstream refuses a call *less* than a window after the last (50201); one exactly a
+    window after is allowed, and the lease grants it too, so a puller never waits longer than
+    it must."""
+    now = utcnow()
+    with store.session() as session, session.begin():
+        assert lease.acquire(session, "app-one", "me", now, ttl=60)
+        assert lease.claim_call(session, "app-one", "me", now, window=5, ttl=60).granted
+        later = now + timedelta(seconds=5)
+        assert lease.claim_call(session, "app-one", "me", later, window=5, ttl=60).granted
+    assert lease_row(store, "app-one").last_call_at == later

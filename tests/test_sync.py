@@ -12,6 +12,7 @@ from sqlalchemy import event, func, select, text
 from sqlalchemy.exc import DataError
 
 from app.jsms.client import JsmsClient
+from app.pull import state as state_module
 from app.pull.puller import Puller, StoreUnavailable
 from app.pull.state import SyncPolicy
 from app.store.db import Database
@@ -167,26 +168,54 @@ def test_auth_failure_and_frozen_account_pause_the_app_with_the_code(
     assert len(fake_jsms.calls) == 1
 
 
+class FrozenClock:
+    """A clock that moves only when the test moves it (`ahead` seconds past its start)."""
+
+    def __init__(self) -> None:
+        self.start, self.ahead = utcnow(), 0.0
+
+    def __call__(self) -> datetime:
+        return self.start + timedelta(seconds=self.ahead)
+
+
+class TopOfRange:
+    """`random` for backoff_seconds: always the longest wait its jitter allows."""
+
+    @staticmethod
+    def uniform(low: float, high: float) -> float:
+        return high
+
+
 @pytest.mark.parametrize("mode", ["server_error", "bare_500", "slow"])
 def test_server_errors_and_timeouts_back_off_exponentially(
-    fake_jsms: FakeJsms, make_puller: Callable[..., Puller], store: Database, mode: str
+    fake_jsms: FakeJsms,
+    make_puller: Callable[..., Puller],
+    store: Database,
+    mode: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """The waits the puller sets after each failure, on a clock that stands still (so no wall
+    time can make an app due early or late) and with the jitter at its top: they double."""
+    monkeypatch.setattr(state_module, "random", TopOfRange)
     fake_jsms.set_mode(APP, mode)
-    fake_jsms.slow_seconds = 1.0
-    clock = ShiftedClock()
-    puller = make_puller(now=clock, timeout=0.3)
+    # A slow answer always outlasts the client's timeout; other answers never meet it.
+    fake_jsms.slow_seconds = 5.0
+    clock = FrozenClock()
+    puller = make_puller(now=clock, timeout=0.3 if mode == "slow" else 10.0)
+    waits = []
     for failures in (1, 2, 3, 4):
         [result] = puller.sync_app(APP, SECRET, ["report"])
         assert result.outcome == "failed"
         state = state_of(store)
         assert (state.mode, state.consecutive_failures) == ("pull", failures)
         assert state.last_error_code == (50019 if mode == "server_error" else None)
-        wait = (state.next_attempt_at - state.last_error_at).total_seconds()  # type: ignore[operator]
-        assert FAKE_WINDOW <= wait <= FAKE_WINDOW * 2 ** (failures - 1) + 0.01
+        waits.append((state.next_attempt_at - state.last_error_at).total_seconds())  # type: ignore[operator]
         # Before its next attempt, a backing-off app is not called, even by a manual pass.
+        clock.ahead += waits[-1] - 0.001
         [early] = puller.sync_app(APP, SECRET, ["report"])
         assert early.outcome == "not_due"
-        clock.ahead += wait + 0.001
+        clock.ahead += 0.001
+    assert waits == pytest.approx([FAKE_WINDOW * 2**n for n in range(4)], abs=1e-6)
     assert len(fake_jsms.calls) == 4
     if mode == "slow":
         assert "timed out" in (state_of(store).last_error_message or "")
