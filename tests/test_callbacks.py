@@ -122,11 +122,12 @@ def test_per_app_url_refuses_another_apps_signature(
 
 
 def test_unknown_app_url_is_404(client: FlaskClient, database: Database) -> None:
-    assert_error(
-        post(client, signed_form(ONE, SECRET, "SMS_REPORT", report("m1")), "zzz"),
-        404,
-        "unknown_app",
-    )
+    response = post(client, signed_form(ONE, SECRET, "SMS_REPORT", report("m1")), "zzz")
+    assert_error(response, 404, "unknown_app")
+    assert response.get_json()["error"]["message"] == "no JSMS app 'zzz' is configured here"
+    long_key = "k" * 100  # named in the message, cut at 64 characters
+    message = post(client, {}, long_key).get_json()["error"]["message"]
+    assert message == f"no JSMS app {'k' * 64!r} is configured here"
     assert row_count(database, RawEvent) == 0
 
 
@@ -279,10 +280,14 @@ def test_review_results_are_stored(
     assert (review.review_type, review.subject_id) == (review_type, subject)
 
 
-def test_unknown_type_is_quarantined_with_200(client: FlaskClient, database: Database) -> None:
+def test_unknown_type_is_quarantined_with_200(
+    client: FlaskClient, database: Database, caplog: pytest.LogCaptureFixture
+) -> None:
     response = post(client, signed_form(ONE, SECRET, "SMS_SOMETHING_NEW", {"a": 1}))
     assert response.status_code == 200
     assert response.get_json() == {"stored": 0, "duplicates": 0, "quarantined": 1}
+    [line] = [r for r in caplog.records if getattr(r, "event", None) == "callback"]
+    assert line.__dict__["outcome"] == "quarantined"
     with database.session() as session:
         [raw] = session.scalars(select(RawEvent)).all()
     assert raw.type == "SMS_SOMETHING_NEW"
@@ -424,7 +429,7 @@ def test_concurrent_duplicate_deliveries_store_once(app: Flask, database: Databa
 # --- the database failing ----------------------------------------------------------------------
 
 
-def test_database_unreachable_is_503(database_url: str) -> None:
+def test_database_unreachable_is_503(database_url: str, caplog: pytest.LogCaptureFixture) -> None:
     from app import create_app
     from tests.support import make_settings
 
@@ -435,6 +440,10 @@ def test_database_unreachable_is_503(database_url: str) -> None:
     client = create_app(make_settings(broken)).test_client()
     response = post(client, signed_form(ONE, SECRET, "SMS_REPORT", report("m1")))
     assert_error(response, 503, "database_unavailable")
+    # The refusal cannot be counted either, and the log says why.
+    assert "refused callback not counted: OperationalError" in [
+        r.getMessage() for r in caplog.records if r.name == "app.callbacks"
+    ]
     assert_error(client.get("/readyz"), 503, "database_unavailable")
     assert client.get("/healthz").status_code == 200
 
