@@ -3,6 +3,7 @@ answered as if it had come alone, only after that commit. On SQLite and PostgreS
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 import time
@@ -17,7 +18,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from app.errors import DatabaseUnavailable
 from app.jsms.records import parse_payload
 from app.store import group as group_module
-from app.store import replay
+from app.store import replay, upsert
 from app.store.db import Database
 from app.store.group import GroupWriter, Pending, write_group
 from app.store.ingest import RawPayload
@@ -82,6 +83,24 @@ def test_an_older_version_in_a_group_counts_as_it_would_alone(store: Database) -
     with store.session() as session:
         kept = session.scalars(select(DeliveryReport)).one()
     assert kept.received_at.timestamp() == 1575015094
+
+
+def test_a_record_two_callbacks_carry_names_the_first_ones_raw_event(store: Database) -> None:
+    same = report("m1")
+    write_group(store, [pending("first", [same]), pending("second", [same])])
+    with store.session() as session:
+        events = {e.nonce: e.id for e in session.scalars(select(RawEvent))}
+        (row,) = session.scalars(select(DeliveryReport)).all()
+    assert row.raw_event_id == events["first"]
+
+
+def test_dedup_keys_never_change_between_releases() -> None:
+    """Stored replies and review results are found again by this key: changing how it is made
+    would store every JSMS retry after an upgrade a second time."""
+    assert (
+        upsert._dedup_key("app", "13800138000", "é")
+        == hashlib.sha256("app\x1f13800138000\x1fé".encode()).hexdigest()
+    )
 
 
 def test_a_signature_reused_in_a_group_is_refused_and_its_neighbours_stored(
