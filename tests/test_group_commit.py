@@ -21,7 +21,7 @@ from app.store import group as group_module
 from app.store import replay, upsert
 from app.store.db import Database
 from app.store.group import GroupWriter, Pending, write_group
-from app.store.ingest import RawPayload
+from app.store.ingest import RawPayload, storable_text
 from app.store.models import CallbackSignature, DeliveryReport, RawEvent, ReviewResult, Source
 from tests.jsms_callbacks import report, signed_form
 from tests.support import APPS, row_count
@@ -431,3 +431,16 @@ def test_review_results_that_differ_in_any_part_of_their_key_are_each_stored(
         ("sign", "7", 1, None),
     ], key=str)  # fmt: skip
     assert json.loads(rows["template", "8", 1, None] or "{}") == {"note": "kept"}
+
+
+def test_a_raw_event_keeps_text_a_database_cannot_hold_as_replacement_characters(
+    store: Database,
+) -> None:
+    """NUL and lone surrogates become U+FFFD, one for one; a type is kept to 64 characters."""
+    assert storable_text("a\x00b\ud800c") == "a\ufffdb\ufffdc"
+    odd = pending("n", [], data='["\\u0000"]')
+    odd.raw = RawPayload(ONE, Source.CALLBACK, "T" * 100, '["\x00"]', "n", 1)
+    write_group(store, [odd])
+    with store.session() as session:
+        event_ = session.scalars(select(RawEvent)).one()
+    assert (event_.type, event_.payload) == ("T" * 64, '["\ufffd"]')
