@@ -220,15 +220,11 @@ def test_second_writer_of_a_triple_waits_for_the_first_and_is_refused(store: Dat
     outcome: list[object] = []
 
     def second() -> None:
-        with store.session() as session:
-            try:
-                with session.begin():
-                    outcome.append(replay.first_use(session, other, now))
-            except replay.SignatureReused as exc:
-                outcome.append(exc)
+        with store.session() as session, session.begin():
+            outcome.extend(replay.first_uses(session, [other], now))
 
     with store.session() as session, session.begin():
-        assert replay.first_use(session, use, now) is True
+        assert replay.first_uses(session, [use], now) == [True]
         thread = threading.Thread(target=second)
         thread.start()  # blocks on the uncommitted row (PostgreSQL) or the write lock (SQLite)
     thread.join()
@@ -241,8 +237,7 @@ def test_retention_forgets_signatures_with_the_raw_events(store: Database) -> No
     old = replay.SignedUse(ONE, "1", now_ms() - 40 * 24 * HOUR_MS, "a" * 64)
     recent = replay.SignedUse(ONE, "2", now_ms() - 24 * HOUR_MS, "a" * 64)
     with store.session() as session, session.begin():
-        replay.first_use(session, old, now)
-        replay.first_use(session, recent, now)
+        replay.first_uses(session, [old, recent], now)
     with store.session() as session:
         deleted = purge(session, RetentionPolicy(raw_event_days=30, record_days=0), now)
     assert deleted["callback_signatures"] == 1

@@ -84,21 +84,13 @@ def digest_of(record_type: str, data: str) -> str:
     ).hexdigest()  # fmt: skip
 
 
-def first_use(session: Session, use: SignedUse, now: datetime) -> bool:
-    """Remember `use` inside the caller's transaction. True the first time; False for a retry
-    (same triple, same digest); raises `SignatureReused` for the same triple with other data."""
-    (verdict,) = first_uses(session, [use], now)
-    if isinstance(verdict, SignatureReused):
-        raise verdict
-    return verdict
-
-
 def first_uses(
     session: Session, uses: Sequence[SignedUse], now: datetime
 ) -> list[bool | SignatureReused]:
-    """`first_use` for a group, in one statement: for each use in order, True the first time
-    its triple is seen, False for a retry (of a stored callback, or of one earlier in `uses`),
-    a `SignatureReused` (returned, not raised) for the same triple with other data."""
+    """Remember `uses` inside the caller's transaction, in one statement. For each use in
+    order: True the first time its triple is seen, False for a retry (of a stored callback, or
+    of one earlier in `uses`), a `SignatureReused` (returned, not raised: its neighbours go on)
+    for the same triple with other data."""
     connection = session.connection()
     firsts: dict[tuple[str, str, int], int] = {}
     for i, use in enumerate(uses):
