@@ -4,6 +4,7 @@ and throwaway PostgreSQL databases (also used by bench/)."""
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -99,3 +100,15 @@ def throwaway_spool() -> Path:
     """An empty directory for a puller's spool (every Puller has one: the last copy of a batch
     the store refused), for tests that do not look at it."""
     return Path(tempfile.mkdtemp(prefix="jsms-spool-"))
+
+
+def sample(text: str, name: str, **labels: str) -> float:
+    """The value of one sample in a Prometheus text exposition (0 when absent)."""
+    for line in text.splitlines():
+        match = re.fullmatch(rf"{name}(?:\{{(.*)\}})? (\S+)", line)
+        if not match:
+            continue
+        found = dict(re.findall(r'(\w+)="([^"]*)"', match.group(1) or ""))
+        if all(found.get(k) == v for k, v in labels.items()):
+            return float(match.group(2))
+    return 0.0

@@ -18,8 +18,7 @@ from app.store.alarms import HEARTBEAT_KEPT, beat, last_heartbeat
 from app.store.db import Database
 from app.store.models import ClockHeartbeat, RefusedCallback, SyncState, utcnow
 from tests.jsms_callbacks import report, signed_form
-from tests.support import APPS, TOKEN
-from tests.test_metrics import sample
+from tests.support import APPS, TOKEN, sample
 
 ONE, SECRET = "app-one", APPS["app-one"]
 

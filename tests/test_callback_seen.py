@@ -14,8 +14,7 @@ from app.query.items import iso_utc
 from app.store.db import Database
 from app.store.models import RawEvent
 from tests.jsms_callbacks import report, signed_form
-from tests.support import APPS, TOKEN
-from tests.test_metrics import sample
+from tests.support import APPS, TOKEN, sample
 
 
 def test_last_callback_per_app_and_kind_everywhere(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 from pathlib import Path
 
 import httpx
@@ -17,19 +16,7 @@ from app.store.db import Database
 from tests.fake_jsms import FakeJsms
 from tests.jsms_callbacks import report, signed_form
 from tests.servers import running_gunicorn, service_env
-from tests.support import APPS, FAKE_WINDOW
-
-
-def sample(text: str, name: str, **labels: str) -> float:
-    """The value of one sample in a Prometheus text exposition (0 when absent)."""
-    for line in text.splitlines():
-        match = re.fullmatch(rf"{name}(?:\{{(.*)\}})? (\S+)", line)
-        if not match:
-            continue
-        found = dict(re.findall(r'(\w+)="([^"]*)"', match.group(1) or ""))
-        if all(found.get(k) == v for k, v in labels.items()):
-            return float(match.group(2))
-    return 0.0
+from tests.support import APPS, FAKE_WINDOW, sample
 
 
 def test_callback_counters_and_store_gauges(client: FlaskClient) -> None:

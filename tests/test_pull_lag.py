@@ -14,8 +14,7 @@ from app.pull.state import SyncPolicy, newest_carrier_time
 from app.store.db import Database
 from app.store.models import SyncState
 from tests.fake_jsms import FakeJsms
-from tests.support import APPS, FAKE_WINDOW, TOKEN, throwaway_spool
-from tests.test_metrics import sample
+from tests.support import APPS, FAKE_WINDOW, TOKEN, sample, throwaway_spool
 
 APP = "app-one"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -20,8 +20,7 @@ from app.store.db import Database
 from app.store.models import CallbackSignature, DeliveryReport, RawEvent
 from app.store.retention import RetentionPolicy, purge
 from tests.jsms_callbacks import report, signed_form
-from tests.support import APPS, row_count
-from tests.test_metrics import sample
+from tests.support import APPS, row_count, sample
 
 ONE, SECRET = "app-one", APPS["app-one"]
 HOUR_MS = 3_600_000

@@ -46,7 +46,7 @@ sys.path.insert(0, str(ROOT))
 from app.jsms.signature import sign  # noqa: E402
 from tests.servers import Gunicorn as Server  # noqa: E402
 from tests.servers import free_port, running_gunicorn  # noqa: E402
-from tests.support import throwaway_postgres  # noqa: E402
+from tests.support import sample, throwaway_postgres  # noqa: E402
 
 APP_KEY, SECRET = "bench-app", "bench-secret"
 CALLBACK_PATH = "/callbacks/jsms"
@@ -425,14 +425,8 @@ TARGETS = {"ratio": 0.5, "p99_ms": 50.0, "worker_cpu_ms": 2.0, "db_cpu_ms": 0.3}
 def group_sizes(server: Server) -> dict[str, float]:
     """The service's `jsms_callback_group_size` histogram so far: groups and callbacks."""
     text = urllib.request.urlopen(f"{server.url}/metrics", timeout=10).read().decode()
-    values = {
-        name: float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        for name in ("jsms_callback_group_size_count", "jsms_callback_group_size_sum")
-        if line.startswith(name + " ")
-    }
-    groups = values.get("jsms_callback_group_size_count", 0.0)
-    callbacks = values.get("jsms_callback_group_size_sum", 0.0)
+    groups = sample(text, "jsms_callback_group_size_count")
+    callbacks = sample(text, "jsms_callback_group_size_sum")
     return {"groups": groups, "callbacks": callbacks, "mean": callbacks / max(groups, 1)}
 
 
