@@ -3,6 +3,8 @@ and throwaway PostgreSQL databases (also used by bench/)."""
 
 from __future__ import annotations
 
+import io
+import logging
 import os
 import re
 import tempfile
@@ -17,6 +19,7 @@ from sqlalchemy import ColumnElement, func, select, text
 from sqlalchemy.orm import Session
 
 from app.config import Settings
+from app.logs import json_handler
 from app.store.db import Database, upgrade_to_head
 
 APPS = {"app-one": "secret-one", "app-two": "secret-two"}
@@ -112,3 +115,17 @@ def sample(text: str, name: str, **labels: str) -> float:
         if all(found.get(k) == v for k, v in labels.items()):
             return float(match.group(2))
     return 0.0
+
+
+@contextmanager
+def json_lines(logger_name: str) -> Iterator[tuple[logging.Logger, io.StringIO]]:
+    """A logger writing through the service's JSON handler (phones masked) into a string."""
+    stream = io.StringIO()
+    handler = json_handler()
+    handler.setStream(stream)  # type: ignore[attr-defined]
+    logger = logging.getLogger(logger_name)
+    logger.addHandler(handler)
+    try:
+        yield logger, stream
+    finally:
+        logger.removeHandler(handler)

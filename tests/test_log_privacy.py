@@ -3,7 +3,6 @@ tracebacks, no statement parameters in database errors, no pulled body in any lo
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 from pathlib import Path
@@ -13,14 +12,14 @@ from sqlalchemy import event, insert
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from app.jsms.client import JsmsClient
-from app.logs import json_handler, mask_phone
+from app.logs import mask_phone
 from app.pull import puller as pull_module
 from app.pull.puller import BatchNotStored, Puller
 from app.pull.state import SyncPolicy
 from app.store.db import Database
 from app.store.models import DeliveryReport
 from tests.fake_jsms import FakeJsms
-from tests.support import APPS, FAKE_WINDOW
+from tests.support import APPS, FAKE_WINDOW, json_lines
 
 
 @pytest.mark.parametrize(
@@ -39,18 +38,11 @@ def test_the_mask_catches_every_common_spelling(text: str, expected: str | None)
 
 
 def test_exception_text_and_tracebacks_are_masked() -> None:
-    stream = io.StringIO()
-    handler = json_handler()
-    handler.setStream(stream)
-    logger = logging.getLogger("test.privacy")
-    logger.addHandler(handler)
-    try:
+    with json_lines("test.privacy") as (logger, stream):
         try:
             raise ValueError("no row for 13812345678 (138-1234-9999)")
         except ValueError:
             logger.exception("lookup failed")
-    finally:
-        logger.removeHandler(handler)
     line = json.loads(stream.getvalue())
     assert "ValueError: no row for 138****5678 (138****9999)" in line["exc_info"]
     assert "13812345678" not in stream.getvalue() and "1234-9999" not in stream.getvalue()
@@ -62,15 +54,8 @@ def test_database_errors_carry_no_parameters_into_logs(store: Database) -> None:
         connection.execute(insert(DeliveryReport), row)  # NOT NULL columns missing
     assert "SQL parameters hidden" in str(failure.value)
     # PostgreSQL's own DETAIL still quotes the row: the log's mask catches that.
-    stream = io.StringIO()
-    handler = json_handler()
-    handler.setStream(stream)
-    logger = logging.getLogger("test.privacy.db")
-    logger.addHandler(handler)
-    try:
+    with json_lines("test.privacy.db") as (logger, stream):
         logger.error("store failed: %s", failure.value, exc_info=failure.value)
-    finally:
-        logger.removeHandler(handler)
     assert "13812345678" not in stream.getvalue()
 
 

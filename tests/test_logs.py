@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import time
@@ -11,9 +10,9 @@ import pytest
 from flask.testing import FlaskClient
 
 from app.callbacks import is_callback_post
-from app.logs import json_handler, mask_phone
+from app.logs import mask_phone
 from tests.jsms_callbacks import report, signed_form
-from tests.support import APPS
+from tests.support import APPS, json_lines
 
 
 @pytest.mark.parametrize(
@@ -29,17 +28,10 @@ def test_mask_phone(text: str, expected: str | None) -> None:
 
 
 def test_json_lines_mask_phones_in_message_and_fields() -> None:
-    stream = io.StringIO()
-    handler = json_handler()
-    handler.setStream(stream)
-    logger = logging.getLogger("test.json")
-    logger.addHandler(handler)
-    try:
+    with json_lines("test.json") as (logger, stream):
         logger.warning(
             "lookup of %s failed", "13812345678", extra={"phone": "13900001111", "app_key": "k"}
         )
-    finally:
-        logger.removeHandler(handler)
     line = json.loads(stream.getvalue())
     assert line["message"] == "lookup of 138****5678 failed"
     assert line["phone"] == "139****1111"
