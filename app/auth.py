@@ -52,8 +52,8 @@ class SessionCookie(SecureCookieSessionInterface):
 
     def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
         """No session for JSMS's callbacks: they carry no cookie, and building the signer to
-        read one cost each callback ~4 % of a worker's CPU (bench/README.md). Flask then hands
-        the view a null session and saves nothing."""
+        read one cost each callback ~4 % of a worker's CPU (`bench/ingest/run.sh --profile`).
+        Flask then hands the view a null session and saves nothing."""
         if request.path.startswith("/callbacks/"):
             return None
         return super().open_session(app, request)

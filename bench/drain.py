@@ -7,7 +7,10 @@ server enforcing the per-app window), and drains them through the clock's own di
 fresh SQLite file or throwaway PostgreSQL database. One app is always drained first: its time is
 the reference the others are held to, measured in the same run on the same machine.
 
-    .venv/bin/python bench/drain.py --apps 1 10 40 --reports 1500 --window 5
+    .venv/bin/python -m bench.drain --apps 1 10 40 --reports 1500 --window 5
+
+Run from the repository's root (the fake is imported from the tests package). `--smoke` exits 0
+whatever the timings, but still 1 when a record is lost, stored twice or left upstream.
 
 Columns: calls per app (C); ideal = (C - 1) × window (the first call needs no wait); measured
 wall time from the first dispatch to the last pass ending; efficiency = ideal / measured;
@@ -32,19 +35,16 @@ from typing import Any
 
 from sqlalchemy import event, func, select
 
-# Run as a plain script from anywhere: the fake lives in the repository's tests package.
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from app.config import Settings  # noqa: E402
-from app.jsms.client import JsmsClient  # noqa: E402
-from app.pull.clock import CLOCK_POOL_TIMEOUT_SECONDS  # noqa: E402
-from app.pull.dispatch import Dispatcher  # noqa: E402
-from app.pull.puller import Puller  # noqa: E402
-from app.pull.state import SyncPolicy  # noqa: E402
-from app.store.db import Database, upgrade_to_head  # noqa: E402
-from app.store.models import DeliveryReport  # noqa: E402
+from app.config import Settings
+from app.jsms.client import JsmsClient
+from app.pull.clock import CLOCK_POOL_TIMEOUT_SECONDS
+from app.pull.dispatch import Dispatcher
+from app.pull.puller import Puller
+from app.pull.state import SyncPolicy
+from app.store.db import Database, upgrade_to_head
+from app.store.models import DeliveryReport
 from tests.fake_jsms import FakeJsms
-from tests.support import throwaway_postgres  # noqa: E402
+from tests.support import throwaway_postgres
 
 TARGET_RATIO = 1.5
 
@@ -155,6 +155,9 @@ def main() -> int:
     parser.add_argument(
         "--postgres-admin-url", default="postgresql://postgres@127.0.0.1:5432/postgres"
     )
+    parser.add_argument(
+        "--smoke", action="store_true", help="exit 0 whatever the timings (CI; tiny sizes)"
+    )
     args = parser.parse_args()
     backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
     counts = [1] + [n for n in args.apps if n != 1]
@@ -180,7 +183,8 @@ def main() -> int:
                   f"{r['ideal']:>7.2f} {r['measured']:>10.2f} {r['efficiency']:>10.3f} "
                   f"{ratio:>9.2f} {r['50201']:>5.0f} {r['connections']:>5.0f} "
                   f"{r['errors']:>6.0f} {r['longest hold']:>6.2f}")  # fmt: skip
-            ok = ok and ratio <= TARGET_RATIO and r["50201"] == 0 and r["pending"] == 0
+            ok = ok and (args.smoke or ratio <= TARGET_RATIO and r["50201"] == 0)
+            ok = ok and r["pending"] == 0
             ok = ok and r["stored"] == r["handed out"] == apps * args.reports
     return 0 if ok else 1
 

@@ -1,7 +1,7 @@
 """Receipt times as JSMS and the carriers behind it write them, read into aware UTC datetimes.
 
 Pure: no clock is read here except where a caller leaves `now` out. The accepted forms are the
-ones in `JSMS.md` ("What real payloads look like"); a time without a zone is China time (UTC+8).
+ones in docs/jsms-protocol.md ("Times"); a time without a zone is China time (UTC+8).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Receipts at risk, counted down: how long until JSMS drops records this service has not got.
 
-Two clocks run upstream (see /work/shared/JSMS.md):
+Two clocks run upstream (see docs/jsms-protocol.md):
 - a pulled app's records are kept 3 days: whatever arrived after the last successful pull is
   dropped from `last_success_at + 3 days` on;
 - a refused callback is retried after 3 min, 1 h and 12 h, then given up: the oldest refusal

@@ -9,7 +9,7 @@ quarantined items of a raw event, never into a lost payload.
 one multi-row statement for the raw events and one per table for the records, whoever carried
 them, plus one to correct the counts of payloads that held repeats. Every statement is built
 once and cached compiled by SQLAlchemy (`upsert.py`), and the same SQL runs on PostgreSQL and
-SQLite. See bench/README.md for what that bought.
+SQLite. What a callback costs: bench/README.md, "Callback ingest".
 """
 
 from __future__ import annotations

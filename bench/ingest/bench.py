@@ -1,9 +1,10 @@
 """Callback ingest under load: the service vs a hello-world Flask app, same gunicorn, same wrk.
 
-Run through `bench/ingest/run.sh` (it installs wrk and the bench extra). Steps, all on loopback:
+Run through `bench/ingest/run.sh` (it installs wrk and the bench extra), or from the repository's
+root as `python -m bench.ingest.bench`. Steps, all on loopback:
 1. create a throwaway PostgreSQL database and migrate it;
 2. start `gunicorn --config gunicorn.conf.py` twice, on `wsgi:app` and on
-   `hello:app` (the command lines differ only in the app module);
+   `bench.ingest.hello:app` (the command lines differ only in the app module);
 3. warm both up, then alternate wrk rounds (hello, service, hello, service, …) sending unique,
    signed SMS_REPORT callbacks; after each service round check that the rows stored equal the
    2xx answers counted (no loss, no double counting);
@@ -13,7 +14,8 @@ Run through `bench/ingest/run.sh` (it installs wrk and the bench extra). Steps, 
 
 Exit status: 0 when every check held (non-2xx, rows vs 2xx) and every target was met (issue 13:
 ratio >= 0.5, p99 < 50 ms, worker CPU <= 2.0 ms and PostgreSQL CPU <= 0.3 ms per callback, all
-medians of the rounds), 1 otherwise.
+medians of the rounds), 1 otherwise. `--smoke` (CI): one short round each, and only the
+checks decide the exit status; the figures mean nothing at that length.
 """
 
 from __future__ import annotations
@@ -38,18 +40,18 @@ from urllib.parse import urlencode
 
 import psycopg
 
+from app.jsms.signature import sign
+from tests.servers import Gunicorn as Server
+from tests.servers import free_port, running_gunicorn
+from tests.support import sample, throwaway_postgres
+
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
-sys.path.insert(0, str(ROOT))
-
-from app.jsms.signature import sign  # noqa: E402
-from tests.servers import Gunicorn as Server  # noqa: E402
-from tests.servers import free_port, running_gunicorn  # noqa: E402
-from tests.support import sample, throwaway_postgres  # noqa: E402
 
 APP_KEY, SECRET = "bench-app", "bench-secret"
 CALLBACK_PATH = "/callbacks/jsms"
+HELLO_APP = "bench.ingest.hello:app"  # gunicorn imports it from the working directory, the root
 
 
 def log(message: str) -> None:
@@ -174,8 +176,6 @@ def gunicorn_args(app_module: str, port: int) -> list[str]:
     return [
         "--config",
         "gunicorn.conf.py",  # what `web: gunicorn wsgi:app` reads from the working directory
-        "--pythonpath",
-        str(HERE),
         "--bind",
         f"127.0.0.1:{port}",  # loopback only, whatever the config binds
         app_module,
@@ -348,7 +348,7 @@ class Bench:
         summaries = {}
         for view in ("wall", "cpu"):
             summary = subprocess.run(
-                [sys.executable, str(HERE / "profile_summary.py"), str(outputs[view][0])],
+                [sys.executable, "-m", "bench.ingest.profile_summary", str(outputs[view][0])],
                 capture_output=True,
                 text=True,
                 check=False,
@@ -531,7 +531,15 @@ def parse_args() -> argparse.Namespace:
         ),
     )
     p.add_argument("--skip-rounds", action="store_true", help="only --profile / --memory")
-    return p.parse_args()
+    p.add_argument(
+        "--smoke",
+        action="store_true",
+        help="CI: 1 round of 1 s, 1 s warm-up; only the checks (no loss) decide the exit status",
+    )
+    args = p.parse_args()
+    if args.smoke:
+        args.rounds, args.duration, args.warmup, args.drain_seconds = 1, 1, 1, 1
+    return args
 
 
 def main() -> int:
@@ -551,7 +559,7 @@ def main() -> int:
         bench = Bench(args, db_url, out_dir)
         if not args.skip_rounds or args.profile:
             with (
-                gunicorn("hello", "hello:app", free_port(), env, out_dir / "hello.log") as hello,
+                gunicorn("hello", HELLO_APP, free_port(), env, out_dir / "hello.log") as hello,
                 gunicorn("service", "wsgi:app", free_port(), env, out_dir / "service.log") as svc,
             ):
                 if not args.skip_rounds:
@@ -560,7 +568,8 @@ def main() -> int:
                     outcome["report"] = result = report(runs, group_sizes(svc))
                     problems += [p for r in runs for p in r.check()]
                     missed = [name for name, met in result["targets"].items() if not met]
-                    problems += [f"target missed: {name}" for name in missed]
+                    if not args.smoke:
+                        problems += [f"target missed: {name}" for name in missed]
                 if args.profile:
                     outcome["profile"] = profile = bench.profile(svc)
                     problems += profile["checks"]  # type: ignore[arg-type]

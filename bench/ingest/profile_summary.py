@@ -1,6 +1,6 @@
 """Summarize a py-spy `--format raw` profile: where the workers' busy time goes.
 
-    python bench/ingest/profile_summary.py bench/results/…/profile.txt [--top 30]
+    python -m bench.ingest.profile_summary bench/results/…/profile.txt [--top 30]
 
 Prints each function's inclusive share of the busy samples (a function counts once per stack),
 so "ingest 40%" means 40% of the time a worker thread was busy, it was inside ingest.

@@ -25,4 +25,4 @@ if ! .venv/bin/python -c "import app" 2>/dev/null || [ ! -x .venv/bin/py-spy ]; 
     .venv/bin/pip install -q -e '.[bench]'
 fi
 
-exec .venv/bin/python bench/ingest/bench.py "$@"
+exec .venv/bin/python -m bench.ingest.bench "$@"

@@ -2,8 +2,8 @@
 quarantined raw events
 
 Every insert into delivery_reports and raw_events (and every report upsert that changes a
-status) writes an entry into each index on the table. bench/index_audit.py runs the service's
-queries against 1 M reports and 1 M raw events (figures: bench/README.md, "Index audit"):
+status) writes an entry into each index on the table. An audit of the service's queries against
+1 M reports and 1 M raw events (bench/README.md, "Which index serves which query") found:
 - `ix_delivery_reports_status_received_at` served only a status filter with a time range and no
   app (0.5 ms; 4.5 ms through `ix_delivery_reports_received_at` without it); dropped.
 - `ix_raw_events_quarantined` held an entry for every raw event, to find the 1 in thousands

@@ -1,0 +1,1 @@
+"""The callback ingest benchmark (run.sh, bench.py) and its hello-world ceiling (hello.py)."""
