@@ -32,7 +32,7 @@ from gunicorn.glogging import Logger  # noqa: E402
 from app import callbacks  # noqa: E402
 from app.logs import JsonLines, MaskPhones, gunicorn_logconfig  # noqa: E402
 from app.metrics import CALLBACKS, RECORDS  # noqa: E402
-from tests.jsms_callbacks import report, signed_form  # noqa: E402
+from tests.wire import report, signed_form  # noqa: E402
 
 FIELDS = {
     "event": "callback",

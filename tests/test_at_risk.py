@@ -17,8 +17,8 @@ from app.pull.state import SyncPolicy
 from app.store.alarms import HEARTBEAT_KEPT, beat, last_heartbeat
 from app.store.db import Database
 from app.store.models import ClockHeartbeat, RefusedCallback, SyncState, utcnow
-from tests.jsms_callbacks import report, signed_form
 from tests.support import APPS, TOKEN, failing_statements, sample
+from tests.wire import report, signed_form
 
 ONE, SECRET = "app-one", APPS["app-one"]
 

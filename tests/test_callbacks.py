@@ -18,8 +18,8 @@ from sqlalchemy.exc import OperationalError
 from app.callbacks import URLENCODED
 from app.store.db import Database
 from app.store.models import DeliveryReport, RawEvent, Reply, ReviewResult
-from tests.jsms_callbacks import report, signed_form
 from tests.support import APPS, failing_statements, row_count
+from tests.wire import report, signed_form
 
 ONE, SECRET = "app-one", APPS["app-one"]
 

@@ -23,9 +23,9 @@ from app.store.db import Database
 from app.store.group import GroupWriter, Pending, write_group
 from app.store.ingest import RawPayload, storable_text
 from app.store.models import CallbackSignature, DeliveryReport, RawEvent, ReviewResult, Source
-from tests.jsms_callbacks import report, signed_form
 from tests.support import APPS, Fault, failing_statements, row_count
 from tests.test_callbacks import failing_commit
+from tests.wire import report, signed_form
 
 ONE, SECRET = "app-one", APPS["app-one"]
 

@@ -8,9 +8,9 @@ from flask.testing import FlaskClient
 
 from app.store.db import Database
 from app.store.group import write_group
-from tests.jsms_callbacks import report, signed_form
 from tests.support import APPS, QueryRecorder
 from tests.test_group_commit import pending
+from tests.wire import report, signed_form
 
 
 def expected(dialect: str, callbacks: int) -> list[str]:

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from app.callbacks import URLENCODED, read_form
 from app.jsms.records import parse_payload
 from tests import strategies
-from tests.jsms_callbacks import signed_form
 from tests.support import APPS
+from tests.wire import signed_form
 
 SETTINGS = settings(
     max_examples=60,

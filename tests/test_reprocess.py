@@ -14,8 +14,8 @@ from app.jsms import records
 from app.store.db import Database
 from app.store.ingest import IngestResult, reprocess
 from app.store.models import DeliveryReport, RawEvent
-from tests.jsms_callbacks import report, signed_form
 from tests.support import APPS, failing_statements
+from tests.wire import report, signed_form
 
 
 def stored(database: Database) -> list[DeliveryReport]:

@@ -15,9 +15,9 @@ from sqlalchemy import event
 from app import create_app
 from app.store.db import Database
 from tests.api_data import get, report, store
-from tests.jsms_callbacks import report as wire_report
-from tests.jsms_callbacks import signed_form
 from tests.support import QueryRecorder, make_settings
+from tests.wire import report as wire_report
+from tests.wire import signed_form
 
 
 @pytest.fixture
