@@ -26,7 +26,7 @@ from app.store import upsert
 from app.store.db import Database
 from app.store.models import DeliveryReport, RawEvent, Reply, ReviewResult
 from tests.fake_jsms import FakeJsms
-from tests.payloads import VALID, mixed_items
+from tests.strategies import VALID, mixed_items
 from tests.support import APPS, FAKE_WINDOW, failing_statements, throwaway_spool
 from tests.wire import report, signed_form
 

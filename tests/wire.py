@@ -1,4 +1,6 @@
-"""Build callbacks the way JSMS signs them."""
+"""Concrete JSMS wire payloads (docs/jsms-protocol.md): callback forms signed the way JSMS signs
+them, and the records they carry. The one signed-form builder; Hypothesis strategies of the same
+payloads are in tests/strategies.py (this module stays free of Hypothesis: bench/ imports it)."""
 
 from __future__ import annotations
 
