@@ -1,4 +1,5 @@
-"""Receipt times: every form JSMS.md lists, China time where no zone is given, and plausibility."""
+"""Receipt times: every form docs/jsms-protocol.md lists, China time where no zone is given,
+and plausibility."""
 
 from __future__ import annotations
 
