@@ -20,6 +20,7 @@ from tests.fake_jsms import FakeJsms
 from tests.support import (
     APPS,
     FAKE_WINDOW,
+    QueryRecorder,
     make_settings,
     postgres_unavailable_reason,
     throwaway_postgres,
@@ -106,3 +107,11 @@ def fake_jsms() -> Iterator[FakeJsms]:
     fake = FakeJsms(APPS, window=FAKE_WINDOW).start()
     yield fake
     fake.stop()
+
+
+@pytest.fixture
+def query_recorder(database: Database) -> Iterator[QueryRecorder]:
+    """Records the statements (and commits) the app's engine sends, for the whole test;
+    `query_recorder.clear()` starts afresh. Another engine: `with QueryRecorder(engine)`."""
+    with QueryRecorder(database.engine) as recorder:
+        yield recorder

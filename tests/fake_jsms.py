@@ -1,6 +1,6 @@
 """A fake JSMS receipt API: a real HTTP server that follows the upstream's pull rules.
 
-Rules (see /work/shared/JSMS.md): HTTP Basic `appKey:masterSecret` (50001 missing, 50002
+Rules (see docs/jsms-protocol.md): HTTP Basic `appKey:masterSecret` (50001 missing, 50002
 wrong), one call per window per appKey across both kinds (50201), at most 500 records per
 call, each record handed out once. Per-app modes make it answer like JSMS in other states:
 

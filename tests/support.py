@@ -1,5 +1,6 @@
 """Shared test plumbing (not fixtures): the configured apps and token, settings, row counts,
-and throwaway PostgreSQL databases (also used by bench/)."""
+throwaway PostgreSQL databases (also used by bench/), and seams on an engine: the statements it
+sends (`QueryRecorder`) and statements the database refuses (`failing_statements`)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from sqlalchemy import ColumnElement, func, select, text
+from sqlalchemy import ColumnElement, Engine, event, func, select, text
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
 from app.config import Settings
@@ -129,3 +131,102 @@ def json_lines(logger_name: str) -> Iterator[tuple[logging.Logger, io.StringIO]]
         yield logger, stream
     finally:
         logger.removeHandler(handler)
+
+
+class QueryRecorder:
+    """What an engine sends the database while inside `with QueryRecorder(engine)`.
+
+    `statements`: each statement as a cursor executes it (so SQLite's `BEGIN IMMEDIATE` is one;
+    PostgreSQL's BEGIN, which the driver sends implicitly, is not). `commits`: transactions
+    committed (a DBAPI commit, not a cursor statement).
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.statements: list[str] = []
+        self.commits = 0
+
+    def heads(self) -> list[str]:
+        """Each statement's first three words (`INSERT INTO raw_events`, `BEGIN IMMEDIATE`)."""
+        return [" ".join(statement.split()[:3]) for statement in self.statements]
+
+    def clear(self) -> None:
+        """Forget what was recorded so far; keep recording."""
+        self.statements.clear()
+        self.commits = 0
+
+    def _statement(self, conn: object, cursor: object, statement: str, *args: object) -> None:
+        self.statements.append(statement)
+
+    def _commit(self, conn: object) -> None:
+        self.commits += 1
+
+    def __enter__(self) -> QueryRecorder:
+        event.listen(self.engine, "before_cursor_execute", self._statement)
+        event.listen(self.engine, "commit", self._commit)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        event.remove(self.engine, "before_cursor_execute", self._statement)
+        event.remove(self.engine, "commit", self._commit)
+
+
+class Fault:
+    """A fault `failing_statements` injects: how many statements it refused, and a way to end
+    it early (the database coming back while the test goes on)."""
+
+    def __init__(self) -> None:
+        self.hits = 0
+        self.healed = False
+
+    def heal(self) -> None:
+        """Refuse nothing from now on."""
+        self.healed = True
+
+
+def _values(parameters: object) -> Iterator[object]:
+    """Every bound value, whatever shape the driver got them in (a dict, a tuple, or a list of
+    either for executemany)."""
+    if isinstance(parameters, dict):
+        parameters = list(parameters.values())
+    if isinstance(parameters, (list, tuple)):
+        for value in parameters:
+            yield from _values(value)
+    else:
+        yield parameters
+
+
+@contextmanager
+def failing_statements(
+    engine: Engine,
+    matching: str,
+    error: type[DBAPIError] = OperationalError,
+    *,
+    carrying: str | None = None,
+    times: int | None = None,
+) -> Iterator[Fault]:
+    """The database refuses each statement that starts with `matching` (and, if given, binds a
+    value equal to `carrying`), raising `error` as the driver would, up to `times` times (every
+    time when None), until the block ends or the yielded `Fault` is healed.
+
+    Faults nest: listeners run in the order the blocks were entered, so an outer `times=1`
+    fault takes the first hit and an inner one the later hits.
+    """
+    fault = Fault()
+
+    def refuse(conn: object, cursor: object, statement: str, parameters: object,
+               *args: object) -> None:  # fmt: skip
+        if fault.healed or (times is not None and fault.hits >= times):
+            return
+        if not statement.startswith(matching):
+            return
+        if carrying is not None and carrying not in _values(parameters):
+            return
+        fault.hits += 1
+        raise error(statement, {}, Exception("injected fault"))
+
+    event.listen(engine, "before_cursor_execute", refuse)
+    try:
+        yield fault
+    finally:
+        event.remove(engine, "before_cursor_execute", refuse)

@@ -16,8 +16,8 @@ from flask.testing import FlaskClient
 from app.store.alarms import beat
 from app.store.db import Database
 from app.store.models import utcnow
-from tests.jsms_callbacks import report, signed_form
 from tests.support import APPS, IN_CI
+from tests.wire import report, signed_form
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 RULES = DEPLOY / "prometheus" / "alerts.yml"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import event, select
+from sqlalchemy import select
 
 from app.jsms.client import JsmsClient
 from app.pull.clock import build_scheduler, send_heartbeat
@@ -17,8 +17,8 @@ from app.pull.state import SyncPolicy
 from app.store.alarms import HEARTBEAT_KEPT, beat, last_heartbeat
 from app.store.db import Database
 from app.store.models import ClockHeartbeat, RefusedCallback, SyncState, utcnow
-from tests.jsms_callbacks import report, signed_form
-from tests.support import APPS, TOKEN, sample
+from tests.support import APPS, TOKEN, failing_statements, sample
+from tests.wire import report, signed_form
 
 ONE, SECRET = "app-one", APPS["app-one"]
 
@@ -57,18 +57,9 @@ def test_refusals_jsms_retries_are_counted_per_app_kind_and_reason(
 def test_a_503_is_counted_against_the_app_that_signed_it(
     client: FlaskClient, database: Database
 ) -> None:
-    from sqlalchemy.exc import OperationalError
-
-    def fail_on_reports(conn, cursor, statement, *args):  # type: ignore[no-untyped-def]
-        if "INSERT INTO delivery_reports" in statement:
-            raise OperationalError(statement, {}, Exception("connection lost"))
-
-    event.listen(database.engine, "before_cursor_execute", fail_on_reports)
-    try:
+    with failing_statements(database.engine, "INSERT INTO delivery_reports"):
         form = signed_form(ONE, SECRET, "SMS_REPORT", [report("m1")])
         assert client.post("/callbacks/jsms", data=form).status_code == 503
-    finally:
-        event.remove(database.engine, "before_cursor_execute", fail_on_reports)
     assert refusals(database) == [(ONE, "report", "database_unavailable", 1)]
 
 

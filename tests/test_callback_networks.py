@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from app import create_app
-from tests.jsms_callbacks import report, signed_form
 from tests.support import APPS, make_settings
+from tests.wire import report, signed_form
 
 FORM = signed_form("app-one", APPS["app-one"], "SMS_REPORT", report("m1"))
 

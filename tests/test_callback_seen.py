@@ -13,8 +13,8 @@ from app.config import Settings
 from app.query.items import iso_utc
 from app.store.db import Database
 from app.store.models import RawEvent
-from tests.jsms_callbacks import report, signed_form
 from tests.support import APPS, TOKEN, sample
+from tests.wire import report, signed_form
 
 
 def test_last_callback_per_app_and_kind_everywhere(

@@ -18,8 +18,8 @@ from sqlalchemy.exc import OperationalError
 from app.callbacks import URLENCODED
 from app.store.db import Database
 from app.store.models import DeliveryReport, RawEvent, Reply, ReviewResult
-from tests.jsms_callbacks import report, signed_form
-from tests.support import APPS, row_count
+from tests.support import APPS, failing_statements, row_count
+from tests.wire import report, signed_form
 
 ONE, SECRET = "app-one", APPS["app-one"]
 
@@ -452,17 +452,8 @@ def test_failure_mid_transaction_is_503_and_leaves_nothing(
     client: FlaskClient, database: Database
 ) -> None:
     """The raw event is written first; a failure at the report upsert must take it back too."""
-    from sqlalchemy.exc import OperationalError
-
-    def fail_on_reports(conn, cursor, statement, *args):  # type: ignore[no-untyped-def]
-        if "INSERT INTO delivery_reports" in statement:
-            raise OperationalError(statement, {}, Exception("connection lost"))
-
-    event.listen(database.engine, "before_cursor_execute", fail_on_reports)
-    try:
+    with failing_statements(database.engine, "INSERT INTO delivery_reports"):
         response = post(client, signed_form(ONE, SECRET, "SMS_REPORT", report("m1")))
-    finally:
-        event.remove(database.engine, "before_cursor_execute", fail_on_reports)
     assert_error(response, 503, "database_unavailable")
     assert row_count(database, RawEvent) == 0
     assert row_count(database, DeliveryReport) == 0

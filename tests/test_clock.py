@@ -16,7 +16,7 @@ from app.store.db import Database
 from app.store.models import DeliveryReport, PullLease
 from tests.fake_jsms import FakeJsms
 from tests.servers import running_jsms, service_env
-from tests.support import APPS, FAKE_WINDOW, throwaway_spool
+from tests.support import APPS, FAKE_WINDOW, failing_statements, throwaway_spool
 
 APP, SECRET = "app-one", APPS["app-one"]
 
@@ -73,8 +73,6 @@ def test_the_clock_stores_spooled_batches_once_the_database_is_back(
     """A batch the database could not take waits in the spool; the clock's own job stores it
     as soon as the database works again, with no person running `jsms reprocess`."""
     from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, JobExecutionEvent
-    from sqlalchemy import event
-    from sqlalchemy.exc import OperationalError
 
     from app.pull import clock
     from app.pull import puller as puller_module
@@ -86,12 +84,8 @@ def test_the_clock_stores_spooled_batches_once_the_database_is_back(
     fake_jsms.add_reports(APP, 30)
     spool_dir = tmp_path / "unstored"
 
-    def database_gone(conn, cursor, statement, *args):  # type: ignore[no-untyped-def]
-        if statement.startswith("INSERT INTO raw_events"):
-            raise OperationalError(statement, {}, Exception("server closed the connection"))
-
-    event.listen(store.engine, "before_cursor_execute", database_gone)
-    with JsmsClient(fake_jsms.url) as client:
+    gone = failing_statements(store.engine, "INSERT INTO raw_events")
+    with gone as database_gone, JsmsClient(fake_jsms.url) as client:
         puller = Puller(store, client, SyncPolicy(window=FAKE_WINDOW), spool=spool_dir)
         with pytest.raises(BatchNotStored):
             puller.sync_app(APP, SECRET, ["report"])
@@ -110,7 +104,7 @@ def test_the_clock_stores_spooled_batches_once_the_database_is_back(
         try:
             assert runs[0].wait(timeout=30)
             assert spooled.exists()  # still down: the batch keeps waiting
-            event.remove(store.engine, "before_cursor_execute", database_gone)
+            database_gone.heal()
             assert runs[2].wait(timeout=30)  # the run after the one under way when it came back
         finally:
             scheduler.shutdown(wait=True)

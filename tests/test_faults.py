@@ -24,10 +24,10 @@ from sqlalchemy import select
 from app.store.db import Database, upgrade_to_head
 from app.store.models import DeliveryReport, RawEvent
 from tests.fake_jsms import FakeJsms
-from tests.jsms_callbacks import report, signed_form
 from tests.postgres_cluster import OwnPostgres
 from tests.servers import running_gunicorn, running_jsms, service_env
 from tests.support import APPS, FAKE_WINDOW, postgres_unavailable_reason, row_count
+from tests.wire import report, signed_form
 
 pytestmark = pytest.mark.slow
 RETRY_EVERY = 0.05

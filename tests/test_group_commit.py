@@ -23,9 +23,9 @@ from app.store.db import Database
 from app.store.group import GroupWriter, Pending, write_group
 from app.store.ingest import RawPayload, storable_text
 from app.store.models import CallbackSignature, DeliveryReport, RawEvent, ReviewResult, Source
-from tests.jsms_callbacks import report, signed_form
-from tests.support import APPS, row_count
+from tests.support import APPS, Fault, failing_statements, row_count
 from tests.test_callbacks import failing_commit
+from tests.wire import report, signed_form
 
 ONE, SECRET = "app-one", APPS["app-one"]
 
@@ -114,24 +114,17 @@ def test_a_signature_reused_in_a_group_is_refused_and_its_neighbours_stored(
 
 
 @pytest.fixture
-def refuse_poison(store: Database) -> Iterator[list[int]]:
+def refuse_poison(store: Database) -> Iterator[Fault]:
     """The database refuses any statement carrying the msgId `poison` (a value it cannot
     take); yields how many statements it refused."""
-    refused: list[int] = []
-
-    def refuse(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
-        values = parameters.values() if isinstance(parameters, dict) else parameters
-        if statement.startswith("INSERT INTO delivery_reports") and "poison" in values:
-            refused.append(1)
-            raise IntegrityError(statement, {}, Exception("value refused"))
-
-    event.listen(store.engine, "before_cursor_execute", refuse)
-    yield refused
-    event.remove(store.engine, "before_cursor_execute", refuse)
+    with failing_statements(
+        store.engine, "INSERT INTO delivery_reports", IntegrityError, carrying="poison"
+    ) as fault:
+        yield fault
 
 
 def test_a_failing_group_is_written_again_callback_by_callback(
-    store: Database, refuse_poison: list[int]
+    store: Database, refuse_poison: Fault
 ) -> None:
     group = [
         pending("a", [report("m1")]),
@@ -139,7 +132,7 @@ def test_a_failing_group_is_written_again_callback_by_callback(
         pending("c", [report("m3")]),
     ]
     GroupWriter(store)._write(group)
-    assert refuse_poison, "the fault never hit the group"
+    assert refuse_poison.hits, "the fault never hit the group"
     assert answers(group) == [
         {"stored": 1, "duplicates": 0, "quarantined": 0},
         {"stored": 0, "duplicates": 0, "quarantined": 2},  # kept raw: the store refused it
@@ -340,18 +333,6 @@ def test_a_callback_that_fails_again_alone_gets_its_own_error_and_the_rest_are_s
 ) -> None:
     """Alone, the database unavailable is a 503 for that callback; anything else is its own
     error (a 500); its neighbours are stored either way."""
-    attempts: dict[str, int] = {}
-
-    def refuse(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
-        if not statement.startswith("INSERT INTO delivery_reports"):
-            return
-        for marker, error in (("'unreachable'", OperationalError), ("'broken'", IntegrityError)):
-            if marker in str(parameters):
-                attempts[marker] = attempts.get(marker, 0) + 1
-                if error is IntegrityError or attempts[marker] > 1:
-                    raise error(statement, {}, Exception("refused"))
-                raise IntegrityError(statement, {}, Exception("refused"))  # fails the group
-
     real_first_uses = replay.first_uses
 
     def first_uses(session, uses, now):  # type: ignore[no-untyped-def]
@@ -360,17 +341,20 @@ def test_a_callback_that_fails_again_alone_gets_its_own_error_and_the_rest_are_s
         return real_first_uses(session, uses, now)
 
     monkeypatch.setattr(replay, "first_uses", first_uses)
-    event.listen(store.engine, "before_cursor_execute", refuse)
-    try:
-        group = [
-            pending("a", [report("m1")]),
-            pending("u", [report("unreachable")]),
-            pending("odd", [report("m2")]),
-            pending("c", [report("m3")]),
-        ]
+    reports = "INSERT INTO delivery_reports"
+    group = [
+        pending("a", [report("m1")]),
+        pending("u", [report("unreachable")]),
+        pending("odd", [report("m2")]),
+        pending("c", [report("m3")]),
+    ]
+    # `unreachable` fails the group once (the outer fault, entered first, takes the first hit),
+    # then, alone, meets the database unavailable.
+    with (
+        failing_statements(store.engine, reports, IntegrityError, carrying="unreachable", times=1),
+        failing_statements(store.engine, reports, OperationalError, carrying="unreachable"),
+    ):
         GroupWriter(store)._write(group)
-    finally:
-        event.remove(store.engine, "before_cursor_execute", refuse)
     assert answers(group) == [
         {"stored": 1, "duplicates": 0, "quarantined": 0},
         "DatabaseUnavailable",

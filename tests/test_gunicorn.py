@@ -12,9 +12,9 @@ from sqlalchemy import func, select
 
 from app.store.db import Database
 from app.store.models import DeliveryReport, RawEvent
-from tests.jsms_callbacks import report, signed_form
 from tests.servers import running_gunicorn, service_env
 from tests.support import APPS
+from tests.wire import report, signed_form
 
 pytestmark = pytest.mark.slow
 

@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 
 from app.callbacks import URLENCODED, read_form
 from app.jsms.records import parse_payload
-from tests import wire
-from tests.jsms_callbacks import signed_form
+from tests import strategies
 from tests.support import APPS
+from tests.wire import signed_form
 
 SETTINGS = settings(
     max_examples=60,
@@ -25,7 +25,7 @@ APP, SECRET = "app-one", APPS["app-one"]
 
 
 @SETTINGS
-@given(form=wire.unsigned_forms())
+@given(form=strategies.unsigned_forms())
 def test_any_unsigned_form_is_refused_with_json(client: FlaskClient, form: dict[str, str]) -> None:
     response = client.post("/callbacks/jsms", data=form)
     assert response.status_code in (400, 401)
@@ -33,7 +33,7 @@ def test_any_unsigned_form_is_refused_with_json(client: FlaskClient, form: dict[
 
 
 @SETTINGS
-@given(signed=wire.signed_forms(APP, SECRET))
+@given(signed=strategies.signed_forms(APP, SECRET))
 def test_any_signed_json_is_stored_or_quarantined(
     client: FlaskClient, signed: tuple[dict[str, str], str, object]
 ) -> None:

@@ -14,8 +14,8 @@ from app.store import db
 from app.store.db import Database
 from app.store.ingest import IngestResult, RawPayload, ingest
 from app.store.models import DeliveryReport, RawEvent, Reply, ReviewResult
-from tests.jsms_callbacks import report, signed_form
 from tests.support import ADMIN_URL, APPS, row_count
+from tests.wire import report, signed_form
 
 
 def run(database: Database, record_type: str, data: object, source: str = "pull") -> IngestResult:

@@ -8,8 +8,8 @@ import logging
 from pathlib import Path
 
 import pytest
-from sqlalchemy import event, insert
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy import insert
+from sqlalchemy.exc import IntegrityError
 
 from app.jsms.client import JsmsClient
 from app.logs import mask_phone
@@ -19,7 +19,7 @@ from app.pull.state import SyncPolicy
 from app.store.db import Database
 from app.store.models import DeliveryReport
 from tests.fake_jsms import FakeJsms
-from tests.support import APPS, FAKE_WINDOW, json_lines
+from tests.support import APPS, FAKE_WINDOW, failing_statements, json_lines
 
 
 @pytest.mark.parametrize(
@@ -70,18 +70,11 @@ def test_a_batch_the_store_cannot_take_is_never_logged(
     monkeypatch.setattr(pull_module, "STORE_RETRY_SECONDS", 0.3)
     fake_jsms.add_reports("app-one", 3)
 
-    def database_gone(conn, cursor, statement, *args):  # type: ignore[no-untyped-def]
-        if statement.startswith("INSERT INTO raw_events"):
-            raise OperationalError(statement, {}, Exception("server closed the connection"))
-
-    event.listen(store.engine, "before_cursor_execute", database_gone)
-    try:
-        with JsmsClient(fake_jsms.url) as jsms:
-            puller = Puller(store, jsms, SyncPolicy(window=FAKE_WINDOW), spool=tmp_path)
-            with pytest.raises(BatchNotStored):
-                puller.sync_app("app-one", APPS["app-one"], ["report"])
-    finally:
-        event.remove(store.engine, "before_cursor_execute", database_gone)
+    gone = failing_statements(store.engine, "INSERT INTO raw_events")
+    with gone, JsmsClient(fake_jsms.url) as jsms:
+        puller = Puller(store, jsms, SyncPolicy(window=FAKE_WINDOW), spool=tmp_path)
+        with pytest.raises(BatchNotStored):
+            puller.sync_app("app-one", APPS["app-one"], ["report"])
     [spooled] = list(tmp_path.glob("*.json"))
     body = json.loads(json.loads(spooled.read_text())["body"])
     phones = {item["phone"] for item in body}

@@ -11,8 +11,8 @@ from flask.testing import FlaskClient
 
 from app.callbacks import is_callback_post
 from app.logs import mask_phone
-from tests.jsms_callbacks import report, signed_form
 from tests.support import APPS, json_lines
+from tests.wire import report, signed_form
 
 
 @pytest.mark.parametrize(

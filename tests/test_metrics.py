@@ -14,9 +14,9 @@ from app.pull.puller import Puller
 from app.pull.state import SyncPolicy
 from app.store.db import Database
 from tests.fake_jsms import FakeJsms
-from tests.jsms_callbacks import report, signed_form
 from tests.servers import running_gunicorn, service_env
 from tests.support import APPS, FAKE_WINDOW, sample
+from tests.wire import report, signed_form
 
 
 def test_callback_counters_and_store_gauges(client: FlaskClient) -> None:

@@ -15,7 +15,7 @@ import pytest
 from flask.testing import FlaskClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from app.jsms import records
@@ -26,9 +26,9 @@ from app.store import upsert
 from app.store.db import Database
 from app.store.models import DeliveryReport, RawEvent, Reply, ReviewResult
 from tests.fake_jsms import FakeJsms
-from tests.jsms_callbacks import report, signed_form
-from tests.payloads import VALID, mixed_items
-from tests.support import APPS, FAKE_WINDOW, throwaway_spool
+from tests.strategies import VALID, mixed_items
+from tests.support import APPS, FAKE_WINDOW, failing_statements, throwaway_spool
+from tests.wire import report, signed_form
 
 APP, SECRET = "app-one", APPS["app-one"]
 PROPERTIES = settings(
@@ -232,13 +232,8 @@ def store_refuses_reports(
         yield
         return
 
-    def refuse(conn, cursor, statement, *args):  # type: ignore[no-untyped-def]
-        if statement.startswith("INSERT INTO delivery_reports"):
-            raise IntegrityError(statement, {}, Exception("value refused"))
-
-    event.listen(database.engine, "before_cursor_execute", refuse)
-    yield
-    event.remove(database.engine, "before_cursor_execute", refuse)
+    with failing_statements(database.engine, "INSERT INTO delivery_reports", IntegrityError):
+        yield
 
 
 @pytest.mark.usefixtures("store_refuses_reports")

@@ -11,9 +11,9 @@ from flask.testing import FlaskClient
 from sqlalchemy import text
 
 from app.store.db import Database
-from tests.jsms_callbacks import report, signed_form
 from tests.servers import ROOT
 from tests.support import APPS
+from tests.wire import report, signed_form
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 DIALECT_LABELS = {"-- PostgreSQL:": "postgresql", "-- SQLite:": "sqlite"}

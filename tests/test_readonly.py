@@ -12,8 +12,8 @@ from psycopg import errors, sql
 from sqlalchemy.engine import make_url
 
 from app.store.readonly import READABLE_TABLES, READABLE_VIEWS
-from tests.jsms_callbacks import report, signed_form
 from tests.support import ADMIN_URL, APPS
+from tests.wire import report, signed_form
 
 UNREADABLE = ("pull_leases", "sync_state", "pull_call_counts", "refused_callbacks")
 

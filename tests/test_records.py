@@ -17,7 +17,7 @@ from app.jsms.records import (
     parse_time,
 )
 from app.jsms.times import InvalidTime
-from tests.payloads import VALID, mixed_items
+from tests.strategies import VALID, mixed_items
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),

@@ -19,8 +19,8 @@ from app.store import replay
 from app.store.db import Database
 from app.store.models import CallbackSignature, DeliveryReport, RawEvent
 from app.store.retention import RetentionPolicy, purge
-from tests.jsms_callbacks import report, signed_form
 from tests.support import APPS, row_count, sample
+from tests.wire import report, signed_form
 
 ONE, SECRET = "app-one", APPS["app-one"]
 HOUR_MS = 3_600_000

@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 
 import pytest
 from flask.testing import FlaskClient, FlaskCliRunner
-from sqlalchemy import event as sa_event
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
@@ -15,8 +14,8 @@ from app.jsms import records
 from app.store.db import Database
 from app.store.ingest import IngestResult, reprocess
 from app.store.models import DeliveryReport, RawEvent
-from tests.jsms_callbacks import report, signed_form
-from tests.support import APPS
+from tests.support import APPS, failing_statements
+from tests.wire import report, signed_form
 
 
 def stored(database: Database) -> list[DeliveryReport]:
@@ -57,9 +56,6 @@ def test_reprocess_with_nothing_quarantined(runner: FlaskCliRunner) -> None:
 def test_a_batch_the_store_cannot_take_is_spooled_then_stored_by_reprocess(
     app, database: Database, fake_jsms, tmp_path, monkeypatch: pytest.MonkeyPatch
 ) -> None:  # type: ignore[no-untyped-def]
-    from sqlalchemy import event
-    from sqlalchemy.exc import OperationalError
-
     from app.jsms.client import JsmsClient
     from app.pull import puller as sync
     from app.pull.puller import BatchNotStored, Puller
@@ -69,20 +65,11 @@ def test_a_batch_the_store_cannot_take_is_spooled_then_stored_by_reprocess(
     monkeypatch.setattr(sync, "STORE_RETRY_SECONDS", 0.3)
     fake_jsms.add_reports("app-one", 30)
 
-    def database_gone(conn, cursor, statement, *args):  # type: ignore[no-untyped-def]
-        if statement.startswith("INSERT INTO raw_events"):
-            raise OperationalError(statement, {}, Exception("server closed the connection"))
-
-    event.listen(database.engine, "before_cursor_execute", database_gone)
-    try:
-        with JsmsClient(fake_jsms.url) as jsms:
-            puller = Puller(
-                database, jsms, SyncPolicy(window=FAKE_WINDOW), spool=tmp_path / "unstored"
-            )
-            with pytest.raises(BatchNotStored):
-                puller.sync_app("app-one", APPS["app-one"], ["report"])
-    finally:
-        event.remove(database.engine, "before_cursor_execute", database_gone)
+    gone = failing_statements(database.engine, "INSERT INTO raw_events")
+    with gone, JsmsClient(fake_jsms.url) as jsms:
+        puller = Puller(database, jsms, SyncPolicy(window=FAKE_WINDOW), spool=tmp_path / "unstored")
+        with pytest.raises(BatchNotStored):
+            puller.sync_app("app-one", APPS["app-one"], ["report"])
     assert fake_jsms.pending("app-one", "report") == 0  # handed out: the spool is the only copy
     assert len(list((tmp_path / "unstored").glob("*.json"))) == 1
 
@@ -170,18 +157,13 @@ def test_reprocess_returns_what_it_did_to_each_event(store: Database) -> None:
     not_json = kept_whole(store, "{not json")
     refused = kept_whole(store, json.dumps([report("m2")]))
 
-    def refuse(conn, cursor, statement, parameters, *args):  # type: ignore[no-untyped-def]
-        if statement.startswith("INSERT INTO delivery_reports") and "'m2'" in str(parameters):
-            raise IntegrityError(statement, {}, Exception("value refused"))
-
-    sa_event.listen(store.engine, "before_cursor_execute", refuse)
-    try:
-        results = {}
-        with store.session() as session, session.begin():
-            for event_id in (readable, not_json, refused):
-                results[event_id] = reprocess(session, session.get_one(RawEvent, event_id))
-    finally:
-        sa_event.remove(store.engine, "before_cursor_execute", refuse)
+    results = {}
+    m2_refused = failing_statements(
+        store.engine, "INSERT INTO delivery_reports", IntegrityError, carrying="m2"
+    )
+    with m2_refused, store.session() as session, session.begin():
+        for event_id in (readable, not_json, refused):
+            results[event_id] = reprocess(session, session.get_one(RawEvent, event_id))
     assert results[readable] == IngestResult(readable, 1, 0, 1)
     assert results[not_json] == IngestResult(not_json, 0, 0, 2)
     assert results[refused] == IngestResult(refused, 0, 0, 2)

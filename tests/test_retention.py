@@ -13,8 +13,8 @@ from app.store import retention
 from app.store.db import Database
 from app.store.models import DeliveryReport, RawEvent, Reply
 from app.store.retention import RetentionPolicy, purge
-from tests.jsms_callbacks import report, signed_form
 from tests.support import APPS, row_count, throwaway_spool
+from tests.wire import report, signed_form
 
 NOW = datetime.now(UTC)
 DAY_MS = 86_400_000

@@ -11,9 +11,9 @@ from contextlib import ExitStack, contextmanager
 import httpx
 import pytest
 
-from tests.jsms_callbacks import report, signed_form
 from tests.servers import running_gunicorn, service_env
 from tests.support import APPS
+from tests.wire import report, signed_form
 
 THREADS = 2
 STALLED = 3 * THREADS  # more stalled connections than the worker has threads

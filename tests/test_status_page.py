@@ -13,9 +13,9 @@ from flask.testing import FlaskClient
 
 from app.store.db import Database
 from app.store.models import RawEvent, SyncState
-from tests.jsms_callbacks import report, signed_form
 from tests.servers import running_gunicorn, service_env
 from tests.support import APPS, TOKEN
+from tests.wire import report, signed_form
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 

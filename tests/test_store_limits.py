@@ -15,9 +15,9 @@ from sqlalchemy import event
 from app import create_app
 from app.store.db import Database
 from tests.api_data import get, report, store
-from tests.jsms_callbacks import report as wire_report
-from tests.jsms_callbacks import signed_form
-from tests.support import make_settings
+from tests.support import QueryRecorder, make_settings
+from tests.wire import report as wire_report
+from tests.wire import signed_form
 
 
 @pytest.fixture
@@ -53,16 +53,14 @@ def test_sqlite_readers_do_not_need_the_write_lock(sqlite_app: Flask) -> None:
 
 def test_callbacks_still_take_the_write_lock_up_front(sqlite_app: Flask) -> None:
     client = sqlite_app.test_client()
-    statements: list[str] = []
     database: Database = sqlite_app.extensions["database"]
-    event.listen(database.engine, "before_cursor_execute",
-                 lambda *args: statements.append(args[2]))  # fmt: skip
     form = signed_form("app-one", "secret-one", "SMS_REPORT", [wire_report("m1")])
-    assert client.post("/callbacks/jsms", data=form).status_code == 200
-    assert statements[0] == "BEGIN IMMEDIATE"
-    statements.clear()
-    assert get(client, "/reports").status_code == 200
-    assert statements[0] == "BEGIN"
+    with QueryRecorder(database.engine) as recorder:
+        assert client.post("/callbacks/jsms", data=form).status_code == 200
+        assert recorder.statements[0] == "BEGIN IMMEDIATE"
+        recorder.clear()
+        assert get(client, "/reports").status_code == 200
+        assert recorder.statements[0] == "BEGIN"
 
 
 @pytest.mark.postgres

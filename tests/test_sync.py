@@ -18,7 +18,7 @@ from app.pull.state import SyncPolicy
 from app.store.db import Database
 from app.store.models import DeliveryReport, PullLease, RawEvent, Reply, SyncState, utcnow
 from tests.fake_jsms import FakeJsms, synthetic_replies
-from tests.support import APPS, FAKE_WINDOW, guard_postgres, row_count
+from tests.support import APPS, FAKE_WINDOW, failing_statements, guard_postgres, row_count
 
 APP, SECRET = "app-one", APPS["app-one"]
 
@@ -366,15 +366,8 @@ def test_a_batch_whose_records_the_store_refuses_is_kept_raw_and_quarantined(
     batch, which the upstream has handed out for good: its body is kept raw and quarantined."""
     fake_jsms.add_reports(APP, 3)
 
-    def refuse_reports(conn, cursor, statement, *args):  # type: ignore[no-untyped-def]
-        if "INSERT INTO delivery_reports" in statement:
-            raise DataError(statement, {}, Exception("value out of range"))
-
-    event.listen(store.engine, "before_cursor_execute", refuse_reports)
-    try:
+    with failing_statements(store.engine, "INSERT INTO delivery_reports", DataError):
         [result] = make_puller().sync_app(APP, SECRET, ["report"])
-    finally:
-        event.remove(store.engine, "before_cursor_execute", refuse_reports)
 
     assert (result.outcome, result.items, result.stored, result.quarantined) == ("drained", 3, 0, 3)
     assert fake_jsms.pending(APP, "report") == 0

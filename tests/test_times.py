@@ -1,4 +1,5 @@
-"""Receipt times: every form JSMS.md lists, China time where no zone is given, and plausibility."""
+"""Receipt times: every form docs/jsms-protocol.md lists, China time where no zone is given,
+and plausibility."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from hypothesis import strategies as st
 
 from app.jsms.records import parse_payload
 from app.jsms.times import InvalidTime, parse_time
-from tests.payloads import MOMENTS, TIME_FORMATS, TIME_PRECISION
+from tests.strategies import MOMENTS, TIME_FORMATS, TIME_PRECISION
 
 # 2017-04-14 14:19:01 in China is 06:19:01 UTC.
 APRIL = datetime(2017, 4, 14, 6, 19, 1, tzinfo=UTC)
