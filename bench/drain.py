@@ -41,8 +41,9 @@ from app.pull.clock import CLOCK_POOL_TIMEOUT_SECONDS  # noqa: E402
 from app.pull.dispatch import Dispatcher  # noqa: E402
 from app.pull.puller import Puller  # noqa: E402
 from app.pull.state import SyncPolicy  # noqa: E402
-from app.store.db import Database, upgrade_to_head  # noqa: E402
+from app.store.db import Database  # noqa: E402
 from app.store.models import DeliveryReport  # noqa: E402
+from app.store.schema import upgrade_to_head  # noqa: E402
 from tests.fake_jsms import FakeJsms
 from tests.support import throwaway_postgres  # noqa: E402
 

@@ -25,9 +25,10 @@ from alembic import command
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from app.jsms.records import MAX_CALLBACK_ITEMS, parse_payload  # noqa: E402
-from app.store.db import Database, alembic_config  # noqa: E402
+from app.store.db import Database  # noqa: E402
 from app.store.ingest import RawPayload, ingest_or_quarantine  # noqa: E402
 from app.store.models import Source  # noqa: E402
+from app.store.schema import alembic_config  # noqa: E402
 from bench.index_audit import _load_raw_events  # noqa: E402
 from bench.query import _load  # noqa: E402
 from tests.support import throwaway_postgres  # noqa: E402

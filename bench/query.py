@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from app import create_app  # noqa: E402
 from app.config import DEFAULT_BUSINESS_TIMEZONE, Settings  # noqa: E402
 from app.query import lists, params, stats  # noqa: E402
-from app.store.db import upgrade_to_head  # noqa: E402
+from app.store.schema import upgrade_to_head  # noqa: E402
 from app.timezones import zone_named  # noqa: E402
 
 TOKEN = "bench-token"

@@ -18,8 +18,9 @@ from app.pull import spool
 from app.pull.puller import Puller, StoreUnavailable
 from app.pull.state import PassOutcome, SyncPolicy
 from app.store.business_time import recorded_business_timezone
-from app.store.db import Database, schema_version
+from app.store.db import Database
 from app.store.models import SyncMode, utcnow
+from app.store.schema import schema_version
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
 # Values .env.example ships with: a copied file that still holds them was never filled in.
