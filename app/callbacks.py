@@ -26,10 +26,10 @@ from app.metrics import CALLBACKS, INGEST_SECONDS, RECORDS
 from app.network import client_address, is_allowed
 from app.store import replay
 from app.store.alarms import count_refusal
-from app.store.db import get_database
 from app.store.group import GroupWriter
 from app.store.ingest import RawPayload
 from app.store.models import Source, utcnow
+from app.web_db import get_database
 
 log = logging.getLogger(__name__)
 # Refusals JSMS answers with a retry (and that are JSMS's, not a stranger's missing signature):

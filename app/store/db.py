@@ -1,4 +1,5 @@
-"""The store's connection lifetime: one engine per process, one session per request or pass."""
+"""The store's connection lifetime: one engine per process, one session per unit of work
+(a request's session is opened and closed by the web side, `app/web_db.py`)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, current_app, g, has_request_context, request
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
@@ -153,34 +153,6 @@ class Database:
         """Raise if the database cannot answer a trivial query."""
         with self.reader_engine.connect() as connection:
             connection.execute(text("SELECT 1"))
-
-
-def init_app(app: Flask, database: Database) -> None:
-    """Attach the database to the app and close each request's session when it ends."""
-    app.extensions["database"] = database
-    app.teardown_appcontext(_close_request_session)
-
-
-def get_database() -> Database:
-    """The current app's database."""
-    database: Database = current_app.extensions["database"]
-    return database
-
-
-def get_session() -> Session:
-    """The current request's session, opened on first use; a reader for GET and HEAD."""
-    if "db_session" not in g:
-        database = get_database()
-        reads_only = has_request_context() and request.method in ("GET", "HEAD")
-        g.db_session = (database.readers if reads_only else database.sessions)()
-    session: Session = g.db_session
-    return session
-
-
-def _close_request_session(_exc: BaseException | None) -> None:
-    session = g.pop("db_session", None)
-    if session is not None:
-        session.close()
 
 
 def insert_on_conflict(session: Session, model: type[Any]) -> Any:
