@@ -6,7 +6,7 @@ import logging
 
 from flask import Blueprint, Response, jsonify
 
-from app.errors import DATABASE_UNAVAILABLE, DatabaseUnavailable
+from app.store.db import DATABASE_UNAVAILABLE, DatabaseUnavailable
 from app.store.schema import schema_version
 from app.web_db import get_database
 

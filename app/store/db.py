@@ -12,8 +12,25 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session, sessionmaker
+
+# Errors that mean "the database cannot be reached right now", not "this input is bad".
+DATABASE_UNAVAILABLE = (OperationalError, InterfaceError, DisconnectionError, PoolTimeoutError)
+
+
+class DatabaseUnavailable(Exception):
+    """The database cannot be reached, or did not commit in time: nothing was stored, and the
+    caller may retry. `code` names the case (`database_unavailable`, `database_not_migrated`)."""
+
+    code = "database_unavailable"
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code:
+            self.code = code
 
 
 def make_engine(url: str, pool_timeout: float = 5.0) -> Engine:

@@ -31,13 +31,14 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from app.errors import DATABASE_UNAVAILABLE, DatabaseUnavailable
+from app.jsms.callback import SignatureReused, SignedUse
 from app.jsms.records import ParsedBatch
 from app.metrics import GROUP_SIZE
 from app.store import replay
-from app.store.db import Database
+from app.store.db import DATABASE_UNAVAILABLE, Database, DatabaseUnavailable
 from app.store.ingest import IngestResult, RawPayload, ingest_many, ingest_or_quarantine
 from app.store.models import utcnow
+from app.store.replay import Verdict
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ IDLE_SECONDS = 5.0
 class Pending:
     """One verified callback waiting for its group's commit, and then its outcome."""
 
-    use: replay.SignedUse
+    use: SignedUse
     raw: RawPayload
     batch: ParsedBatch
     done: threading.Event = field(default_factory=threading.Event)
@@ -76,7 +77,7 @@ class GroupWriter:
         self._running = False
         self._pid = os.getpid()
 
-    def store(self, use: replay.SignedUse, raw: RawPayload, batch: ParsedBatch) -> IngestResult:
+    def store(self, use: SignedUse, raw: RawPayload, batch: ParsedBatch) -> IngestResult:
         """Store one callback with whatever arrives with it; return once it is committed.
         Raises what storing it alone would have: `SignatureReused`, or a database error."""
         pending = Pending(use, raw, batch)
@@ -151,21 +152,21 @@ class GroupWriter:
 
 def write_group(
     database: Database, group: Sequence[Pending], *, alone: bool = False
-) -> list[IngestResult | replay.SignatureReused]:
+) -> list[IngestResult | SignatureReused]:
     """Store a group in one transaction; each callback's outcome, in order. `alone`: the single
     path, where a record the store refuses keeps the callback raw (SAVEPOINT, quarantine)."""
     now = utcnow()
     with database.session() as session, session.begin():
         verdicts = replay.first_uses(session, [p.use for p in group], now)
-        fresh = [p for p, verdict in zip(group, verdicts, strict=True) if verdict is True]
+        fresh = [p for p, verdict in zip(group, verdicts, strict=True) if verdict is Verdict.FIRST]
         if alone and fresh:
             stored = [ingest_or_quarantine(session, fresh[0].raw, fresh[0].batch)]
         else:
             stored = ingest_many(session, [(p.raw, p.batch) for p in fresh])
     results = iter(stored)
     return [
-        next(results) if verdict is True
-        else verdict if isinstance(verdict, replay.SignatureReused)
+        next(results) if verdict is Verdict.FIRST
+        else SignatureReused() if verdict is Verdict.REUSED
         else replay.retry_result(pending.batch)
         for pending, verdict in zip(group, verdicts, strict=True)
     ]  # fmt: skip
@@ -185,8 +186,8 @@ def _fail(group: Sequence[Pending], error: BaseException) -> None:
             pending.finish(error=error)
 
 
-def _finish(pending: Pending, outcome: IngestResult | replay.SignatureReused) -> None:
-    if isinstance(outcome, replay.SignatureReused):
+def _finish(pending: Pending, outcome: IngestResult | SignatureReused) -> None:
+    if isinstance(outcome, SignatureReused):
         pending.finish(error=outcome)
     else:
         pending.finish(result=outcome)
