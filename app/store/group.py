@@ -138,7 +138,7 @@ class GroupWriter:
             )  # fmt: skip
             for pending in group:
                 try:
-                    (outcome,) = write_group(self.database, [pending], alone=True)
+                    outcome = write_alone(self.database, pending)
                 except DATABASE_UNAVAILABLE as alone:
                     pending.finish(error=_unavailable(alone))
                 except Exception as alone:
@@ -150,19 +150,40 @@ class GroupWriter:
             _finish(pending, outcome)
 
 
-def write_group(
-    database: Database, group: Sequence[Pending], *, alone: bool = False
-) -> list[IngestResult | SignatureReused]:
-    """Store a group in one transaction; each callback's outcome, in order. `alone`: the single
-    path, where a record the store refuses keeps the callback raw (SAVEPOINT, quarantine)."""
+# What storing one callback came to: its result, or the refusal of a reused signature.
+Outcome = IngestResult | SignatureReused
+
+
+def write_group(database: Database, group: Sequence[Pending]) -> list[Outcome]:
+    """Store a group in one transaction, with multi-row statements; each callback's outcome,
+    in order. A record the store refuses fails the whole group (the caller then writes each
+    callback alone)."""
     now = utcnow()
     with database.session() as session, session.begin():
         verdicts = replay.first_uses(session, [p.use for p in group], now)
         fresh = [p for p, verdict in zip(group, verdicts, strict=True) if verdict is Verdict.FIRST]
-        if alone and fresh:
-            stored = [ingest_or_quarantine(session, fresh[0].raw, fresh[0].batch)]
-        else:
-            stored = ingest_many(session, [(p.raw, p.batch) for p in fresh])
+        stored = ingest_many(session, [(p.raw, p.batch) for p in fresh])
+    return _outcomes(group, verdicts, stored)
+
+
+def write_alone(database: Database, pending: Pending) -> Outcome:
+    """Store one callback in its own transaction, the single path: a record the store refuses
+    keeps the callback raw (SAVEPOINT, quarantine) instead of failing it."""
+    now = utcnow()
+    with database.session() as session, session.begin():
+        (verdict,) = replay.first_uses(session, [pending.use], now)
+        stored = []
+        if verdict is Verdict.FIRST:
+            stored.append(ingest_or_quarantine(session, pending.raw, pending.batch))
+    (outcome,) = _outcomes([pending], [verdict], stored)
+    return outcome
+
+
+def _outcomes(
+    group: Sequence[Pending], verdicts: Sequence[Verdict], stored: Sequence[IngestResult]
+) -> list[Outcome]:
+    """Each callback's outcome: its stored result (`stored` holds the FIRST ones, in order),
+    a retry's duplicates, or the refusal of a reused signature."""
     results = iter(stored)
     return [
         next(results) if verdict is Verdict.FIRST
@@ -186,7 +207,7 @@ def _fail(group: Sequence[Pending], error: BaseException) -> None:
             pending.finish(error=error)
 
 
-def _finish(pending: Pending, outcome: IngestResult | SignatureReused) -> None:
+def _finish(pending: Pending, outcome: Outcome) -> None:
     if isinstance(outcome, SignatureReused):
         pending.finish(error=outcome)
     else:
