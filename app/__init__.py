@@ -6,13 +6,13 @@ from datetime import timedelta
 
 from flask import Flask
 
-from app import callbacks, cli, errors
+from app import callbacks, cli, errors, web_db
 from app.auth import SessionCookie
 from app.config import Settings, load_settings
 from app.logs import configure_logging
 from app.ops import health, scrape, status
 from app.query import api
-from app.store import db
+from app.store.db import Database
 
 MAX_BODY_BYTES = 1024 * 1024
 
@@ -34,7 +34,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.jinja_env.trim_blocks = app.jinja_env.lstrip_blocks = True
     configure_logging(settings.log_level)
     url = settings.sqlalchemy_url(app.instance_path)
-    db.init_app(app, db.Database(url, reader_timeout_ms=settings.api_statement_timeout_ms))
+    web_db.init_app(app, Database(url, reader_timeout_ms=settings.api_statement_timeout_ms))
     errors.register(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(callbacks.bp)

@@ -1,12 +1,13 @@
-"""The callback URL JSMS posts to: echostr check, signature, then the one ingest path."""
+"""The callback URL JSMS posts to: allow-list, echostr check, then the callback reader
+(`app/jsms/callback.py`) and the one ingest path."""
 
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import re
 import time
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -19,17 +20,16 @@ from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.datastructures import MultiDict
 
 from app.config import get_settings
-from app.errors import BadInput, Forbidden, NotFound, Unauthenticated
-from app.jsms.records import KNOWN_TYPES, MAX_CALLBACK_ITEMS, parse_payload
-from app.jsms.signature import find_signer
-from app.metrics import CALLBACKS, INGEST_SECONDS, RECORDS
+from app.errors import BadInput, Forbidden, NotFound
+from app.jsms.callback import Callback, CallbackRefused, SignatureExpired, read_callback
+from app.jsms.records import KNOWN_TYPES
+from app.metrics import CALLBACKS, INGEST_SECONDS, RECORDS, SIGNATURES_REFUSED
 from app.network import client_address, is_allowed
-from app.store import replay
 from app.store.alarms import count_refusal
-from app.store.db import get_database
 from app.store.group import GroupWriter
 from app.store.ingest import RawPayload
 from app.store.models import Source, utcnow
+from app.web_db import get_database
 
 log = logging.getLogger(__name__)
 # Refusals JSMS answers with a retry (and that are JSMS's, not a stranger's missing signature):
@@ -92,39 +92,42 @@ def echo(app_key: str | None) -> Response:
 @bp.post("", defaults={"app_key": None})
 @bp.post("/<app_key>")
 def receive(app_key: str | None) -> Response:
-    """Verify, parse, store (group commit), and only once committed answer 200."""
+    """Read the callback (`read_callback`), store it (group commit), and only once committed
+    answer 200."""
     apps = _candidates(app_key)
     _require_form()
-    form = read_form()
-    signature = form.get("signature")
-    if not signature:
-        raise Unauthenticated("the signature is missing", "missing_signature")
-    nonce, timestamp = _field(form, "nonce"), _field(form, "timestamp")
-    signer = find_signer(apps, nonce, timestamp, signature)
-    if signer is None:
-        raise Unauthenticated("the signature does not match any configured app", "bad_signature")
-    g.callback_app = signer
-    record_type, data = _field(form, "type"), _field(form, "data")
-    g.callback_type = record_type
-    try:
-        payload = json.loads(data)
-    except (ValueError, RecursionError):  # RecursionError: nesting deeper than json can read
-        raise BadInput("the data field is not JSON", "invalid_data") from None
-    # Never raises: a record nobody can read is quarantined, a list too long is kept unread.
-    batch = parse_payload(record_type, payload, max_items=MAX_CALLBACK_ITEMS)
-    use = replay.signed_use(
-        signer, nonce, timestamp, record_type, data,
-        now=utcnow(), memory_days=get_settings().raw_event_retention_days,
+    callback = _read(read_form(), apps)
+    raw = RawPayload(
+        callback.app_key, Source.CALLBACK, callback.record_type, callback.data,
+        callback.use.nonce, callback.use.timestamp,
     )  # fmt: skip
-    raw = RawPayload(signer, Source.CALLBACK, record_type, data, nonce, use.timestamp)
     with INGEST_SECONDS.labels(Source.CALLBACK).time():
         # Stored with whatever else this worker received meanwhile, in one transaction (the
         # raw `data` whatever the store makes of its records); returns once that committed.
         # A retry of a stored callback counts its records as duplicates.
-        result = _writer().store(use, raw, batch)
+        result = _writer().store(callback.use, raw, callback.batch)
     # Committed: only now may JSMS be told the records are safe.
     g.callback_result = result
     return jsonify(result.as_json())
+
+
+def _read(form: Mapping[str, str], apps: Mapping[str, str]) -> Callback:
+    """The verified callback; what was learnt of a refused one (its app, its type) is left in
+    `g` for the log line and the refusal count."""
+    try:
+        callback = read_callback(
+            form, apps, now=utcnow(), memory_days=get_settings().raw_event_retention_days
+        )
+    except CallbackRefused as refused:
+        if refused.app_key is not None:
+            g.callback_app = refused.app_key
+        if refused.record_type is not None:
+            g.callback_type = refused.record_type
+        if isinstance(refused, SignatureExpired):
+            SIGNATURES_REFUSED.labels("expired").inc()
+        raise
+    g.callback_app, g.callback_type = callback.app_key, callback.record_type
+    return callback
 
 
 @bp.after_request
@@ -232,10 +235,3 @@ def _require_form() -> None:
         f"fields nonce, timestamp, signature, type and data; got {got}",
         "form_encoded_body_expected",
     )
-
-
-def _field(form: MultiDict[str, str], name: str) -> str:
-    value = form.get(name)
-    if value is None or value == "":
-        raise BadInput(f"the {name} field is required", f"missing_{name}")
-    return str(value)

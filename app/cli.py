@@ -18,11 +18,13 @@ from app.pull import spool
 from app.pull.clock import CLOCK_POOL_TIMEOUT_SECONDS, run_clock, stop_on_signals
 from app.pull.puller import BatchNotStored, Puller, StoreUnavailable
 from app.pull.state import PassOutcome, PassResult, SyncPolicy
-from app.store.db import Database, get_database, schema_version, upgrade_to_head
+from app.store.db import Database
 from app.store.ingest import reprocess
 from app.store.models import RawEvent, SyncMode, utcnow
 from app.store.readonly import READABLE_TABLES, READABLE_VIEWS, GrantRefused, grant_readonly
 from app.store.retention import purge, retention_policy
+from app.store.schema import schema_version, upgrade_to_head
+from app.web_db import get_database
 
 jsms = AppGroup("jsms", help="jsms-receipts commands.")
 

@@ -1,4 +1,5 @@
-"""The service's named errors and their one mapping to the contract's JSON error shape."""
+"""The one place that knows HTTP errors: the web side's named errors, the statuses of the
+domain's (`app/jsms/callback.py`, `app/store/db.py`), and the contract's JSON error shape."""
 
 from __future__ import annotations
 
@@ -6,15 +7,18 @@ import logging
 import re
 
 from flask import Flask, Response, g, jsonify
-from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
+from app.jsms.callback import (
+    BadSignature,
+    CallbackRefused,
+    MissingSignature,
+    SignatureExpired,
+    SignatureReused,
+)
+from app.store.db import DATABASE_UNAVAILABLE, DatabaseUnavailable
+
 log = logging.getLogger(__name__)
-
-# Errors that mean "the database cannot be reached right now", not "this input is bad".
-DATABASE_UNAVAILABLE = (OperationalError, InterfaceError, DisconnectionError, PoolTimeoutError)
-
 
 # PostgreSQL's SQLSTATE for a statement cancelled by statement_timeout.
 QUERY_CANCELED = "57014"
@@ -65,9 +69,21 @@ class NotFound(ServiceError):
     code = "not_found"
 
 
-class DatabaseUnavailable(ServiceError):
-    status = 503
-    code = "database_unavailable"
+# The domain's named errors (plain exceptions carrying a `code`) and the status each answers;
+# a subclass not listed answers its nearest listed ancestor's.
+DOMAIN_STATUSES: dict[type[Exception], int] = {
+    CallbackRefused: 400,  # a missing field, an invalid nonce, data that is not JSON
+    MissingSignature: 401,
+    BadSignature: 401,
+    SignatureExpired: 401,
+    SignatureReused: 401,
+    DatabaseUnavailable: 503,  # nothing was stored; JSMS and API clients retry
+}
+
+
+def status_of(exc: Exception) -> int:
+    """The HTTP status of a domain error: that of the nearest class in DOMAIN_STATUSES."""
+    return next(DOMAIN_STATUSES[cls] for cls in type(exc).__mro__ if cls in DOMAIN_STATUSES)
 
 
 def error_response(status: int, code: str, message: str, parameter: str | None = None) -> Response:
@@ -83,46 +99,58 @@ def error_response(status: int, code: str, message: str, parameter: str | None =
 def register(app: Flask) -> None:
     """Make every error, expected or not, leave as JSON of the contract's shape; the code is
     also left in `g.error_code`, for the metrics and the log line to name it."""
-
-    @app.after_request
-    def _nosniff(response: Response) -> Response:
-        """Browsers must take every answer as the type it says it is (an echo, a CSV, JSON)."""
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        return response
-
-    @app.errorhandler(ServiceError)
-    def _service_error(exc: ServiceError) -> Response:
-        g.error_code = exc.code
-        response = error_response(
-            exc.status, exc.code, exc.message, getattr(exc, "parameter", None)
-        )
-        response.headers.update(exc.headers)
-        return response
-
-    @app.errorhandler(HTTPException)
-    def _http_error(exc: HTTPException) -> Response:
-        code = re.sub(r"[^a-z0-9]+", "_", (exc.name or "error").lower()).strip("_")
-        g.error_code = code
-        response = error_response(exc.code or 500, code, exc.description or exc.name)
-        if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
-            response.headers["Allow"] = ", ".join(exc.valid_methods)
-        return response
-
-    def _database_unavailable(exc: Exception) -> Response:
-        if getattr(getattr(exc, "orig", None), "sqlstate", None) == QUERY_CANCELED:
-            g.error_code = "query_timeout"
-            return error_response(
-                503, "query_timeout", "the query ran past API_STATEMENT_TIMEOUT_MS; narrow it"
-            )
-        log.warning("database unavailable: %s", type(exc).__name__)
-        g.error_code = DatabaseUnavailable.code
-        return error_response(503, "database_unavailable", "the database is unavailable; retry")
-
+    app.after_request(_nosniff)
+    app.register_error_handler(ServiceError, _service_error)
+    for domain_error in DOMAIN_STATUSES:
+        app.register_error_handler(domain_error, _domain_error)
+    app.register_error_handler(HTTPException, _http_error)
     for exc_class in DATABASE_UNAVAILABLE:
         app.register_error_handler(exc_class, _database_unavailable)
+    app.register_error_handler(Exception, _unexpected)
 
-    @app.errorhandler(Exception)
-    def _unexpected(exc: Exception) -> Response:
-        log.exception("unhandled error")
-        g.error_code = "internal_error"
-        return error_response(500, "internal_error", "internal error")
+
+def _nosniff(response: Response) -> Response:
+    """Browsers must take every answer as the type it says it is (an echo, a CSV, JSON)."""
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+def _service_error(exc: ServiceError) -> Response:
+    g.error_code = exc.code
+    response = error_response(exc.status, exc.code, exc.message, getattr(exc, "parameter", None))
+    response.headers.update(exc.headers)
+    return response
+
+
+def _domain_error(exc: Exception) -> Response:
+    """A domain error: its own code and message, the status DOMAIN_STATUSES gives it."""
+    code = str(getattr(exc, "code", "error"))
+    g.error_code = code
+    return error_response(status_of(exc), code, str(getattr(exc, "message", exc)))
+
+
+def _http_error(exc: HTTPException) -> Response:
+    code = re.sub(r"[^a-z0-9]+", "_", (exc.name or "error").lower()).strip("_")
+    g.error_code = code
+    response = error_response(exc.code or 500, code, exc.description or exc.name)
+    if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
+        response.headers["Allow"] = ", ".join(exc.valid_methods)
+    return response
+
+
+def _database_unavailable(exc: Exception) -> Response:
+    """A database error that escaped the store: a statement timeout, or the database gone."""
+    if getattr(getattr(exc, "orig", None), "sqlstate", None) == QUERY_CANCELED:
+        g.error_code = "query_timeout"
+        return error_response(
+            503, "query_timeout", "the query ran past API_STATEMENT_TIMEOUT_MS; narrow it"
+        )
+    log.warning("database unavailable: %s", type(exc).__name__)
+    g.error_code = DatabaseUnavailable.code
+    return error_response(503, "database_unavailable", "the database is unavailable; retry")
+
+
+def _unexpected(exc: Exception) -> Response:
+    log.exception("unhandled error")
+    g.error_code = "internal_error"
+    return error_response(500, "internal_error", "internal error")

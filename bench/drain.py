@@ -41,8 +41,9 @@ from app.pull.clock import CLOCK_POOL_TIMEOUT_SECONDS
 from app.pull.dispatch import Dispatcher
 from app.pull.puller import Puller
 from app.pull.state import SyncPolicy
-from app.store.db import Database, upgrade_to_head
+from app.store.db import Database
 from app.store.models import DeliveryReport
+from app.store.schema import upgrade_to_head
 from tests.fake_jsms import FakeJsms
 from tests.support import throwaway_postgres
 

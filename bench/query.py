@@ -30,7 +30,7 @@ import psycopg
 from app import create_app
 from app.config import DEFAULT_BUSINESS_TIMEZONE, Settings
 from app.query import lists, params, stats
-from app.store.db import upgrade_to_head
+from app.store.schema import upgrade_to_head
 from app.timezones import zone_named
 
 TOKEN = "bench-token"

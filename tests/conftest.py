@@ -14,8 +14,9 @@ from sqlalchemy import text
 
 from app import create_app
 from app.config import Settings
-from app.store.db import Database, make_engine, upgrade_to_head
+from app.store.db import Database, make_engine
 from app.store.models import Base
+from app.store.schema import upgrade_to_head
 from tests.fake_jsms import FakeJsms
 from tests.support import (
     APPS,

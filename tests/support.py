@@ -22,7 +22,8 @@ from sqlalchemy.orm import Session
 
 from app.config import Settings
 from app.logs import json_handler
-from app.store.db import Database, upgrade_to_head
+from app.store.db import Database
+from app.store.schema import upgrade_to_head
 
 APPS = {"app-one": "secret-one", "app-two": "secret-two"}
 TOKEN = "test-token"

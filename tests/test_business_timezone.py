@@ -14,8 +14,9 @@ from sqlalchemy import text
 
 from app import create_app
 from app.config import Settings, load_settings
-from app.store.db import Database, upgrade_to_head
+from app.store.db import Database
 from app.store.models import SyncState
+from app.store.schema import upgrade_to_head
 from app.timezones import offset_periods, zone_named
 from tests.support import make_settings
 

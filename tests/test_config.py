@@ -7,7 +7,7 @@ from alembic import command
 from pydantic import ValidationError
 
 from app.config import Settings
-from app.store.db import alembic_config
+from app.store.schema import alembic_config
 
 
 def test_settings_parse_the_contracts_variables(monkeypatch: pytest.MonkeyPatch) -> None:

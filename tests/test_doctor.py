@@ -6,7 +6,7 @@ import pytest
 from alembic import command
 
 from app import create_app
-from app.store.db import alembic_config, upgrade_to_head
+from app.store.schema import alembic_config, upgrade_to_head
 from tests.fake_jsms import FakeJsms
 from tests.support import APPS, make_settings
 
@@ -121,7 +121,7 @@ def test_a_copied_env_example_is_flagged_not_passed(
 def test_the_readme_sample_is_what_doctor_prints(database_url: str, fake_jsms: FakeJsms) -> None:
     import re
 
-    from app.store.db import head_revisions
+    from app.store.schema import head_revisions
     from tests.servers import ROOT
 
     readme = (ROOT / "README.md").read_text()

@@ -21,8 +21,9 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from app.store.db import Database, upgrade_to_head
+from app.store.db import Database
 from app.store.models import DeliveryReport, RawEvent
+from app.store.schema import upgrade_to_head
 from tests.fake_jsms import FakeJsms
 from tests.postgres_cluster import OwnPostgres
 from tests.servers import running_gunicorn, running_jsms, service_env

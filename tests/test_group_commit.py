@@ -15,11 +15,11 @@ from flask import Flask
 from sqlalchemy import event, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from app.errors import DatabaseUnavailable
+from app.jsms.callback import SignatureReused, SignedUse, digest_of
 from app.jsms.records import parse_payload
 from app.store import group as group_module
 from app.store import replay, upsert
-from app.store.db import Database
+from app.store.db import Database, DatabaseUnavailable
 from app.store.group import GroupWriter, Pending, write_group
 from app.store.ingest import RawPayload, storable_text
 from app.store.models import CallbackSignature, DeliveryReport, RawEvent, ReviewResult, Source
@@ -35,7 +35,7 @@ def pending(
 ) -> Pending:
     """A verified SMS_REPORT callback, as the view hands it to the writer."""
     data = json.dumps(items) if data is None else data
-    use = replay.SignedUse(ONE, nonce, timestamp, replay.digest_of("SMS_REPORT", data))
+    use = SignedUse(ONE, nonce, timestamp, digest_of("SMS_REPORT", data))
     raw = RawPayload(ONE, Source.CALLBACK, "SMS_REPORT", data, nonce, timestamp)
     return Pending(use, raw, parse_payload("SMS_REPORT", json.loads(data)))
 
@@ -108,7 +108,7 @@ def test_a_signature_reused_in_a_group_is_refused_and_its_neighbours_stored(
 ) -> None:
     group = [pending("n", [report("m1")]), pending("n", [report("other")]), pending("x", [])]
     outcomes = write_group(store, group)
-    assert isinstance(outcomes[1], replay.SignatureReused)
+    assert isinstance(outcomes[1], SignatureReused)
     assert row_count(store, CallbackSignature) == 2
     assert row_count(store, RawEvent) == 2 and row_count(store, DeliveryReport) == 1
 
@@ -364,7 +364,7 @@ def test_a_callback_that_fails_again_alone_gets_its_own_error_and_the_rest_are_s
     assert isinstance(group[1].error.__cause__, OperationalError)  # type: ignore[union-attr]
 
 
-def fields(p: Pending) -> tuple[replay.SignedUse, RawPayload, Any]:
+def fields(p: Pending) -> tuple[SignedUse, RawPayload, Any]:
     return p.use, p.raw, p.batch
 
 
@@ -373,7 +373,7 @@ def fields(p: Pending) -> tuple[replay.SignedUse, RawPayload, Any]:
 
 def signed(app_key: str, nonce: str, record_type: str, items: list[Any]) -> Pending:
     data = json.dumps(items)
-    use = replay.SignedUse(app_key, nonce, 1, replay.digest_of(record_type, data))
+    use = SignedUse(app_key, nonce, 1, digest_of(record_type, data))
     raw = RawPayload(app_key, Source.CALLBACK, record_type, data, nonce, 1)
     return Pending(use, raw, parse_payload(record_type, items))
 

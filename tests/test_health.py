@@ -12,7 +12,7 @@ import pytest
 from alembic import command
 
 from app import create_app
-from app.store.db import alembic_config, head_revisions
+from app.store.schema import alembic_config, head_revisions
 from tests.support import ADMIN_URL, make_settings, postgres_unavailable_reason
 
 

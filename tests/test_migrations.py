@@ -7,8 +7,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
-from app.store.db import alembic_config, make_engine, upgrade_to_head
+from app.store.db import make_engine
 from app.store.models import Base
+from app.store.schema import alembic_config, upgrade_to_head
 
 
 def test_models_match_the_migrated_schema(database_url: str) -> None:

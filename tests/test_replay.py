@@ -14,10 +14,11 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from app.errors import BadInput
+from app.jsms import callback
 from app.store import replay
 from app.store.db import Database
 from app.store.models import CallbackSignature, DeliveryReport, RawEvent
+from app.store.replay import Verdict
 from app.store.retention import RetentionPolicy, purge
 from tests.support import APPS, row_count, sample
 from tests.wire import report, signed_form
@@ -137,8 +138,8 @@ NOW = datetime(2026, 11, 28, 12, tzinfo=UTC)
 NOW_MS = int(NOW.timestamp() * 1000)
 
 
-def use(nonce: str = "n", timestamp: int = NOW_MS, memory_days: int = 90) -> replay.SignedUse:
-    return replay.signed_use(ONE, nonce, str(timestamp), "SMS_REPORT", "[]", now=NOW,
+def use(nonce: str = "n", timestamp: int = NOW_MS, memory_days: int = 90) -> callback.SignedUse:
+    return callback.signed_use(ONE, nonce, str(timestamp), "SMS_REPORT", "[]", now=NOW,
                              memory_days=memory_days)  # fmt: skip
 
 
@@ -149,19 +150,19 @@ def test_the_accepted_window_is_exact() -> None:
     assert use(timestamp=oldest).timestamp == oldest
     assert use(timestamp=NOW_MS + HOUR_MS).timestamp == NOW_MS + HOUR_MS
     for outside in (oldest - 1, NOW_MS + HOUR_MS + 1):
-        with pytest.raises(replay.SignatureExpired) as refused:
+        with pytest.raises(callback.SignatureExpired) as refused:
             use(timestamp=outside)
         assert refused.value.message == (
             "the signature's timestamp is outside the accepted window (90 days back, 1:00:00 ahead)"
         )
     assert use(timestamp=1, memory_days=0).timestamp == 1  # no retention: remembered forever
-    with pytest.raises(replay.SignatureExpired, match="any number of days back"):
+    with pytest.raises(callback.SignatureExpired, match="any number of days back"):
         use(timestamp=NOW_MS + HOUR_MS + 1, memory_days=0)
 
 
 def test_a_nonce_of_64_characters_is_taken_and_a_longer_one_refused() -> None:
     assert use(nonce="n" * 64).nonce == "n" * 64
-    with pytest.raises(BadInput) as refused:
+    with pytest.raises(callback.InvalidNonce) as refused:
         use(nonce="n" * 65)
     assert (refused.value.code, refused.value.message) == (
         "invalid_nonce", "the nonce is longer than 64 characters"
@@ -182,8 +183,8 @@ def test_an_expired_signature_is_counted(client: FlaskClient) -> None:
 def test_the_digest_of_a_use_never_changes_between_releases() -> None:
     """Stored digests are compared with new ones: JSMS retrying across an upgrade must still
     be a retry. Text that is not valid UTF-8 (a lone surrogate) is digested too."""
-    assert replay.digest_of("SMS_REPORT", "[]") == hashlib.sha256(b"SMS_REPORT\x1f[]").hexdigest()
-    odd = replay.digest_of("SMS_\ud800", '["\udfff"]')
+    assert callback.digest_of("SMS_REPORT", "[]") == hashlib.sha256(b"SMS_REPORT\x1f[]").hexdigest()
+    odd = callback.digest_of("SMS_\ud800", '["\udfff"]')
     assert odd == hashlib.sha256(b'SMS_\xed\xa0\x80\x1f["\xed\xbf\xbf"]').hexdigest()
 
 
@@ -214,8 +215,8 @@ def test_concurrent_requests_with_one_signature_store_at_most_one(
 def test_second_writer_of_a_triple_waits_for_the_first_and_is_refused(store: Database) -> None:
     """The unique index, not a read: the second insert sees the first once it commits."""
     now = datetime.now(UTC)
-    use = replay.SignedUse(ONE, "42", now_ms(), "a" * 64)
-    other = replay.SignedUse(ONE, "42", use.timestamp, "b" * 64)
+    use = callback.SignedUse(ONE, "42", now_ms(), "a" * 64)
+    other = callback.SignedUse(ONE, "42", use.timestamp, "b" * 64)
     outcome: list[object] = []
 
     def second() -> None:
@@ -223,18 +224,18 @@ def test_second_writer_of_a_triple_waits_for_the_first_and_is_refused(store: Dat
             outcome.extend(replay.first_uses(session, [other], now))
 
     with store.session() as session, session.begin():
-        assert replay.first_uses(session, [use], now) == [True]
+        assert replay.first_uses(session, [use], now) == [Verdict.FIRST]
         thread = threading.Thread(target=second)
         thread.start()  # blocks on the uncommitted row (PostgreSQL) or the write lock (SQLite)
     thread.join()
-    assert len(outcome) == 1 and isinstance(outcome[0], replay.SignatureReused)
+    assert outcome == [Verdict.REUSED]
     assert row_count(store, CallbackSignature) == 1
 
 
 def test_retention_forgets_signatures_with_the_raw_events(store: Database) -> None:
     now = datetime.now(UTC)
-    old = replay.SignedUse(ONE, "1", now_ms() - 40 * 24 * HOUR_MS, "a" * 64)
-    recent = replay.SignedUse(ONE, "2", now_ms() - 24 * HOUR_MS, "a" * 64)
+    old = callback.SignedUse(ONE, "1", now_ms() - 40 * 24 * HOUR_MS, "a" * 64)
+    recent = callback.SignedUse(ONE, "2", now_ms() - 24 * HOUR_MS, "a" * 64)
     with store.session() as session, session.begin():
         replay.first_uses(session, [old, recent], now)
     with store.session() as session:

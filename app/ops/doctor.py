@@ -10,7 +10,6 @@ from pathlib import Path
 import httpx
 
 from app.config import EPHEMERAL_STORE_FIX, Settings
-from app.errors import DATABASE_UNAVAILABLE
 from app.jsms.client import JsmsClient
 from app.jsms.pulled import Kind
 from app.ops.risk import receipts_at_risk
@@ -18,8 +17,9 @@ from app.pull import spool
 from app.pull.puller import Puller, StoreUnavailable
 from app.pull.state import PassOutcome, SyncPolicy
 from app.store.business_time import recorded_business_timezone
-from app.store.db import Database, schema_version
+from app.store.db import DATABASE_UNAVAILABLE, Database
 from app.store.models import SyncMode, utcnow
+from app.store.schema import schema_version
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
 # Values .env.example ships with: a copied file that still holds them was never filled in.

@@ -6,8 +6,9 @@ import logging
 
 from flask import Blueprint, Response, jsonify
 
-from app.errors import DATABASE_UNAVAILABLE, DatabaseUnavailable
-from app.store.db import get_database, schema_version
+from app.store.db import DATABASE_UNAVAILABLE, DatabaseUnavailable
+from app.store.schema import schema_version
+from app.web_db import get_database
 
 log = logging.getLogger(__name__)
 bp = Blueprint("health", __name__)

@@ -21,12 +21,12 @@ from sqlalchemy.orm import Session
 
 from app.auth import require_bearer
 from app.config import get_settings
-from app.errors import DATABASE_UNAVAILABLE
 from app.metrics import PROCESS_METRICS
 from app.store.alarms import last_heartbeat, refusal_totals
-from app.store.db import Database, get_database
+from app.store.db import DATABASE_UNAVAILABLE, Database
 from app.store.models import PullCallCount, RawEvent, SyncState, utcnow
 from app.store.seen import last_callbacks
+from app.web_db import get_database
 
 log = logging.getLogger(__name__)
 bp = Blueprint("metrics", __name__)

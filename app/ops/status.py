@@ -25,8 +25,8 @@ from app.errors import Unauthenticated
 from app.ops.risk import receipts_at_risk
 from app.query import stats, sync_items
 from app.query.params import StatsQuery
-from app.store.db import get_session
 from app.store.models import RawEvent, utcnow
+from app.web_db import get_session
 
 bp = Blueprint("status", __name__, template_folder="templates")
 CHART_DAYS = 14

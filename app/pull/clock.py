@@ -21,12 +21,11 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
-from app.errors import DATABASE_UNAVAILABLE
 from app.pull import spool
 from app.pull.dispatch import Dispatcher, next_poll, waiting_for  # noqa: F401  (re-exported)
 from app.pull.puller import Puller
 from app.store.alarms import beat
-from app.store.db import Database
+from app.store.db import DATABASE_UNAVAILABLE, Database
 from app.store.models import SyncState, utcnow
 from app.store.retention import RetentionPolicy, purge
 

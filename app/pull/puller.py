@@ -22,7 +22,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
-from app.errors import DATABASE_UNAVAILABLE
 from app.jsms.client import JsmsApiError, JsmsClient, UpstreamUnavailable
 from app.jsms.pulled import KINDS, Kind, PulledBatch
 from app.metrics import PULL_SECONDS
@@ -39,7 +38,7 @@ from app.pull.state import (
     record_batch,
     record_failure,
 )
-from app.store.db import Database
+from app.store.db import DATABASE_UNAVAILABLE, Database
 from app.store.ingest import IngestResult, RawPayload, ingest_or_quarantine
 from app.store.models import Source, SyncState, utcnow
 

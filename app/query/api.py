@@ -13,7 +13,7 @@ from app.config import get_settings
 from app.query import items, lists, params, stats, sync_items
 from app.query.cursor import encode_cursor
 from app.query.openapi import OPENAPI_DOCUMENT
-from app.store.db import get_session
+from app.web_db import get_session
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 

@@ -1,30 +1,36 @@
-"""The store's connection lifetime: one engine per process, one session per request or pass."""
+"""The store's connection lifetime: one engine per process, one session per unit of work
+(a request's session is opened and closed by the web side, `app/web_db.py`)."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 from typing import Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from flask import Flask, current_app, g, has_request_context, request
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.config import DEFAULT_BUSINESS_TIMEZONE
-from app.store.business_time import record_business_timezone
+# Errors that mean "the database cannot be reached right now", not "this input is bad".
+DATABASE_UNAVAILABLE = (OperationalError, InterfaceError, DisconnectionError, PoolTimeoutError)
 
-MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+
+class DatabaseUnavailable(Exception):
+    """The database cannot be reached, or did not commit in time: nothing was stored, and the
+    caller may retry. `code` names the case (`database_unavailable`, `database_not_migrated`)."""
+
+    code = "database_unavailable"
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code:
+            self.code = code
 
 
 def make_engine(url: str, pool_timeout: float = 5.0) -> Engine:
@@ -166,87 +172,7 @@ class Database:
             connection.execute(text("SELECT 1"))
 
 
-def init_app(app: Flask, database: Database) -> None:
-    """Attach the database to the app and close each request's session when it ends."""
-    app.extensions["database"] = database
-    app.teardown_appcontext(_close_request_session)
-
-
-def get_database() -> Database:
-    """The current app's database."""
-    database: Database = current_app.extensions["database"]
-    return database
-
-
-def get_session() -> Session:
-    """The current request's session, opened on first use; a reader for GET and HEAD."""
-    if "db_session" not in g:
-        database = get_database()
-        reads_only = has_request_context() and request.method in ("GET", "HEAD")
-        g.db_session = (database.readers if reads_only else database.sessions)()
-    session: Session = g.db_session
-    return session
-
-
-def _close_request_session(_exc: BaseException | None) -> None:
-    session = g.pop("db_session", None)
-    if session is not None:
-        session.close()
-
-
 def insert_on_conflict(session: Session, model: type[Any]) -> Any:
     """The dialect's INSERT, which knows ON CONFLICT (PostgreSQL and SQLite alike)."""
     dialect = session.get_bind().dialect.name
     return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(model)
-
-
-def alembic_config(url: str) -> Config:
-    """Alembic's configuration pointed at our migrations and the given database."""
-    config = Config(str(MIGRATIONS_DIR / "alembic.ini"))
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    config.attributes["sqlalchemy_url"] = url
-    return config
-
-
-def upgrade_to_head(url: str, business_timezone: str = DEFAULT_BUSINESS_TIMEZONE) -> None:
-    """Bring the schema to the newest migration, then point the BI views at the business time
-    zone (what the `release` process does)."""
-    command.upgrade(alembic_config(url), "head")
-    engine = make_engine(url)
-    try:
-        with engine.begin() as connection:
-            record_business_timezone(connection, business_timezone)
-    finally:
-        engine.dispose()
-
-
-@cache
-def head_revisions() -> frozenset[str]:
-    """The newest migration(s) this code knows (read once per process)."""
-    return frozenset(ScriptDirectory.from_config(alembic_config("")).get_heads())
-
-
-@dataclass(frozen=True, slots=True)
-class SchemaVersion:
-    """Where the database's schema is, and where this code expects it."""
-
-    current: frozenset[str]
-    head: frozenset[str]
-
-    @property
-    def at_head(self) -> bool:
-        return self.current == self.head
-
-    def describe(self) -> str:
-        """`at head (0004)` or `at 0003, head is 0004`."""
-        head = ", ".join(sorted(self.head))
-        if self.at_head:
-            return f"at head ({head})"
-        return f"at {', '.join(sorted(self.current)) or 'nothing'}, head is {head}"
-
-
-def schema_version(database: Database) -> SchemaVersion:
-    """The database's current migration(s) against this code's head; raises when unreachable."""
-    with database.reader_engine.connect() as connection:  # a read: no write lock on SQLite
-        current = frozenset(MigrationContext.configure(connection).get_current_heads())
-    return SchemaVersion(current, head_revisions())

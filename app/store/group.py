@@ -31,13 +31,14 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from app.errors import DATABASE_UNAVAILABLE, DatabaseUnavailable
+from app.jsms.callback import SignatureReused, SignedUse
 from app.jsms.records import ParsedBatch
 from app.metrics import GROUP_SIZE
 from app.store import replay
-from app.store.db import Database
+from app.store.db import DATABASE_UNAVAILABLE, Database, DatabaseUnavailable
 from app.store.ingest import IngestResult, RawPayload, ingest_many, ingest_or_quarantine
 from app.store.models import utcnow
+from app.store.replay import Verdict
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ IDLE_SECONDS = 5.0
 class Pending:
     """One verified callback waiting for its group's commit, and then its outcome."""
 
-    use: replay.SignedUse
+    use: SignedUse
     raw: RawPayload
     batch: ParsedBatch
     done: threading.Event = field(default_factory=threading.Event)
@@ -76,7 +77,7 @@ class GroupWriter:
         self._running = False
         self._pid = os.getpid()
 
-    def store(self, use: replay.SignedUse, raw: RawPayload, batch: ParsedBatch) -> IngestResult:
+    def store(self, use: SignedUse, raw: RawPayload, batch: ParsedBatch) -> IngestResult:
         """Store one callback with whatever arrives with it; return once it is committed.
         Raises what storing it alone would have: `SignatureReused`, or a database error."""
         pending = Pending(use, raw, batch)
@@ -137,7 +138,7 @@ class GroupWriter:
             )  # fmt: skip
             for pending in group:
                 try:
-                    (outcome,) = write_group(self.database, [pending], alone=True)
+                    outcome = write_alone(self.database, pending)
                 except DATABASE_UNAVAILABLE as alone:
                     pending.finish(error=_unavailable(alone))
                 except Exception as alone:
@@ -149,23 +150,44 @@ class GroupWriter:
             _finish(pending, outcome)
 
 
-def write_group(
-    database: Database, group: Sequence[Pending], *, alone: bool = False
-) -> list[IngestResult | replay.SignatureReused]:
-    """Store a group in one transaction; each callback's outcome, in order. `alone`: the single
-    path, where a record the store refuses keeps the callback raw (SAVEPOINT, quarantine)."""
+# What storing one callback came to: its result, or the refusal of a reused signature.
+Outcome = IngestResult | SignatureReused
+
+
+def write_group(database: Database, group: Sequence[Pending]) -> list[Outcome]:
+    """Store a group in one transaction, with multi-row statements; each callback's outcome,
+    in order. A record the store refuses fails the whole group (the caller then writes each
+    callback alone)."""
     now = utcnow()
     with database.session() as session, session.begin():
         verdicts = replay.first_uses(session, [p.use for p in group], now)
-        fresh = [p for p, verdict in zip(group, verdicts, strict=True) if verdict is True]
-        if alone and fresh:
-            stored = [ingest_or_quarantine(session, fresh[0].raw, fresh[0].batch)]
-        else:
-            stored = ingest_many(session, [(p.raw, p.batch) for p in fresh])
+        fresh = [p for p, verdict in zip(group, verdicts, strict=True) if verdict is Verdict.FIRST]
+        stored = ingest_many(session, [(p.raw, p.batch) for p in fresh])
+    return _outcomes(group, verdicts, stored)
+
+
+def write_alone(database: Database, pending: Pending) -> Outcome:
+    """Store one callback in its own transaction, the single path: a record the store refuses
+    keeps the callback raw (SAVEPOINT, quarantine) instead of failing it."""
+    now = utcnow()
+    with database.session() as session, session.begin():
+        (verdict,) = replay.first_uses(session, [pending.use], now)
+        stored = []
+        if verdict is Verdict.FIRST:
+            stored.append(ingest_or_quarantine(session, pending.raw, pending.batch))
+    (outcome,) = _outcomes([pending], [verdict], stored)
+    return outcome
+
+
+def _outcomes(
+    group: Sequence[Pending], verdicts: Sequence[Verdict], stored: Sequence[IngestResult]
+) -> list[Outcome]:
+    """Each callback's outcome: its stored result (`stored` holds the FIRST ones, in order),
+    a retry's duplicates, or the refusal of a reused signature."""
     results = iter(stored)
     return [
-        next(results) if verdict is True
-        else verdict if isinstance(verdict, replay.SignatureReused)
+        next(results) if verdict is Verdict.FIRST
+        else SignatureReused() if verdict is Verdict.REUSED
         else replay.retry_result(pending.batch)
         for pending, verdict in zip(group, verdicts, strict=True)
     ]  # fmt: skip
@@ -185,8 +207,8 @@ def _fail(group: Sequence[Pending], error: BaseException) -> None:
             pending.finish(error=error)
 
 
-def _finish(pending: Pending, outcome: IngestResult | replay.SignatureReused) -> None:
-    if isinstance(outcome, replay.SignatureReused):
+def _finish(pending: Pending, outcome: Outcome) -> None:
+    if isinstance(outcome, SignatureReused):
         pending.finish(error=outcome)
     else:
         pending.finish(result=outcome)

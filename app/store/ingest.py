@@ -23,9 +23,9 @@ from typing import Any
 from sqlalchemy import Table, bindparam, insert, update
 from sqlalchemy.orm import Session
 
-from app.errors import DATABASE_UNAVAILABLE
 from app.jsms.pulled import decode_json
 from app.jsms.records import ParsedBatch, parse_payload
+from app.store.db import DATABASE_UNAVAILABLE
 from app.store.models import RawEvent, utcnow
 from app.store.upsert import Owner, store_records
 
