@@ -57,8 +57,8 @@ class BatchNotStored(Exception):
     """A batch was handed out but could not be committed; its body is in the spool."""
 
 
-class Slot(Enum):
-    """What waiting for the next call ended with."""
+class CallWait(Enum):
+    """How waiting for the next call (its slot in the rate window) ended."""
 
     GRANTED = "granted"
     STOPPED = "stopped"
@@ -148,9 +148,9 @@ class Puller:
                 return PassResult(app_key, kind, PassOutcome.NOT_DUE).snapshot(state)
         result = PassResult(app_key, kind, PassOutcome.DRAINED)
         while True:
-            slot = self._wait_for_slot(session, app_key, kind)
-            if slot is not Slot.GRANTED:
-                result.outcome = PassOutcome(slot.value)
+            wait = self._wait_for_slot(session, app_key, kind)
+            if wait is not CallWait.GRANTED:
+                result.outcome = PassOutcome(wait.value)
                 break
             result.calls += 1
             started = time.perf_counter()
@@ -180,7 +180,7 @@ class Puller:
         self._last_answer[app_key] = (time.monotonic(), answered_at)
         return answered_at
 
-    def _wait_for_slot(self, session: Session, app_key: str, kind: Kind) -> Slot:
+    def _wait_for_slot(self, session: Session, app_key: str, kind: Kind) -> CallWait:
         """Put the next call on record (committed) for the moment the window opens, then wait.
 
         Claiming ahead of time keeps the database's latency out of the gap between calls; the
@@ -200,11 +200,11 @@ class Puller:
                 raise StoreUnavailable(f"cannot record a call for {app_key}: {exc}") from exc
             if slot.granted:
                 stopped = self.stop.wait(max(0.0, opens - time.monotonic()))
-                return Slot.STOPPED if stopped else Slot.GRANTED
+                return CallWait.STOPPED if stopped else CallWait.GRANTED
             if slot.lease_lost or slot.not_before is None:
-                return Slot.LEASE_LOST
+                return CallWait.LEASE_LOST
             self.stop.wait(max(0.001, (slot.not_before - self.now()).total_seconds()))
-        return Slot.STOPPED
+        return CallWait.STOPPED
 
     def _next_opening(self, app_key: str, spacing: float) -> tuple[float, datetime]:
         """When (monotonic) our next call may go out, and that instant on the database's clock.
