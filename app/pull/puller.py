@@ -147,25 +147,8 @@ class Puller:
             if not is_due(state, self.now(), on_schedule=on_schedule):
                 return PassResult(app_key, kind, PassOutcome.NOT_DUE).snapshot(state)
         result = PassResult(app_key, kind, PassOutcome.DRAINED)
-        while True:
-            wait = self._wait_for_slot(session, app_key, kind)
-            if wait is not CallWait.GRANTED:
-                result.outcome = PassOutcome(wait.value)
-                break
-            result.calls += 1
-            started = time.perf_counter()
-            try:
-                batch = self.client.pull(app_key, secret, kind)
-            except (JsmsApiError, UpstreamUnavailable) as exc:
-                mode = self._record_failure(session, app_key, kind, exc, self._answered(app_key))
-                _log_call(app_key, kind, mode, call_result(exc), started)
-                result.outcome = PassOutcome.FAILED
-                break
-            answered_at = self._answered(app_key)
-            ingested, mode = self._store(session, app_key, kind, batch, answered_at)
-            _log_call(app_key, kind, mode, "ok", started, batch.item_count, ingested)
-            result.add(batch.item_count, ingested)
-            if not batch.is_full or result.calls == max_calls:
+        while self._pull_once(session, app_key, secret, kind, result):
+            if result.calls == max_calls:
                 break
         log.info(
             "pull app=%s kind=%s outcome=%s calls=%d items=%d stored=%d",
@@ -173,6 +156,31 @@ class Puller:
         )  # fmt: skip
         with session.begin():
             return result.snapshot(session.get(SyncState, (app_key, kind)))
+
+    def _pull_once(
+        self, session: Session, app_key: str, secret: str, kind: Kind, result: PassResult
+    ) -> bool:
+        """Wait for the window, make one call and store what it brought, counting both into
+        `result`. True when the batch came back full (more may be waiting); False when the pass
+        ends, with `result.outcome` saying why (left at DRAINED when the batch was not full)."""
+        wait = self._wait_for_slot(session, app_key, kind)
+        if wait is not CallWait.GRANTED:
+            result.outcome = PassOutcome(wait.value)
+            return False
+        result.calls += 1
+        started = time.perf_counter()
+        try:
+            batch = self.client.pull(app_key, secret, kind)
+        except (JsmsApiError, UpstreamUnavailable) as exc:
+            mode = self._record_failure(session, app_key, kind, exc, self._answered(app_key))
+            _log_call(app_key, kind, mode, call_result(exc), started)
+            result.outcome = PassOutcome.FAILED
+            return False
+        answered_at = self._answered(app_key)
+        ingested, mode = self._store(session, app_key, kind, batch, answered_at)
+        _log_call(app_key, kind, mode, "ok", started, batch.item_count, ingested)
+        result.add(batch.item_count, ingested)
+        return batch.is_full
 
     def _answered(self, app_key: str) -> datetime:
         """Note that a call's answer is in: the upstream saw the call before this moment."""
