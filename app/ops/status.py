@@ -57,15 +57,21 @@ def status_page() -> Response:
     now = utcnow()
     db = get_session()
     zone = settings.business_zone()
+    with db.begin():  # one read transaction for every panel, ended before the page renders
+        sync = [_with_age(item, now) for item in sync_items.sync_items(db, settings.jsms_apps, now)]
+        callbacks = _callbacks_last_day(db, now)
+        daily_rates = _daily_rates(db, now, zone)
+        quarantined = _quarantined(db)
+        at_risk = receipts_at_risk(db, settings.jsms_apps, now)
     page = render_template(
         "status.html",
         now=now.astimezone(zone),
         timezone=zone.key,
-        sync=[_with_age(item, now) for item in sync_items.sync_items(db, settings.jsms_apps, now)],
-        callbacks=_callbacks_last_day(db, now),
-        chart=delivery_chart(_daily_rates(db, now, zone), now, zone),
-        quarantined=_quarantined(db),
-        at_risk=receipts_at_risk(db, settings.jsms_apps, now),
+        sync=sync,
+        callbacks=callbacks,
+        chart=delivery_chart(daily_rates, now, zone),
+        quarantined=quarantined,
+        at_risk=at_risk,
     )
     response = make_response(page)
     response.headers["Cache-Control"] = "no-store"
