@@ -86,4 +86,8 @@ def test_span_text() -> None:
     assert span_text(timedelta(days=2, hours=3, minutes=59)) == "2 d 3 h"
     assert span_text(timedelta(hours=5, minutes=12, seconds=40)) == "5 h 12 min"
     assert span_text(timedelta(seconds=59)) == "0 min"
-    assert span_text(-timedelta(minutes=40)) == "40 min"
+    assert span_text(abs(-timedelta(minutes=40))) == "40 min"
+    # The status page's ages: the largest unit only, down to seconds.
+    assert span_text(timedelta(hours=3, minutes=59), parts=1, smallest="s") == "3 h"
+    assert span_text(timedelta(seconds=59), parts=1, smallest="s") == "59 s"
+    assert span_text(timedelta(seconds=60), parts=1, smallest="s") == "1 min"

@@ -66,7 +66,7 @@ class Risk:
         """The time left as people read it: `2 d 23 h`, `overdue by 3 h 2 min`, `unknown`."""
         if self.left is None:
             return "unknown"
-        text = span_text(self.left)
+        text = span_text(abs(self.left))
         return text if self.left >= timedelta(0) else f"overdue by {text}"
 
 
@@ -116,7 +116,8 @@ def risks(
 
 
 def _from_now(left: timedelta) -> str:
-    return f"in {span_text(left)}" if left >= timedelta(0) else f"since {span_text(left)} ago"
+    text = span_text(abs(left))
+    return f"in {text}" if left >= timedelta(0) else f"since {text} ago"
 
 
 def receipts_at_risk(session: Session, apps: Iterable[str], now: datetime) -> list[Risk]:

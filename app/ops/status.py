@@ -25,6 +25,7 @@ from app.errors import Unauthenticated
 from app.ops.risk import receipts_at_risk
 from app.query import stats, sync_items
 from app.query.params import StatsQuery
+from app.spans import span_text
 from app.store.db import get_session
 from app.store.models import RawEvent, utcnow
 
@@ -123,13 +124,10 @@ def _age(iso: str | None, now: datetime) -> timedelta | None:
 
 
 def _human(delta: timedelta | None) -> str:
+    """`3 h ago`, `45 s ago`: an age in its largest unit; `never` without one."""
     if delta is None:
         return "never"
-    seconds = int(delta.total_seconds())
-    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
-        if seconds >= size:
-            return f"{seconds // size} {unit} ago"
-    return f"{seconds} s ago"
+    return f"{span_text(delta, parts=1, smallest='s')} ago"
 
 
 def _callbacks_last_day(db: Session, now: datetime) -> list[dict[str, Any]]:
