@@ -17,10 +17,10 @@ from app.ops.doctor import FAIL, examine, render
 from app.pull import spool
 from app.pull.clock import CLOCK_POOL_TIMEOUT_SECONDS, run_clock, stop_on_signals
 from app.pull.puller import BatchNotStored, Puller, StoreUnavailable
-from app.pull.state import PassOutcome, PassResult, SyncPolicy
+from app.pull.state import SyncPolicy
 from app.store.db import Database
 from app.store.ingest import reprocess
-from app.store.models import RawEvent, SyncMode, utcnow
+from app.store.models import RawEvent, utcnow
 from app.store.readonly import READABLE_TABLES, READABLE_VIEWS, GrantRefused, grant_readonly
 from app.store.retention import purge, retention_policy
 from app.store.schema import schema_version, upgrade_to_head
@@ -114,7 +114,7 @@ def sync(app_key: str | None, kind: str | None) -> None:
                 except (StoreUnavailable, BatchNotStored, SQLAlchemyError) as exc:
                     raise click.ClickException(f"{key}: the store is not usable: {exc}") from exc
                 for result in results:
-                    click.echo(describe(result))
+                    click.echo(result.describe(detailed=True))
 
 
 @jsms.command("clock")
@@ -162,27 +162,6 @@ def doctor() -> None:
     click.echo(render(findings))
     if any(f.status == FAIL for f in findings):
         raise SystemExit(1)
-
-
-def describe(result: PassResult) -> str:
-    """One line of `jsms sync` output for an app and kind."""
-    line = f"{result.app_key} {result.kind}: {result.outcome.replace('_', ' ')}"
-    if result.outcome == PassOutcome.BUSY:
-        return line + " (another puller holds this app's lease; it is pulling now)"
-    if result.calls:
-        line += (
-            f", {result.calls} call(s), {result.items} record(s) pulled"
-            f" ({result.stored} stored, {result.duplicates} duplicates,"
-            f" {result.quarantined} quarantined)"
-        )
-    if result.mode:
-        line += f"; mode {result.mode}"
-    waiting = result.mode != SyncMode.PULL or result.outcome != PassOutcome.DRAINED
-    if result.next_attempt_at and waiting:
-        line += f", next attempt {result.next_attempt_at.isoformat(timespec='seconds')}"
-    if result.error:
-        line += f"; last error {result.error}"
-    return line
 
 
 def _chosen_apps(settings: Settings, app_key: str | None) -> dict[str, str]:

@@ -92,6 +92,32 @@ def test_a_read_waits_for_a_lower_id_still_in_flight(
     assert msg_ids == ["slow", "fast"]
 
 
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_page_query_runs_after_the_horizon_lock_is_released(
+    client: FlaskClient, database: Database
+) -> None:
+    """The horizon's SHARE lock ends with its own statement (autocommit): ingest waits only for
+    that statement, never for the page's query after it."""
+    store(database, "app-one", [report("a")])
+    held: list[bool] = []
+    locks = text(
+        "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+        "WHERE c.relname = 'delivery_reports' AND l.mode = 'ShareLock' AND l.granted"
+    )
+
+    def before(conn: object, cursor: object, statement: str, *args: object) -> None:
+        if "ORDER BY delivery_reports.id" in statement:
+            with database.engine.connect() as other:
+                held.append(bool(other.execute(locks).scalar()))
+
+    event.listen(database.engine, "before_cursor_execute", before)
+    try:
+        assert get(client, "/reports", app_key="app-one").status_code == 200
+    finally:
+        event.remove(database.engine, "before_cursor_execute", before)
+    assert held == [False]
+
+
 def _read(client: FlaskClient, export: bool) -> list[str]:
     """The msg_ids a page or a CSV export of app-one's reports returns."""
     if export:
@@ -131,9 +157,9 @@ def test_a_page_reads_one_row_more_than_it_shows_and_an_export_reads_in_chunks(
     event.listen(store.engine, "before_execute", seen)
     try:
         walk_ = lists.report_walk(ReportFilter())
-        with store.session() as session:
-            lists.fetch_page(session, walk_, after=0, limit=10)
-            list(lists.stream_rows(session, walk_, after=0, horizon=0))
+        with store.engine.connect() as connection:
+            lists.fetch_page(connection, walk_, after=0, limit=10)
+            lists.fetch_chunk(connection, walk_, after=0, horizon=0)
     finally:
         event.remove(store.engine, "before_execute", seen)
     # The page's query (after the horizon's) and the export's one chunk: LIMIT, keyset order.
@@ -145,8 +171,8 @@ def test_a_page_reads_one_row_more_than_it_shows_and_an_export_reads_in_chunks(
 def test_the_horizon_of_an_empty_table_is_zero(store: Database) -> None:
     """No id is final before the first one commits (a horizon of 1 would let a walk that started
     on an empty table pass id 1 while its insert is still in flight)."""
-    with store.session() as session:
-        assert lists.committed_horizon(session, DeliveryReport) == 0
+    with store.engine.connect() as connection:
+        assert lists.read_horizon(connection, DeliveryReport) == 0
 
 
 def test_an_export_stops_at_the_horizon_it_was_given(store: Database) -> None:
@@ -154,6 +180,6 @@ def test_an_export_stops_at_the_horizon_it_was_given(store: Database) -> None:
     api_data.store(store, "app-one", [report("a"), report("b"), report("c")])
     first, second, _ = _all_ids(store)
     walk_ = lists.report_walk(ReportFilter())
-    with store.session() as session:
-        rows = list(lists.stream_rows(session, walk_, after=0, horizon=second))
+    with store.engine.connect() as connection:
+        rows = lists.fetch_chunk(connection, walk_, after=0, horizon=second)
     assert [row.id for row in rows] == [first, second]

@@ -14,7 +14,7 @@ from app.jsms.records import (
     Report,
     Review,
     parse_payload,
-    parse_time,
+    parse_receipt_time,
 )
 from app.jsms.times import InvalidTime
 from tests.strategies import VALID, mixed_items
@@ -38,14 +38,14 @@ FIELD_VALUES = st.none() | st.booleans() | st.integers() | st.floats() | st.text
         ("2019-11-29T08:11:33Z", datetime(2019, 11, 29, 8, 11, 33, tzinfo=UTC)),
     ],
 )
-def test_parse_time_accepts_documented_forms(value: object, expected: datetime) -> None:
-    assert parse_time(value) == expected
+def test_parse_receipt_time_accepts_documented_forms(value: object, expected: datetime) -> None:
+    assert parse_receipt_time(value) == expected
 
 
 @pytest.mark.parametrize("value", [True, None, "yesterday", [], "2019-13-45 99:00:00", 10**30])
-def test_parse_time_rejects_others(value: object) -> None:
+def test_parse_receipt_time_rejects_others(value: object) -> None:
     with pytest.raises(InvalidTime):
-        parse_time(value)
+        parse_receipt_time(value)
 
 
 def test_report_fields_are_normalized() -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from app.ops.risk import LAST_RETRY_AFTER, human, pull_risk, refusal_risk, risks
+from app.ops.risk import LAST_RETRY_AFTER, pull_risk, refusal_risk, risks
+from app.spans import span_text
 from app.store.alarms import Refusals
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
@@ -81,8 +82,12 @@ def test_risks_are_soonest_first_and_refusals_past_the_last_retry_are_gone() -> 
     ]
 
 
-def test_human() -> None:
-    assert human(timedelta(days=2, hours=3, minutes=59)) == "2 d 3 h"
-    assert human(timedelta(hours=5, minutes=12, seconds=40)) == "5 h 12 min"
-    assert human(timedelta(seconds=59)) == "0 min"
-    assert human(-timedelta(minutes=40)) == "40 min"
+def test_span_text() -> None:
+    assert span_text(timedelta(days=2, hours=3, minutes=59)) == "2 d 3 h"
+    assert span_text(timedelta(hours=5, minutes=12, seconds=40)) == "5 h 12 min"
+    assert span_text(timedelta(seconds=59)) == "0 min"
+    assert span_text(abs(-timedelta(minutes=40))) == "40 min"
+    # The status page's ages: the largest unit only, down to seconds.
+    assert span_text(timedelta(hours=3, minutes=59), parts=1, smallest="s") == "3 h"
+    assert span_text(timedelta(seconds=59), parts=1, smallest="s") == "59 s"
+    assert span_text(timedelta(seconds=60), parts=1, smallest="s") == "1 min"

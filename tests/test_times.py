@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.jsms.records import parse_payload
-from app.jsms.times import InvalidTime, parse_time
+from app.jsms.times import InvalidTime, parse_receipt_time
 from tests.strategies import MOMENTS, TIME_FORMATS, TIME_PRECISION
 
 # 2017-04-14 14:19:01 in China is 06:19:01 UTC.
@@ -42,7 +42,7 @@ NOW = datetime(2026, 11, 28, 0, 0, tzinfo=UTC)
     ],
 )
 def test_every_documented_form_is_read(value: object, expected: datetime) -> None:
-    parsed = parse_time(value)
+    parsed = parse_receipt_time(value)
     assert parsed == expected and parsed.tzinfo is UTC
 
 
@@ -71,7 +71,7 @@ def test_every_documented_form_is_read(value: object, expected: datetime) -> Non
 )
 def test_what_is_not_a_time_is_refused_with_a_reason(value: object) -> None:
     with pytest.raises(InvalidTime):
-        parse_time(value)
+        parse_receipt_time(value)
 
 
 def report_at(receive_time: object) -> dict[str, object]:
@@ -120,14 +120,14 @@ def test_replies_are_held_to_the_same_window() -> None:
 def test_any_time_written_in_any_form_reads_back(moment: datetime, form: str) -> None:
     unit = 10 ** (6 - TIME_PRECISION.get(form, 0))
     expected = moment.replace(microsecond=moment.microsecond // unit * unit)
-    assert parse_time(TIME_FORMATS[form](moment)) == expected
+    assert parse_receipt_time(TIME_FORMATS[form](moment)) == expected
 
 
 @settings(max_examples=200, deadline=None)
 @given(text=st.text(max_size=40))
 def test_any_string_is_a_time_or_a_reason(text: str) -> None:
     try:
-        parsed = parse_time(text)
+        parsed = parse_receipt_time(text)
     except InvalidTime as exc:
         assert str(exc) and len(str(exc)) < 200
     else:

@@ -16,7 +16,7 @@ from functools import partial
 from typing import Any
 
 from app.jsms.codes import DELIVERED
-from app.jsms.times import InvalidTime, parse_time, plausible
+from app.jsms.times import InvalidTime, parse_receipt_time, plausible
 
 SMS_REPORT = "SMS_REPORT"
 SMS_REPLY = "SMS_REPLY"
@@ -260,7 +260,7 @@ def _extra(item: dict[str, Any], known: set[str]) -> dict[str, Any]:
 
 def _time(item: dict[str, Any], name: str, now: datetime) -> datetime:
     try:
-        return plausible(parse_time(_required(item, name)), now)
+        return plausible(parse_receipt_time(_required(item, name)), now)
     except InvalidTime as exc:
         raise InvalidField(f"{name}: {exc}") from None
 

@@ -42,7 +42,7 @@ class InvalidTime(ValueError):
     """A time field that is not a time we can read, or not a plausible one."""
 
 
-def parse_time(value: Any) -> datetime:
+def parse_receipt_time(value: Any) -> datetime:
     """An aware UTC datetime from any accepted form (see the module docstring); else InvalidTime.
 
     Numbers and numeric strings are epoch seconds, or milliseconds from 1e11 up (`1.5e12`,

@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.spans import span_text
 from app.store.alarms import Refusals, refusals_since
 from app.store.models import SyncState
 
@@ -65,7 +66,8 @@ class Risk:
         """The time left as people read it: `2 d 23 h`, `overdue by 3 h 2 min`, `unknown`."""
         if self.left is None:
             return "unknown"
-        return human(self.left) if self.left >= timedelta(0) else f"overdue by {human(self.left)}"
+        text = span_text(abs(self.left))
+        return text if self.left >= timedelta(0) else f"overdue by {text}"
 
 
 def pull_risk(
@@ -113,19 +115,9 @@ def risks(
     return sorted(found, key=lambda r: (r.left is not None, r.left or timedelta(0), r.app_key))
 
 
-def human(left: timedelta) -> str:
-    """`2 d 23 h`, `5 h 12 min`, `40 min`; a negative span is how long ago."""
-    seconds = abs(int(left.total_seconds()))
-    days, hours, minutes = seconds // 86400, seconds % 86400 // 3600, seconds % 3600 // 60
-    if days:
-        return f"{days} d {hours} h"
-    if hours:
-        return f"{hours} h {minutes} min"
-    return f"{minutes} min"
-
-
 def _from_now(left: timedelta) -> str:
-    return f"in {human(left)}" if left >= timedelta(0) else f"since {human(left)} ago"
+    text = span_text(abs(left))
+    return f"in {text}" if left >= timedelta(0) else f"since {text} ago"
 
 
 def receipts_at_risk(session: Session, apps: Iterable[str], now: datetime) -> list[Risk]:

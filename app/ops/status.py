@@ -25,6 +25,7 @@ from app.errors import Unauthenticated
 from app.ops.risk import receipts_at_risk
 from app.query import stats, sync_items
 from app.query.params import StatsQuery
+from app.spans import span_text
 from app.store.models import RawEvent, utcnow
 from app.web_db import get_session
 
@@ -57,15 +58,21 @@ def status_page() -> Response:
     now = utcnow()
     db = get_session()
     zone = settings.business_zone()
+    with db.begin():  # one read transaction for every panel, ended before the page renders
+        sync = [_with_age(item, now) for item in sync_items.sync_items(db, settings.jsms_apps, now)]
+        callbacks = _callbacks_last_day(db, now)
+        daily_rates = _daily_rates(db, now, zone)
+        quarantined = _quarantined(db)
+        at_risk = receipts_at_risk(db, settings.jsms_apps, now)
     page = render_template(
         "status.html",
         now=now.astimezone(zone),
         timezone=zone.key,
-        sync=[_with_age(item, now) for item in sync_items.sync_items(db, settings.jsms_apps, now)],
-        callbacks=_callbacks_last_day(db, now),
-        chart=delivery_chart(_daily_rates(db, now, zone), now, zone),
-        quarantined=_quarantined(db),
-        at_risk=receipts_at_risk(db, settings.jsms_apps, now),
+        sync=sync,
+        callbacks=callbacks,
+        chart=delivery_chart(daily_rates, now, zone),
+        quarantined=quarantined,
+        at_risk=at_risk,
     )
     response = make_response(page)
     response.headers["Cache-Control"] = "no-store"
@@ -117,13 +124,10 @@ def _age(iso: str | None, now: datetime) -> timedelta | None:
 
 
 def _human(delta: timedelta | None) -> str:
+    """`3 h ago`, `45 s ago`: an age in its largest unit; `never` without one."""
     if delta is None:
         return "never"
-    seconds = int(delta.total_seconds())
-    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
-        if seconds >= size:
-            return f"{seconds // size} {unit} ago"
-    return f"{seconds} s ago"
+    return f"{span_text(delta, parts=1, smallest='s')} ago"
 
 
 def _callbacks_last_day(db: Session, now: datetime) -> list[dict[str, Any]]:

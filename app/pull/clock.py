@@ -22,7 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.pull import spool
-from app.pull.dispatch import Dispatcher, next_poll, waiting_for  # noqa: F401  (re-exported)
+from app.pull.dispatch import Dispatcher, next_poll
 from app.pull.puller import Puller
 from app.store.alarms import beat
 from app.store.db import DATABASE_UNAVAILABLE, Database

@@ -22,7 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app.jsms.pulled import KINDS, Kind
 from app.pull.puller import BatchNotStored, Puller, StoreUnavailable
-from app.pull.state import PassResult, is_due
+from app.pull.state import is_due
 from app.store.models import SyncMode, SyncState, utcnow
 
 log = logging.getLogger(__name__)
@@ -83,17 +83,9 @@ def run_pass(puller: Puller, app_key: str, secret: str, kinds: list[Kind]) -> No
         return
     try:
         for result in puller.sync_app(app_key, secret, kinds, on_schedule=True):
-            log.info(waiting_for(result))
+            log.info(result.describe() + next_poll(result.mode, result.next_attempt_at))
     except (StoreUnavailable, BatchNotStored, SQLAlchemyError) as exc:
         log.error("pull app=%s skipped: %s", app_key, exc)
-
-
-def waiting_for(result: PassResult) -> str:
-    """What a finished pass did and when this app and kind is looked at next."""
-    line = f"{result.app_key} {result.kind}: {result.outcome.replace('_', ' ')}"
-    if result.calls:
-        line += f", {result.items} record(s) pulled, {result.stored} stored"
-    return line + next_poll(result.mode, result.next_attempt_at)
 
 
 def next_poll(mode: str | None, at: datetime | None) -> str:

@@ -56,8 +56,8 @@ class BatchNotStored(Exception):
     """A batch was handed out but could not be committed; its body is in the spool."""
 
 
-class Slot(Enum):
-    """What waiting for the next call ended with."""
+class CallWait(Enum):
+    """How waiting for the next call (its slot in the rate window) ended."""
 
     GRANTED = "granted"
     STOPPED = "stopped"
@@ -146,25 +146,8 @@ class Puller:
             if not is_due(state, self.now(), on_schedule=on_schedule):
                 return PassResult(app_key, kind, PassOutcome.NOT_DUE).snapshot(state)
         result = PassResult(app_key, kind, PassOutcome.DRAINED)
-        while True:
-            slot = self._wait_for_slot(session, app_key, kind)
-            if slot is not Slot.GRANTED:
-                result.outcome = PassOutcome(slot.value)
-                break
-            result.calls += 1
-            started = time.perf_counter()
-            try:
-                batch = self.client.pull(app_key, secret, kind)
-            except (JsmsApiError, UpstreamUnavailable) as exc:
-                mode = self._record_failure(session, app_key, kind, exc, self._answered(app_key))
-                _log_call(app_key, kind, mode, call_result(exc), started)
-                result.outcome = PassOutcome.FAILED
-                break
-            answered_at = self._answered(app_key)
-            ingested, mode = self._store(session, app_key, kind, batch, answered_at)
-            _log_call(app_key, kind, mode, "ok", started, batch.item_count, ingested)
-            result.add(batch.item_count, ingested)
-            if not batch.is_full or result.calls == max_calls:
+        while self._pull_once(session, app_key, secret, kind, result):
+            if result.calls == max_calls:
                 break
         log.info(
             "pull app=%s kind=%s outcome=%s calls=%d items=%d stored=%d",
@@ -173,13 +156,38 @@ class Puller:
         with session.begin():
             return result.snapshot(session.get(SyncState, (app_key, kind)))
 
+    def _pull_once(
+        self, session: Session, app_key: str, secret: str, kind: Kind, result: PassResult
+    ) -> bool:
+        """Wait for the window, make one call and store what it brought, counting both into
+        `result`. True when the batch came back full (more may be waiting); False when the pass
+        ends, with `result.outcome` saying why (left at DRAINED when the batch was not full)."""
+        wait = self._wait_for_slot(session, app_key, kind)
+        if wait is not CallWait.GRANTED:
+            result.outcome = PassOutcome(wait.value)
+            return False
+        result.calls += 1
+        started = time.perf_counter()
+        try:
+            batch = self.client.pull(app_key, secret, kind)
+        except (JsmsApiError, UpstreamUnavailable) as exc:
+            mode = self._record_failure(session, app_key, kind, exc, self._answered(app_key))
+            _log_call(app_key, kind, mode, call_result(exc), started)
+            result.outcome = PassOutcome.FAILED
+            return False
+        answered_at = self._answered(app_key)
+        ingested, mode = self._store(session, app_key, kind, batch, answered_at)
+        _log_call(app_key, kind, mode, "ok", started, batch.item_count, ingested)
+        result.add(batch.item_count, ingested)
+        return batch.is_full
+
     def _answered(self, app_key: str) -> datetime:
         """Note that a call's answer is in: the upstream saw the call before this moment."""
         answered_at = self.now()
         self._last_answer[app_key] = (time.monotonic(), answered_at)
         return answered_at
 
-    def _wait_for_slot(self, session: Session, app_key: str, kind: Kind) -> Slot:
+    def _wait_for_slot(self, session: Session, app_key: str, kind: Kind) -> CallWait:
         """Put the next call on record (committed) for the moment the window opens, then wait.
 
         Claiming ahead of time keeps the database's latency out of the gap between calls; the
@@ -199,11 +207,11 @@ class Puller:
                 raise StoreUnavailable(f"cannot record a call for {app_key}: {exc}") from exc
             if slot.granted:
                 stopped = self.stop.wait(max(0.0, opens - time.monotonic()))
-                return Slot.STOPPED if stopped else Slot.GRANTED
+                return CallWait.STOPPED if stopped else CallWait.GRANTED
             if slot.lease_lost or slot.not_before is None:
-                return Slot.LEASE_LOST
+                return CallWait.LEASE_LOST
             self.stop.wait(max(0.001, (slot.not_before - self.now()).total_seconds()))
-        return Slot.STOPPED
+        return CallWait.STOPPED
 
     def _next_opening(self, app_key: str, spacing: float) -> tuple[float, datetime]:
         """When (monotonic) our next call may go out, and that instant on the database's clock.

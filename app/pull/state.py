@@ -100,6 +100,34 @@ class PassResult:
                 self.error = f"{state.last_error_code or '-'}: {state.last_error_message}"
         return self
 
+    def describe(self, *, detailed: bool = False) -> str:
+        """One line for people: `app kind: outcome`, then what the pass pulled.
+
+        Brief (the clock's log, which adds the next poll itself): the records pulled and stored.
+        Detailed (`jsms sync`): the calls, duplicates and quarantined too, why a busy app was
+        skipped, the mode, the next attempt while it holds calls back, and the last error.
+        """
+        line = f"{self.app_key} {self.kind}: {self.outcome.replace('_', ' ')}"
+        if not detailed:
+            pulled = f", {self.items} record(s) pulled, {self.stored} stored"
+            return line + pulled if self.calls else line
+        if self.outcome == PassOutcome.BUSY:
+            return line + " (another puller holds this app's lease; it is pulling now)"
+        if self.calls:
+            line += (
+                f", {self.calls} call(s), {self.items} record(s) pulled"
+                f" ({self.stored} stored, {self.duplicates} duplicates,"
+                f" {self.quarantined} quarantined)"
+            )
+        if self.mode:
+            line += f"; mode {self.mode}"
+        waiting = self.mode != SyncMode.PULL or self.outcome != PassOutcome.DRAINED
+        if self.next_attempt_at and waiting:
+            line += f", next attempt {self.next_attempt_at.isoformat(timespec='seconds')}"
+        if self.error:
+            line += f"; last error {self.error}"
+        return line
+
 
 def load_state(session: Session, app_key: str, kind: str) -> SyncState:
     """The app and kind's state row, added (in the caller's transaction) if it has none yet."""

@@ -7,16 +7,18 @@ SHARE lock on the table (`committed_horizon()`, created by migration 0002), whic
 in-flight writers and makes every id up to `max(id)` final. On SQLite writers are serialized
 and ids commit in order, so `max(id)` in the reading transaction is the horizon. Hence a cursor
 never passes a record that could still appear.
+
+This module builds the statements and runs them on the connection it is given; the caller owns
+the unit of work (which connection, which transaction, when it ends): see `app/query/api.py`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Engine, Row, func, literal_column, select
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, Connection, Row, func, literal_column, select
 
 from app.query.params import ReplyFilter, ReportFilter
 from app.store.models import DeliveryReport, Reply
@@ -105,22 +107,21 @@ def reply_walk(reply_filter: ReplyFilter) -> Walk:
     return Walk(m, REPLY_COLUMNS, conditions)
 
 
-def committed_horizon(session: Session, model: ListModel) -> int:
-    """The highest id below which every insert into the table has committed or rolled back.
-
-    Ends the session's transaction on PostgreSQL (releasing the brief lock), so the next
-    statement reads with a snapshot that holds every id up to the horizon.
-    """
-    if session.get_bind().dialect.name != "postgresql":
-        return session.scalar(select(func.max(model.id))) or 0
-    horizon = session.scalar(_horizon_statement(model))
-    session.commit()
-    return int(horizon or 0)
-
-
-def _horizon_statement(model: ListModel) -> Any:
+def horizon_statement(dialect: str, model: ListModel) -> Any:
+    """The statement that reads the table's committed horizon on the given backend."""
+    if dialect != "postgresql":
+        return select(func.max(model.id))
     # committed_horizon() is created by migration 0002: LOCK ... IN SHARE MODE, then max(id).
     return select(func.committed_horizon(literal_column(f"'{model.__tablename__}'")))
+
+
+def read_horizon(connection: Connection, model: ListModel) -> int:
+    """The highest id below which every insert into the table has committed or rolled back.
+
+    On PostgreSQL the brief SHARE lock lasts as long as the caller's transaction: read it in
+    autocommit, or end the transaction before reading up to the horizon.
+    """
+    return int(connection.scalar(horizon_statement(connection.dialect.name, model)) or 0)
 
 
 def page_statement(walk: Walk, after: int, horizon: int, limit: int) -> Any:
@@ -133,33 +134,20 @@ def page_statement(walk: Walk, after: int, horizon: int, limit: int) -> Any:
     )
 
 
-def fetch_page(session: Session, walk: Walk, after: int, limit: int) -> Page:
-    """Up to `limit` rows after the cursor, below the committed horizon."""
-    bind = session.get_bind()
-    if isinstance(bind, Engine) and bind.dialect.name == "postgresql":
-        # Autocommit: the horizon's lock ends with its own statement, and the page query (READ
-        # COMMITTED, a fresh snapshot) sees every id up to it; no BEGIN/COMMIT round trips.
-        with bind.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-            horizon = int(connection.scalar(_horizon_statement(walk.model)) or 0)
-            rows = list(connection.execute(page_statement(walk, after, horizon, limit + 1)))
-    else:
-        horizon = committed_horizon(session, walk.model)
-        # Core execution (the session's connection): plain rows, no ORM loading machinery.
-        statement = page_statement(walk, after, horizon, limit + 1)
-        rows = list(session.connection().execute(statement).all())
+def fetch_page(connection: Connection, walk: Walk, after: int, limit: int) -> Page:
+    """Up to `limit` rows after the cursor, below the committed horizon, read on `connection`.
+
+    Every id up to the horizon is visible to the page's query when that query gets a snapshot
+    after the horizon's lock was granted: the caller reads on PostgreSQL in autocommit (READ
+    COMMITTED, a snapshot per statement), on SQLite in one transaction (ids commit in order).
+    """
+    horizon = read_horizon(connection, walk.model)
+    # Core execution: plain rows, no ORM loading machinery.
+    rows = list(connection.execute(page_statement(walk, after, horizon, limit + 1)))
     return Page(rows[:limit], len(rows) > limit, horizon)
 
 
-def stream_rows(session: Session, walk: Walk, after: int, horizon: int) -> Iterator[Row[Any]]:
-    """Every matching row after the cursor and up to the horizon, in keyset chunks.
-
-    Each chunk is its own short transaction, so a long export holds no lock and no snapshot.
-    """
-    while True:
-        statement = page_statement(walk, after, horizon, STREAM_CHUNK)
-        rows = session.connection().execute(statement).all()
-        session.commit()
-        yield from rows
-        if len(rows) < STREAM_CHUNK:
-            return
-        after = rows[-1].id
+def fetch_chunk(connection: Connection, walk: Walk, after: int, horizon: int) -> list[Row[Any]]:
+    """The next STREAM_CHUNK matching rows of an export after `after`, up to its horizon; fewer
+    means the export is complete, else the next chunk starts after the last row's id."""
+    return list(connection.execute(page_statement(walk, after, horizon, STREAM_CHUNK)))

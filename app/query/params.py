@@ -153,7 +153,7 @@ def reject_any(args: Args) -> None:
     _reject_unknown(args, frozenset())
 
 
-def parse_time(name: str, value: str, zone: tzinfo = UTC) -> datetime:
+def parse_time_parameter(name: str, value: str, zone: tzinfo = UTC) -> datetime:
     """ISO 8601 (a date, or a date-time; no offset means `zone`) or epoch milliseconds, as UTC."""
     if _EPOCH_MS.fullmatch(value):
         millis = int(value)
@@ -251,8 +251,8 @@ def _time_range(args: Args, zone: tzinfo = UTC) -> tuple[datetime | None, dateti
     """`since` (inclusive) and `until` (exclusive): the half-open range [since, until); a time
     without an offset is in `zone`."""
     since_text, until_text = _one(args, "since"), _one(args, "until")
-    since = None if since_text is None else parse_time("since", since_text, zone)
-    until = None if until_text is None else parse_time("until", until_text, zone)
+    since = None if since_text is None else parse_time_parameter("since", since_text, zone)
+    until = None if until_text is None else parse_time_parameter("until", until_text, zone)
     if since is not None and until is not None and until < since:
         raise InvalidParameter("until", "must not be before since")
     return since, until

@@ -34,14 +34,14 @@ SlotCounts = dict[datetime, Counter[int]]
 
 
 @dataclass(frozen=True, slots=True)
-class Slot:
+class SlotGrid:
     """UTC time cut into `seconds`-long slots, starting at `origin` seconds after the epoch."""
 
     seconds: int
     origin: int = 0
 
 
-def slot_start(dialect: str, slot: Slot) -> ColumnElement[Any]:
+def slot_start(dialect: str, slot: SlotGrid) -> ColumnElement[Any]:
     """The start of the slot that `received_at` falls in."""
     column = DeliveryReport.received_at
     # Constants, not bound parameters: the same expression must appear in SELECT and GROUP BY.
@@ -58,7 +58,9 @@ def slot_start(dialect: str, slot: Slot) -> ColumnElement[Any]:
     return ((seconds - origin_s) / width_s * width_s + origin_s).label(None)
 
 
-def stats_statement(dialect: str, query: StatsQuery, slot: Slot) -> Select[tuple[Any, int, int]]:
+def stats_statement(
+    dialect: str, query: StatsQuery, slot: SlotGrid
+) -> Select[tuple[Any, int, int]]:
     """`SELECT slot, status, count(*) … GROUP BY slot, status` for the query."""
     start = slot_start(dialect, slot)
     conditions: list[ColumnElement[bool]] = []
@@ -101,7 +103,7 @@ def fold(counts: SlotCounts, slot: int, zone: ZoneInfo, bucket: str) -> SlotCoun
     return buckets
 
 
-def slots_for(query: StatsQuery) -> list[Slot]:
+def slots_for(query: StatsQuery) -> list[SlotGrid]:
     """The slots to try, coarsest first: the bucket itself while the zone's offset looks
     constant over the range (at its ends, now, and, for an open range, in January and July),
     then UTC slots that every offset seen divides."""
@@ -113,8 +115,8 @@ def slots_for(query: StatsQuery) -> list[Slot]:
     slots = []
     if len(offsets) == 1:
         # Local 1970-01-01 00:00 at that offset: every later local day or hour starts k slots on.
-        slots.append(Slot(BUCKET_SECONDS[query.bucket], -next(iter(offsets))))
-    slots += [Slot(s) for s in FINE_SLOTS if all(offset % s == 0 for offset in offsets)]
+        slots.append(SlotGrid(BUCKET_SECONDS[query.bucket], -next(iter(offsets))))
+    slots += [SlotGrid(s) for s in FINE_SLOTS if all(offset % s == 0 for offset in offsets)]
     return slots
 
 
