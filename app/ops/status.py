@@ -23,6 +23,7 @@ from app.auth import digest_is_known, token_digest, token_is_valid
 from app.config import Settings, get_settings
 from app.errors import Unauthenticated
 from app.ops.risk import receipts_at_risk
+from app.ops.watch import watch_context
 from app.query import stats, sync_items
 from app.query.params import StatsQuery
 from app.store.db import get_session
@@ -66,6 +67,7 @@ def status_page() -> Response:
         chart=delivery_chart(_daily_rates(db, now, zone), now, zone),
         quarantined=_quarantined(db),
         at_risk=receipts_at_risk(db, settings.jsms_apps, now),
+        **watch_context(db, settings.jsms_apps, now),
     )
     response = make_response(page)
     response.headers["Cache-Control"] = "no-store"
