@@ -62,14 +62,13 @@ def consumption(reads: Sequence[AppBalance], kind: str) -> Consumption:
 def balance_items(
     session: Session, configured: Iterable[str], now: datetime | None = None
 ) -> list[dict[str, Any]]:
-    """One item per configured app and per app with reads kept, sorted by app."""
+    """One item per configured app, sorted by app. An app removed from JSMS_APPS keeps its
+    history in the table but is not shown (nor exported, nor alerted on) any more."""
     now = now or utcnow()
-    configured = set(configured)
-    apps = sorted(configured | set(balances.known_apps(session)))
-    return [_item(session, app_key, app_key in configured, now) for app_key in apps]
+    return [_item(session, app_key, now) for app_key in sorted(set(configured))]
 
 
-def _item(session: Session, app_key: str, configured: bool, now: datetime) -> dict[str, Any]:
+def _item(session: Session, app_key: str, now: datetime) -> dict[str, Any]:
     newest, good = balances.latest(session, app_key)
     since = now - CONSUMPTION_WINDOW
     reads = balances.reads_since(session, app_key, since) if good else []
@@ -78,7 +77,6 @@ def _item(session: Session, app_key: str, configured: bool, now: datetime) -> di
     code = newest.error_code if failed and newest else None
     return {
         "app_key": app_key,
-        "configured": configured,
         "read_at": iso_utc(good.read_at) if good else None,
         **{field: getattr(good, field) if good else None for field in BALANCE_FIELDS},
         "consumed_last_day": {kind: c.consumed for kind, c in used.items()},

@@ -246,7 +246,7 @@ PATHS: dict[str, Any] = {
             "security": [{"bearer": []}],
             "responses": {
                 "200": {
-                    "description": "One item per configured app and per app with reads kept.",
+                    "description": "One item per configured app (JSMS_APPS).",
                     "content": {
                         JSON: {
                             "schema": {

@@ -54,7 +54,6 @@ WATCH_SCHEMAS: dict[str, Any] = {
         "type": "object",
         "properties": {
             "app_key": {"type": "string"},
-            "configured": {"type": "boolean"},
             "read_at": {**NULLABLE_TIME, "description": "the latest successful read"},
             **{field: NULLABLE_COUNT for field in BALANCE_FIELDS},
             "consumed_last_day": _by_kind(
