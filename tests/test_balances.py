@@ -230,3 +230,35 @@ def test_balance_answers_are_parsed(data: object, expected: Balance) -> None:
 def test_what_is_not_a_balance_is_refused(data: object) -> None:
     with pytest.raises(NotABalance):
         parse_balance(data)
+
+
+def test_the_history_is_paged_and_bad_parameters_are_refused(
+    client: FlaskClient, fake_jsms: FakeJsms, puller: Puller, store: Database
+) -> None:
+    reader = BalanceReader(puller, {APP: SECRET}, EVERY)
+    for count in (30, 20, 10):
+        fake_jsms.set_balance(APP, app_balance=count)
+        assert reader.read(APP) == ReadOutcome.READ
+    seen: list[int] = []
+    cursor = None
+    while True:
+        query = {"limit": "2", **({"cursor": cursor} if cursor else {})}
+        page = client.get("/api/v1/balances/history", query_string=query, headers=AUTH)
+        assert page.status_code == 200
+        seen += [item["app_balance"] for item in page.get_json()["items"]]
+        cursor = page.get_json()["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == [30, 20, 10]
+    exported = client.get("/api/v1/balances/history?format=csv", headers=AUTH)
+    assert exported.get_data(as_text=True).splitlines()[0].startswith("id,app_key,read_at,result")
+    for path, query in (
+        ("/api/v1/balances", {"app_key": APP}),
+        ("/api/v1/balances/history", {"since": "soon"}),
+        ("/api/v1/balances/history", {"kind": "voice"}),
+    ):
+        response = client.get(path, query_string=query, headers=AUTH)
+        assert response.status_code == 400, (path, query)
+        assert response.get_json()["error"]["code"] == "invalid_parameter"
+    assert client.get("/api/v1/balances").status_code == 401
+    assert client.get("/api/v1/balances/history").status_code == 401
