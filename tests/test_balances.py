@@ -262,3 +262,28 @@ def test_the_history_is_paged_and_bad_parameters_are_refused(
         assert response.get_json()["error"]["code"] == "invalid_parameter"
     assert client.get("/api/v1/balances").status_code == 401
     assert client.get("/api/v1/balances/history").status_code == 401
+
+
+def test_the_clocks_pass_and_balance_job_due_together_share_the_window(
+    fake_jsms: FakeJsms, puller: Puller, store: Database
+) -> None:
+    """The dispatcher's pass and the scheduler's balance job, started at the same moment for a
+    never-pulled, never-read app: one waits for the other, the fake never answers 50201."""
+    from app.pull.dispatch import Dispatcher, run_pass
+
+    fake_jsms.add_reports(APP, 1100)
+    job = build_scheduler(puller, None, {APP: SECRET}, EVERY).get_job("balance")
+    assert job is not None
+    dispatcher = Dispatcher(puller, {APP: SECRET}, max_parallel=1)
+    balance_job = threading.Thread(target=job.func, args=job.args)
+    balance_job.start()
+    assert dispatcher.dispatch() == [APP]
+    balance_job.join(timeout=60)
+    dispatcher.shutdown()
+    # What the next tick and the next look do for whichever found the lease taken.
+    run_pass(puller, APP, SECRET, ["report"])
+    job.func(*job.args)
+    assert fake_jsms.calls_with(50201) == []
+    assert row_count(store, DeliveryReport) == 1100
+    assert row_count(store, AppBalance) == 1
+    assert [c.kind for c in fake_jsms.calls].count("balance") == 1
