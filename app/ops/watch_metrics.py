@@ -50,32 +50,7 @@ def review_metrics(session: Session) -> Iterator[Metric]:
 def balance_metrics(session: Session, apps: Iterable[str], now: datetime) -> Iterator[Metric]:
     """Each app's balance by kind (balance, voice, industry, market) as last read, the last
     day's consumption, the time left at that rate, and whether the newest read failed."""
-    app_kind = ["app_key", "kind"]
-    balance = GaugeMetricFamily(
-        "jsms_app_balance",
-        "Messages the app can still send, per kind, as last read from GET /v1/accounts/app.",
-        labels=app_kind,
-    )
-    read_at = GaugeMetricFamily(
-        "jsms_app_balance_read_timestamp_seconds",
-        "When the app's balance was last read successfully.",
-        labels=["app_key"],
-    )
-    consumed = GaugeMetricFamily(
-        "jsms_app_balance_consumed_last_day",
-        "Messages spent over the last day's reads (drops between reads; top-ups not counted).",
-        labels=app_kind,
-    )
-    left = GaugeMetricFamily(
-        "jsms_app_balance_seconds_left",
-        "When the balance runs out at the last day's rate (absent while nothing is spent).",
-        labels=app_kind,
-    )
-    failing = GaugeMetricFamily(
-        "jsms_app_balance_read_failing",
-        "1 while the app's newest balance read failed, labelled with its result (JSMS code).",
-        labels=["app_key", "result"],
-    )
+    balance, read_at, consumed, left, failing = _balance_families()
     for item in balance_items(session, apps, now):
         app_key = item["app_key"]
         for field, kind in BALANCE_FIELDS.items():
@@ -89,3 +64,34 @@ def balance_metrics(session: Session, apps: Iterable[str], now: datetime) -> Ite
         if item["last_error_message"] is not None:
             failing.add_metric([app_key, item["last_result"]], 1)
     yield from (balance, read_at, consumed, left, failing)
+
+
+def _balance_families() -> tuple[GaugeMetricFamily, ...]:
+    app_kind = ["app_key", "kind"]
+    return (
+        GaugeMetricFamily(
+            "jsms_app_balance",
+            "Messages the app can still send, per kind, as last read from GET /v1/accounts/app.",
+            labels=app_kind,
+        ),
+        GaugeMetricFamily(
+            "jsms_app_balance_read_timestamp_seconds",
+            "When the app's balance was last read successfully.",
+            labels=["app_key"],
+        ),
+        GaugeMetricFamily(
+            "jsms_app_balance_consumed_last_day",
+            "Messages spent over the last day's reads (drops between reads; top-ups not counted).",
+            labels=app_kind,
+        ),
+        GaugeMetricFamily(
+            "jsms_app_balance_seconds_left",
+            "When the balance runs out at the last day's rate (absent while nothing is spent).",
+            labels=app_kind,
+        ),
+        GaugeMetricFamily(
+            "jsms_app_balance_read_failing",
+            "1 while the app's newest balance read failed, labelled with its result (JSMS code).",
+            labels=["app_key", "result"],
+        ),
+    )
