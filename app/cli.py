@@ -128,7 +128,13 @@ def clock() -> None:
     try:
         with JsmsClient(settings.jsms_api_base_url) as client:
             puller = Puller(database, client, SyncPolicy.from_settings(settings), spool=spool_dir())
-            run_clock(puller, apps, retention_policy(settings), settings.pull_max_parallel_apps)
+            run_clock(
+                puller,
+                apps,
+                retention_policy(settings),
+                settings.pull_max_parallel_apps,
+                settings.balance_poll_seconds,
+            )
     finally:
         database.engine.dispose()
 

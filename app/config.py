@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     jsms_apps: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
     jsms_api_base_url: str = "https://api.sms.jpush.cn"
     jsms_rate_limit_seconds: float = Field(default=5.0, gt=0)
+    # How often the clock reads each app's balance (GET /v1/accounts/app); 0: never.
+    balance_poll_seconds: float = Field(default=600.0, ge=0)
     # A puller's lease on an app; a dead holder's lease is free after this.
     pull_lease_seconds: float = Field(default=60.0, gt=0)
     # The most apps one clock pulls at once (a thread each); more due apps wait, most urgent first.

@@ -1,8 +1,10 @@
 """A fake JSMS receipt API: a real HTTP server that follows the upstream's pull rules.
 
 Rules (see docs/jsms-protocol.md): HTTP Basic `appKey:masterSecret` (50001 missing, 50002
-wrong), one call per window per appKey across both kinds (50201), at most 500 records per
-call, each record handed out once. Per-app modes make it answer like JSMS in other states:
+wrong), one call per window per appKey across both kinds and the balance (50201), at most 500
+records per call, each record handed out once. `GET /v1/accounts/app` answers the app's balance
+(`set_balance`), or the error `fail_balance` set (the modes below are the pulls' own). Per-app
+modes make the pulls answer like JSMS in other states:
 
 | mode            | answer                                                        |
 |-----------------|---------------------------------------------------------------|
@@ -39,7 +41,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 MAX_BATCH = 500
-KIND_BY_PATH = {"/v1/report": "report", "/v1/reply": "reply"}
+KIND_BY_PATH = {"/v1/report": "report", "/v1/reply": "reply", "/v1/accounts/app": "balance"}
 MODE_ERRORS = {
     "callback": (403, 50202, "pull not allow"),
     "frozen": (403, 50301, "developer account frozen"),
@@ -73,6 +75,13 @@ class _App:
     bodies: dict[str, deque[str]] = field(
         default_factory=lambda: {"report": deque(), "reply": deque()}
     )
+    # What `GET /v1/accounts/app` answers: the balance, or (status, code, message).
+    balance: dict[str, int] = field(
+        default_factory=lambda: {
+            "app_balance": 1000, "app_voice": 0, "app_industry": 600, "app_market": 400
+        }
+    )
+    balance_error: tuple[int, int, str] | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -144,6 +153,17 @@ class FakeJsms:
         if mode not in MODE_ERRORS and mode not in {"pull", "bare_500", "slow", "not_json"}:
             raise ValueError(f"unknown mode {mode!r}")
         self.apps[app_key].mode = mode
+
+    def set_balance(self, app_key: str, **counts: int) -> None:
+        """What the balance endpoint answers for the app (`app_balance=900, …`; fields left
+        out are absent from the answer, as fastjson leaves out nulls)."""
+        app = self.apps[app_key]
+        with app.lock:
+            app.balance, app.balance_error = dict(counts), None
+
+    def fail_balance(self, app_key: str, status: int, code: int, message: str) -> None:
+        """Make the balance endpoint answer this JSMS error for the app (pulls are unchanged)."""
+        self.apps[app_key].balance_error = (status, code, message)
 
     def pending(self, app_key: str, kind: str) -> int:
         """Records still waiting upstream."""
@@ -218,6 +238,8 @@ class FakeJsms:
             if app.last_call is not None and now - app.last_call < self.window:
                 return self._fail(now, app_key, kind, 403, 50201, "pull out of frequency")
             app.last_call = now
+            if kind == "balance":
+                return self._balance(now, app, app_key)
             mode = app.mode
             if mode in MODE_ERRORS:
                 status, code, message = MODE_ERRORS[mode]
@@ -251,6 +273,13 @@ class FakeJsms:
                     self._hold_after -= 1
         self._record(Call(now, app_key, kind, 200, None, len(batch)))
         return 200, batch
+
+    def _balance(self, now: float, app: _App, app_key: str) -> tuple[int, Any]:
+        """The balance answer (the caller holds the app's lock)."""
+        if app.balance_error is not None:
+            return self._fail(now, app_key, "balance", *app.balance_error)
+        self._record(Call(now, app_key, "balance", 200, None, 0))
+        return 200, dict(app.balance)
 
     def _fail(
         self, now: float, app_key: str | None, kind: str | None, status: int, code: int, msg: str

@@ -83,6 +83,9 @@ def test_every_alert_has_a_test_that_fires_and_one_that_does_not() -> None:
         "JsmsCallbacksUnavailable",
         "JsmsQuarantineGrowing",
         "JsmsClockSilent",
+        "JsmsReviewRejected",
+        "JsmsBalanceLow",
+        "JsmsBalanceRunningOut",
     } <= alerts
     assert fired == alerts
     assert quiet == alerts

@@ -37,3 +37,21 @@ def test_0002_downgrades_and_upgrades(database_url: str) -> None:
         inspector.get_view_names()
     )
     engine.dispose()
+
+
+def test_0012_downgrades_and_upgrades(database_url: str) -> None:
+    config = alembic_config(database_url)
+    engine = make_engine(database_url)
+    try:
+        command.downgrade(config, "0010")
+        inspector = inspect(engine)
+        assert "app_balances" not in inspector.get_table_names()
+        names = {i["name"] for i in inspector.get_indexes("review_results")}
+        assert "ix_review_results_app_key_id" not in names
+    finally:
+        upgrade_to_head(database_url)
+    inspector = inspect(engine)
+    assert "app_balances" in inspector.get_table_names()
+    names = {i["name"] for i in inspector.get_indexes("review_results")}
+    assert {"ix_review_results_app_key_id", "ix_review_results_ingested_at"} <= names
+    engine.dispose()

@@ -62,6 +62,7 @@ def test_documented_parameters_are_the_accepted_ones(client: FlaskClient) -> Non
         "status": "4001",
         "format": "json",
         "tz": "Asia/Shanghai",
+        "kind": "template",
     }
     for path, operations in document["paths"].items():
         if not path.startswith("/api/v1/") or path.endswith("openapi.json"):

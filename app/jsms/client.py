@@ -1,4 +1,5 @@
-"""The JSMS receipt API client: `GET /v1/report` and `GET /v1/reply`, nothing else.
+"""The JSMS REST client: the receipt API (`GET /v1/report`, `GET /v1/reply`) and the app's
+balance (`GET /v1/accounts/app`), nothing else.
 
 Knows HTTP and the upstream's answer shapes; knows nothing about the database or Flask.
 """
@@ -9,9 +10,11 @@ from typing import Any
 
 import httpx
 
+from app.jsms.accounts import Balance, NotABalance, parse_balance
 from app.jsms.pulled import Kind, PulledBatch, decode_json
 
 DEFAULT_TIMEOUT = httpx.Timeout(15.0, connect=5.0)
+BALANCE_PATH = "/v1/accounts/app"
 
 
 class JsmsApiError(Exception):
@@ -55,8 +58,24 @@ class JsmsClient:
         Raises `JsmsApiError` for a JSMS error answer, `UpstreamUnavailable` for anything else
         that is not a 200.
         """
+        body, data, decode_error = self._get(Kind(kind).path, app_key, secret)
+        return PulledBatch(body, data, decode_error)
+
+    def balance(self, app_key: str, secret: str) -> Balance:
+        """How many messages the app can still send (`GET /v1/accounts/app`, the app's own
+        credentials). Raises as `pull` does; a 200 that is not the balance shape raises
+        `UpstreamUnavailable` (nothing was handed out, so nothing is lost)."""
+        _body, data, _decode_error = self._get(BALANCE_PATH, app_key, secret)
         try:
-            response = self._http.get(Kind(kind).path, auth=(app_key, secret))
+            return parse_balance(data)
+        except NotABalance as exc:
+            raise UpstreamUnavailable(f"not a balance answer: {exc}", 200) from exc
+
+    def _get(self, path: str, app_key: str, secret: str) -> tuple[str, Any, str | None]:
+        """GET `path` with the app's HTTP Basic credentials: a 200's body, its JSON (None when
+        it is not JSON) and the decoding error; JSMS errors and other answers raise."""
+        try:
+            response = self._http.get(path, auth=(app_key, secret))
         except httpx.TimeoutException as exc:
             raise UpstreamUnavailable(f"timed out: {type(exc).__name__}") from exc
         except httpx.TransportError as exc:
@@ -70,7 +89,7 @@ class JsmsClient:
             raise UpstreamUnavailable(
                 f"HTTP {response.status_code} without a JSMS error body", response.status_code
             )
-        return PulledBatch(body, data, decode_error)
+        return body, data, decode_error
 
     def close(self) -> None:
         """Close pooled connections."""

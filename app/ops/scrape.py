@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from app.auth import require_bearer
 from app.config import get_settings
 from app.metrics import PROCESS_METRICS
+from app.ops.watch_metrics import balance_metrics, review_metrics
 from app.store.alarms import last_heartbeat, refusal_totals
 from app.store.db import DATABASE_UNAVAILABLE, Database
 from app.store.models import PullCallCount, RawEvent, SyncState, utcnow
@@ -46,6 +47,8 @@ class StoreCollector(Collector):
         try:
             with self.database.session() as session:
                 metrics = [*self._sync_metrics(session), *_alarm_metrics(session)]
+                metrics += review_metrics(session)
+                metrics += balance_metrics(session, self.apps, utcnow())
         except DATABASE_UNAVAILABLE as exc:
             log.warning("store metrics left out: the database is unavailable (%s)", exc)
             return

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from types import FrameType
@@ -22,6 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.pull import spool
+from app.pull.balance import BalanceReader, read_balances
 from app.pull.dispatch import Dispatcher, next_poll
 from app.pull.puller import Puller
 from app.store.alarms import beat
@@ -43,6 +44,9 @@ RETENTION_BATCHES = 50
 HEARTBEAT_SECONDS = 30
 # How often the clock looks for batches spooled to disk while the database was down.
 SPOOL_EVERY_SECONDS = 10.0
+# How often the clock looks for apps whose balance is due (each is read every
+# BALANCE_POLL_SECONDS; one whose lease a pass holds is read at a later look).
+BALANCE_EVERY_SECONDS = 30.0
 
 
 @contextmanager
@@ -111,10 +115,14 @@ def send_heartbeat(puller: Puller) -> None:
 
 
 def build_scheduler(
-    puller: Puller, retention: RetentionPolicy | None = None
+    puller: Puller,
+    retention: RetentionPolicy | None = None,
+    apps: Mapping[str, str] | None = None,
+    balance_every: float = 0,
 ) -> BackgroundScheduler:
-    """A scheduler with the heartbeat, the spool drain and, when retention is on, the hourly
-    retention job (each first run now). Pull passes run in the dispatcher's own pool."""
+    """A scheduler with the heartbeat, the spool drain, when retention is on the hourly
+    retention job, and when `balance_every` is set the balance reads of `apps` (each first run
+    now). Pull passes run in the dispatcher's own pool."""
     scheduler = BackgroundScheduler(
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
         timezone=UTC,
@@ -144,6 +152,15 @@ def build_scheduler(
             id="retention",
             next_run_time=datetime.now(UTC),
         )
+    if apps and balance_every > 0:
+        scheduler.add_job(
+            read_balances,
+            "interval",
+            seconds=min(BALANCE_EVERY_SECONDS, balance_every),
+            args=(BalanceReader(puller, apps, balance_every),),
+            id="balance",
+            next_run_time=datetime.now(UTC),
+        )
     return scheduler
 
 
@@ -152,9 +169,11 @@ def run_clock(
     apps: dict[str, str],
     retention: RetentionPolicy | None = None,
     max_parallel: int = 64,
+    balance_every: float = 0,
 ) -> None:
-    """Pull every due app, `max_parallel` at most at once, until SIGTERM/SIGINT; stop cleanly."""
-    scheduler = build_scheduler(puller, retention)
+    """Pull every due app, `max_parallel` at most at once, and read their balances every
+    `balance_every` seconds (0: never), until SIGTERM/SIGINT; stop cleanly."""
+    scheduler = build_scheduler(puller, retention, apps, balance_every)
     dispatcher = Dispatcher(puller, apps, max_parallel)
     with stop_on_signals(puller.stop):
         scheduler.start()

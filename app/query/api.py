@@ -13,7 +13,16 @@ from sqlalchemy.orm import Session
 
 from app.auth import require_bearer
 from app.config import get_settings
-from app.query import items, lists, params, stats, sync_items
+from app.query import (
+    balance_history,
+    balances,
+    items,
+    lists,
+    params,
+    reviews,
+    stats,
+    sync_items,
+)
 from app.query.cursor import encode_cursor
 from app.query.openapi import OPENAPI_DOCUMENT
 from app.web_db import get_session
@@ -49,6 +58,37 @@ def replies() -> Response:
     if page.format == "csv":
         return _csv(walk, page, items.REPLY_FIELDS, items.reply_item, "replies.csv")
     return _json_page(walk, page, reply_filter.fingerprint(), items.reply_item)
+
+
+@bp.get("/reviews")
+def review_results() -> Response:
+    """Template and signature review results: a keyset page as JSON, or all of them as CSV."""
+    review_filter, page = reviews.parse_review_query(request.args, _cursor_key(), _wants_csv())
+    walk = reviews.review_walk(review_filter)
+    if page.format == "csv":
+        return _csv(walk, page, reviews.FIELDS, reviews.review_item, "reviews.csv")
+    return _json_page(walk, page, review_filter.fingerprint(), reviews.review_item)
+
+
+@bp.get("/balances")
+def app_balances() -> Response:
+    """Each app's latest balance, the last day's consumption and the time left at that rate."""
+    params.reject_any(request.args)
+    session = get_session()
+    with session.begin():
+        body = {"items": balances.balance_items(session, get_settings().jsms_apps)}
+    return _json(body)
+
+
+@bp.get("/balances/history")
+def balance_reads() -> Response:
+    """Every balance read kept: a keyset page as JSON, or all of them as CSV."""
+    history, page = balance_history.parse_history_query(request.args, _cursor_key(), _wants_csv())
+    walk = balance_history.history_walk(history)
+    if page.format == "csv":
+        fields = balance_history.FIELDS
+        return _csv(walk, page, fields, balance_history.history_item, "balances.csv")
+    return _json_page(walk, page, history.fingerprint(), balance_history.history_item)
 
 
 @bp.get("/stats/delivery")

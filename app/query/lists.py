@@ -21,12 +21,12 @@ from typing import Any
 from sqlalchemy import ColumnElement, Connection, Row, func, literal_column, select
 
 from app.query.params import ReplyFilter, ReportFilter
-from app.store.models import DeliveryReport, Reply
+from app.store.models import AppBalance, DeliveryReport, Reply, ReviewResult
 
 # Rows per query when streaming a whole export.
 STREAM_CHUNK = 1000
 
-ListModel = type[DeliveryReport] | type[Reply]
+ListModel = type[DeliveryReport] | type[Reply] | type[ReviewResult] | type[AppBalance]
 
 REPORT_COLUMNS = (
     DeliveryReport.id,

@@ -27,6 +27,7 @@ from app.query.openapi_components import (
     param,
     text_schema,
 )
+from app.query.openapi_watch import REVIEW_KIND, REVIEW_STATUS, WATCH_SCHEMAS
 from app.query.params import (
     BUCKETS,
     MAX_STATUSES,
@@ -230,6 +231,48 @@ PATHS: dict[str, Any] = {
             "#/components/schemas/Reply",
         )
     },
+    "/api/v1/reviews": {
+        "get": _list_operation(
+            "Template and signature review results, keyset-paginated by id (`since`/`until` "
+            "on received_at).",
+            [APP_KEY, REVIEW_KIND, REVIEW_STATUS, SINCE, UNTIL],
+            "#/components/schemas/Review",
+        )
+    },
+    "/api/v1/balances": {
+        "get": {
+            "summary": "Each app's latest balance (GET /v1/accounts/app, read by the clock), "
+            "the last day's consumption and the time left at that rate.",
+            "security": [{"bearer": []}],
+            "responses": {
+                "200": {
+                    "description": "One item per configured app (JSMS_APPS).",
+                    "content": {
+                        JSON: {
+                            "schema": {
+                                "type": "object",
+                                "properties": {
+                                    "items": {
+                                        "type": "array",
+                                        "items": {"$ref": "#/components/schemas/Balance"},
+                                    }
+                                },
+                            }
+                        }
+                    },
+                },
+                **API_ERRORS,
+            },
+        }
+    },
+    "/api/v1/balances/history": {
+        "get": _list_operation(
+            "Every balance read kept, good or failed, keyset-paginated by id (`since`/`until` "
+            "on read_at).",
+            [APP_KEY, SINCE, UNTIL],
+            "#/components/schemas/BalanceRead",
+        )
+    },
     "/api/v1/stats/delivery": {
         "get": {
             "summary": "Delivery totals per local hour or day of a time zone (BUSINESS_TIMEZONE "
@@ -323,6 +366,6 @@ OPENAPI_DOCUMENT: dict[str, Any] = {
     "paths": PATHS,
     "components": {
         "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-        "schemas": SCHEMAS,
+        "schemas": {**SCHEMAS, **WATCH_SCHEMAS},
     },
 }

@@ -211,7 +211,12 @@ class ReviewResult(Base):
     """A template (SMS_TEMPLATE) or signature (SMS_SIGN) review outcome."""
 
     __tablename__ = "review_results"
-    __table_args__ = (UniqueConstraint("dedup_key"),)
+    __table_args__ = (
+        UniqueConstraint("dedup_key"),
+        # /api/v1/reviews (migration 0012): keyset walks by id, per app or by arrival time.
+        Index("ix_review_results_app_key_id", "app_key", "id"),
+        Index("ix_review_results_ingested_at", "ingested_at"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     app_key: Mapped[str] = mapped_column(String(64))
@@ -224,6 +229,26 @@ class ReviewResult(Base):
     ingested_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     raw_event_id: Mapped[int | None] = mapped_column(BigInteger)
     dedup_key: Mapped[str] = mapped_column(String(64))
+
+
+class AppBalance(Base):
+    """One read of an app's balance (`GET /v1/accounts/app`) by the clock: the messages the app
+    could still send then, or why the read failed. Kept as history (consumption, time left)."""
+
+    __tablename__ = "app_balances"
+    __table_args__ = (Index("ix_app_balances_app_key_read_at", "app_key", "read_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    app_key: Mapped[str] = mapped_column(String(64))
+    read_at: Mapped[datetime] = mapped_column(UTCDateTime)  # when the answer arrived
+    result: Mapped[str] = mapped_column(String(16))  # ok, a JSMS error code, or unavailable
+    # The answer's fields (absent ones are NULL): all kinds, voice, industry, marketing.
+    app_balance: Mapped[int | None] = mapped_column(BigInteger)
+    app_voice: Mapped[int | None] = mapped_column(BigInteger)
+    app_industry: Mapped[int | None] = mapped_column(BigInteger)
+    app_market: Mapped[int | None] = mapped_column(BigInteger)
+    error_code: Mapped[int | None] = mapped_column(Integer)
+    error_message: Mapped[str | None] = mapped_column(Text)
 
 
 class SyncState(Base):

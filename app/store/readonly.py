@@ -12,6 +12,7 @@ READABLE_TABLES = (
     "delivery_reports",
     "replies",
     "review_results",
+    "app_balances",
     "raw_events",
     "business_timezone",
 )
