@@ -225,7 +225,8 @@ def test_balance_answers_are_parsed(data: object, expected: Balance) -> None:
 
 @pytest.mark.parametrize(
     "data",
-    [[], {}, {"other": 1}, {"app_balance": True}, {"app_balance": "many"}, {"app_balance": 1.5}],
+    [[], {}, {"other": 1}, {"app_balance": True}, {"app_balance": "many"}, {"app_balance": 1.5},
+     {"app_balance": "²"}, {"app_balance": "-١٢"}],
 )
 def test_what_is_not_a_balance_is_refused(data: object) -> None:
     with pytest.raises(NotABalance):

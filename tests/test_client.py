@@ -133,12 +133,6 @@ def test_a_network_error_is_upstream_unavailable_and_says_which() -> None:
     assert raised.value.http_status is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="known bug: a string code of digits str.isdigit() accepts but int() does not "
-    "(e.g. '²') raises ValueError from pull() instead of UpstreamUnavailable",
-)
 def test_an_error_code_int_cannot_read_is_not_an_error_body() -> None:
     with pytest.raises(UpstreamUnavailable):
         pull(answer(500, {"error": {"code": "²", "message": "?"}}))

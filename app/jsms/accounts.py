@@ -54,7 +54,8 @@ def parse_balance(data: Any) -> Balance:
 def _count(field: str, value: Any) -> int | None:
     if value is None:
         return None
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+    # ASCII digits only: str.isdigit() also takes "²", which int() refuses.
+    if isinstance(value, str) and value.strip().isascii() and value.strip().lstrip("-").isdigit():
         value = int(value.strip())
     if isinstance(value, float) and value.is_integer():
         value = int(value)

@@ -108,7 +108,8 @@ def _jsms_error(data: Any) -> tuple[int, str] | None:
         return None
     error = data["error"]
     code = error.get("code")
-    if isinstance(code, str) and code.strip().isdigit():
+    # ASCII digits only: str.isdigit() also takes "²", which int() refuses.
+    if isinstance(code, str) and code.strip().isascii() and code.strip().isdigit():
         code = int(code.strip())
     if isinstance(code, bool) or not isinstance(code, int):
         return None
