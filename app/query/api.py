@@ -10,10 +10,10 @@ from flask import Blueprint, Response, request, stream_with_context
 
 from app.auth import require_bearer
 from app.config import get_settings
-from app.query import items, lists, params, stats, sync_items
+from app.query import items, lists, opt_outs, params, stats, sync_items
 from app.query.cursor import encode_cursor
 from app.query.openapi import OPENAPI_DOCUMENT
-from app.store.db import get_session
+from app.store.db import get_database, get_session
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -46,6 +46,24 @@ def replies() -> Response:
     if page.format == "csv":
         return _csv(walk, page, items.REPLY_FIELDS, items.reply_item, "replies.csv")
     return _json_page(walk, page, reply_filter.fingerprint(), items.reply_item)
+
+
+@bp.get("/opt-outs")
+def opt_out_list() -> Response:
+    """The phones opted out now, matching the filters: a keyset page, or all of them as CSV."""
+    opt_out_filter, page = params.parse_opt_out_query(request.args, _cursor_key(), _wants_csv())
+    walk = opt_outs.opt_out_walk(opt_out_filter)
+    if page.format == "csv":
+        return _csv(walk, page, items.OPT_OUT_FIELDS, items.opt_out_item, "opt-outs.csv")
+    return _json_page(walk, page, opt_out_filter.fingerprint(), items.opt_out_item)
+
+
+@bp.get("/opt-outs/<path:phone>")
+def opt_out(phone: str) -> Response:
+    """May this phone be texted for this app? One primary-key read, made to precede a send."""
+    app_key, phone = params.parse_opt_out_lookup(phone, request.args)
+    state = opt_outs.lookup(get_database(), app_key, phone)
+    return _json(items.opt_out_lookup_item(app_key, phone, state))
 
 
 @bp.get("/stats/delivery")

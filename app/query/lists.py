@@ -19,12 +19,12 @@ from sqlalchemy import ColumnElement, Engine, Row, func, literal_column, select
 from sqlalchemy.orm import Session
 
 from app.query.params import ReplyFilter, ReportFilter
-from app.store.models import DeliveryReport, Reply
+from app.store.models import DeliveryReport, OptOutChange, Reply
 
 # Rows per query when streaming a whole export.
 STREAM_CHUNK = 1000
 
-ListModel = type[DeliveryReport] | type[Reply]
+ListModel = type[DeliveryReport] | type[Reply] | type[OptOutChange]
 
 REPORT_COLUMNS = (
     DeliveryReport.id,
@@ -36,6 +36,7 @@ REPORT_COLUMNS = (
     DeliveryReport.received_at,
     DeliveryReport.source,
     DeliveryReport.ingested_at,
+    DeliveryReport.extra,
 )
 REPLY_COLUMNS = (
     Reply.id,
@@ -45,6 +46,7 @@ REPLY_COLUMNS = (
     Reply.replied_at,
     Reply.source,
     Reply.ingested_at,
+    Reply.extra,
 )
 
 
