@@ -101,9 +101,10 @@ def record(connection: Connection, changes: Sequence[Change]) -> list[int]:
     """Insert the changes (a reply's only if none was recorded for it) and let each decide its
     phone's state where it is the newest; the ids of the changes inserted, in the caller's
     transaction."""
-    unique: dict[object, Change] = {}
+    unique: dict[tuple[str, int], Change] = {}  # one change per reply; every one by hand
     for index, change in enumerate(changes):
-        unique.setdefault(change.reply_id if change.reply_id is not None else -index, change)
+        reply_id = change.reply_id
+        unique.setdefault(("hand", index) if reply_id is None else ("reply", reply_id), change)
     rows = sorted(
         (_change_row(c) for c in unique.values()),
         key=lambda row: (row["app_key"], row["phone"], row["reply_id"] or 0),
