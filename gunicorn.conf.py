@@ -47,7 +47,8 @@ threads = settings.gunicorn_threads
 timeout = 30
 graceful_timeout = 25
 
-# JSON lines like the service's own; the path without the query string, which may hold a phone.
+# JSON lines like the service's own; the path without the query string, which may hold a phone
+# (the path of an opt-out lookup holds one: MaskPhones masks it, as in every log line).
 logconfig_dict = gunicorn_logconfig(settings.log_level.upper())
 accesslog = "-"
 access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(B)s %(M)sms'

@@ -3,6 +3,7 @@ arrival order, per-app lists, changes by hand with their history, the settings."
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,6 +15,7 @@ from sqlalchemy import select
 
 from app import create_app
 from app.jsms.keywords import DEFAULT_KEYWORDS
+from app.logs import MaskPhones
 from app.store import opt_outs
 from app.store.db import Database
 from app.store.models import OptOut, OptOutChange, Reply
@@ -312,3 +314,12 @@ def test_keywords_come_comma_separated_from_the_environment(
 def test_unusable_keywords_stop_the_process(overrides: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         make_settings("sqlite://", **overrides)
+
+
+def test_the_phone_in_a_lookup_path_is_masked_in_access_lines() -> None:
+    """gunicorn's access line holds the path (gunicorn.conf.py): MaskPhones masks it there."""
+    line = f'127.0.0.1 "GET /api/v1/opt-outs/{PHONE}" 200 99 1ms'
+    record = logging.LogRecord("gunicorn.access", logging.INFO, "", 0, line, None, None)
+    MaskPhones().filter(record)
+    assert PHONE not in record.getMessage()
+    assert "/api/v1/opt-outs/138****8000" in record.getMessage()
