@@ -8,6 +8,9 @@ from datetime import timedelta
 
 import pytest
 from flask.testing import FlaskClient, FlaskCliRunner
+from sqlalchemy import text
+
+from app.store.db import Database
 
 from .api_data import get, walk
 from .test_opt_outs import PHONE, T0, opt_out_cli, reply, send
@@ -100,3 +103,23 @@ def test_a_bad_list_parameter_is_a_400(
     response = get(client, "/opt-outs", **params)
     assert response.status_code == 400
     assert response.get_json()["error"]["parameter"] == parameter
+
+
+def test_the_bi_view_holds_the_phones_opted_out_now(
+    opted_out: None, runner: FlaskCliRunner, database: Database
+) -> None:
+    opt_out_cli(runner, "add", PHONE, "--app-key", "app-one", "--reason", "letter", "--by", "bob")
+    with database.session() as session:
+        rows = session.execute(
+            text(
+                "SELECT app_key, phone, keyword, source, changed_by, reason"
+                " FROM current_opt_outs ORDER BY change_id"
+            )
+        ).all()
+    assert [tuple(row) for row in rows] == [
+        ("app-one", "13800000001", "TD", "callback", None, None),
+        ("app-one", "13800000002", "STOP", "callback", None, None),
+        ("app-two", "13800000003", "退订", "callback", None, None),
+        ("app-one", "13800000005", "T", "callback", None, None),
+        ("app-one", PHONE, None, "manual", "bob", "letter"),
+    ]
