@@ -2,8 +2,9 @@
 state the newest of them decided (`opt_outs`).
 
 Changes are written only where replies are (`upsert.store_replies`, in the transaction that
-stores them) or by hand (`change_by_hand`, the `jsms opt-out` command), and the state only
-with its change, in the same statement sequence: the list never disagrees with the replies.
+stores them), from stored replies (`follow_stored_replies`, `jsms reprocess`) or by hand
+(`change_by_hand`, the `jsms opt-out` command), and the state only with its change, in the
+same transaction: the list never disagrees with the replies.
 The newest change by its time wins whatever the arrival order (at the same time an opt-out
 beats an opt-in, then the later recorded change), so a late TD cannot undo a newer START.
 """
@@ -202,7 +203,7 @@ def change_by_hand(
     )
     record(connection, [change])
     state = state_of(connection, app_key, phone)
-    assert state is not None  # just written: nothing is newer than now
+    assert state is not None  # a change was just recorded: the phone has a state
     return state
 
 
