@@ -5,6 +5,7 @@ the master: a configuration error stops gunicorn with its message and a non-zero
 any worker starts (a worker that failed to boot would only be respawned, forever).
 """
 
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -47,7 +48,8 @@ threads = settings.gunicorn_threads
 timeout = 30
 graceful_timeout = 25
 
-# JSON lines like the service's own; the path without the query string, which may hold a phone.
+# JSON lines like the service's own; the path without the query string, which may hold a phone
+# (the path of an opt-out lookup holds one: MaskPhones masks it, as in every log line).
 logconfig_dict = gunicorn_logconfig(settings.log_level.upper())
 accesslog = "-"
 access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(B)s %(M)sms'
@@ -74,8 +76,37 @@ logger_class = AccessLogWithoutCallbacks
 read_timeout = settings.gunicorn_read_timeout
 
 
+# What gunicorn's own refusals (a request it cannot parse) say in the contract's error codes.
+GUNICORN_ERROR_CODES = {
+    400: "bad_request",
+    403: "forbidden",
+    431: "request_header_fields_too_large",
+    500: "internal_error",
+    501: "not_implemented",
+}
+
+
+def write_json_error(sock: Any, status_int: int, reason: str, mesg: str) -> None:
+    """gunicorn's `util.write_error`, answering the contract's JSON error instead of an HTML
+    page: a request gunicorn refuses before the app sees it (a request line over 4,094 bytes,
+    a malformed header) gets `{"error": {"code", "message"}}` like every other error."""
+    from gunicorn import util
+
+    code = GUNICORN_ERROR_CODES.get(status_int, "bad_request")
+    body = json.dumps({"error": {"code": code, "message": mesg or reason}})  # ASCII
+    head = (
+        f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    util.write_nonblock(sock, (head + body).encode("latin-1"))
+
+
 def post_fork(server: object, worker: object) -> None:
-    """Give each connection a socket timeout when a thread takes it (gthread's TConn.init)."""
+    """Answer gunicorn's own refusals in JSON (`write_json_error`); give each connection a
+    socket timeout when a thread takes it (gthread's TConn.init)."""
+    from gunicorn import util
+
+    util.write_error = write_json_error
     if read_timeout <= 0:
         return
     from gunicorn.workers import gthread

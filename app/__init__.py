@@ -12,6 +12,7 @@ from app.config import Settings, load_settings
 from app.logs import configure_logging
 from app.ops import health, scrape, status
 from app.query import api
+from app.store import opt_outs
 from app.store.db import Database
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -33,6 +34,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.session_interface = SessionCookie()
     app.jinja_env.trim_blocks = app.jinja_env.lstrip_blocks = True
     configure_logging(settings.log_level)
+    opt_outs.use_keywords(settings.keywords())
     url = settings.sqlalchemy_url(app.instance_path)
     web_db.init_app(app, Database(url, reader_timeout_ms=settings.api_statement_timeout_ms))
     errors.register(app)

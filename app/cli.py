@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import pwd
 from pathlib import Path
 
 import click
@@ -13,6 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from app.config import EPHEMERAL_STORE_FIX, Settings, get_settings
 from app.jsms.client import JsmsClient
 from app.jsms.pulled import KINDS, Kind
+from app.logs import mask_phone
 from app.ops.doctor import FAIL, examine, render
 from app.pull import spool
 from app.pull.clock import CLOCK_POOL_TIMEOUT_SECONDS, run_clock, stop_on_signals
@@ -21,6 +24,7 @@ from app.pull.state import SyncPolicy
 from app.store.db import Database
 from app.store.ingest import reprocess
 from app.store.models import RawEvent, utcnow
+from app.store.opt_outs import MANUAL, change_by_hand, follow_stored_replies
 from app.store.readonly import READABLE_TABLES, READABLE_VIEWS, GrantRefused, grant_readonly
 from app.store.retention import purge, retention_policy
 from app.store.schema import schema_version, upgrade_to_head
@@ -50,8 +54,9 @@ def migrate() -> None:
 @jsms.command("reprocess")
 @click.option("--batch-size", default=100, show_default=True, help="Raw events per transaction.")
 def reprocess_quarantined(batch_size: int) -> None:
-    """Store batches spooled to disk while the database was down, then normalize quarantined
-    raw events again (after an upgrade); safe to run repeatedly."""
+    """Store batches spooled to disk while the database was down, normalize quarantined raw
+    events again (after an upgrade), then read stored replies for opt-out keywords; safe to run
+    repeatedly."""
     totals = {"events": 0, "stored": 0, "still_quarantined": 0}
     after = 0
     for leftover in spool.leftovers(spool_dir()):
@@ -83,6 +88,21 @@ def reprocess_quarantined(batch_size: int) -> None:
         f"reprocessed {totals['events']} quarantined raw events: {totals['stored']} records "
         f"stored, {totals['still_quarantined']} still quarantined"
     )
+    click.echo(f"read stored replies for opt-out keywords: {_follow_stored_replies()} new changes")
+
+
+def _follow_stored_replies(chunk: int = 1000) -> int:
+    """Every stored reply read with today's keywords, a chunk per transaction; a reply already
+    followed changes nothing (one change per reply), so it is safe to repeat."""
+    after, changes = 0, 0
+    with get_database().engine.connect() as connection:
+        while True:
+            with connection.begin():
+                last, new = follow_stored_replies(connection, after, chunk)
+            changes += new
+            if last == after:
+                return changes
+            after = last
 
 
 @jsms.command("purge")
@@ -157,6 +177,61 @@ def grant_readonly_role(role: str) -> None:
         raise click.ClickException(str(exc)) from None
     readable = ", ".join(READABLE_TABLES + READABLE_VIEWS)
     click.echo(f"role {role} may read, in schema {schema}: {readable}; nothing else")
+
+
+@jsms.group("opt-out")
+def opt_out() -> None:
+    """Opt a phone out of an app, or back in, by hand (kept in the history with who and why)."""
+
+
+@opt_out.command("add")
+@click.argument("phone")
+@click.option("--app-key", required=True, help="The app the phone opts out of.")
+@click.option("--reason", required=True, help="Why (kept in the history).")
+@click.option("--by", "changed_by", help="Who (default: this account's user name).")
+def opt_out_add(phone: str, app_key: str, reason: str, changed_by: str | None) -> None:
+    """Opt PHONE out of the app: nothing may be sent to it until it opts back in."""
+    _change_opt_out(phone, app_key, reason, changed_by, opted_out=True)
+
+
+@opt_out.command("remove")
+@click.argument("phone")
+@click.option("--app-key", required=True, help="The app the phone opts back into.")
+@click.option("--reason", required=True, help="Why (kept in the history).")
+@click.option("--by", "changed_by", help="Who (default: this account's user name).")
+def opt_out_remove(phone: str, app_key: str, reason: str, changed_by: str | None) -> None:
+    """Opt PHONE back into the app (it asked to receive messages again)."""
+    _change_opt_out(phone, app_key, reason, changed_by, opted_out=False)
+
+
+def _change_opt_out(
+    phone: str, app_key: str, reason: str, changed_by: str | None, *, opted_out: bool
+) -> None:
+    """Record the change by hand and say what the phone's state is now (phone masked)."""
+    _chosen_apps(get_settings(), app_key)
+    phone, reason = phone.strip(), reason.strip()
+    if not phone or len(phone) > 32 or not phone.isprintable():
+        raise click.BadParameter("expected 1 to 32 printable characters", param_hint="PHONE")
+    if not reason:
+        raise click.BadParameter("say why", param_hint="--reason")
+    who = (changed_by or _account_name())[:64]
+    with _reachable_database().engine.begin() as connection:
+        state = change_by_hand(
+            connection, app_key, phone, opted_out=opted_out, changed_by=who, reason=reason
+        )
+    now = "opted out of" if state.opted_out else "not opted out of"
+    line = f"{mask_phone(phone)} is {now} {app_key} since {state.since.isoformat()}"
+    if state.source != MANUAL:  # a reply newer than this change still decides
+        line += f" (a newer reply decides: {state.keyword!r}, {state.source})"
+    click.echo(line)
+
+
+def _account_name() -> str:
+    """Who runs this command, by the operating system's account (not the environment)."""
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        return f"uid {os.getuid()}"
 
 
 @jsms.command("doctor")

@@ -9,9 +9,10 @@ from typing import Annotated
 from zoneinfo import ZoneInfo
 
 from flask import current_app
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from app.jsms.keywords import DEFAULT_OPT_IN, DEFAULT_OPT_OUT, Keywords
 from app.timezones import zone_named
 
 # prometheus_client reads PROMETHEUS_MULTIPROC_DIR itself, when it is first imported. An empty
@@ -75,6 +76,9 @@ class Settings(BaseSettings):
     dyno: str | None = None
     # The IANA zone whose days and hours the stats, BI views and status page count in.
     business_timezone: str = DEFAULT_BUSINESS_TIMEZONE
+    # Replies whose whole content (trimmed, NFKC-folded, any case) opts a phone out / back in.
+    opt_out_keywords: Annotated[tuple[str, ...], NoDecode] = DEFAULT_OPT_OUT
+    opt_in_keywords: Annotated[tuple[str, ...], NoDecode] = DEFAULT_OPT_IN
 
     @field_validator("jsms_apps", mode="before")
     @classmethod
@@ -114,6 +118,29 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return tuple(t.strip() for t in value.split(",") if t.strip())
         return value
+
+    @field_validator("opt_out_keywords", "opt_in_keywords", mode="before")
+    @classmethod
+    def _parse_keywords(cls, value: object) -> object:
+        """Comma-separated keywords; blanks ignored (`TD, 退订, STOP`)."""
+        if isinstance(value, str):
+            value = tuple(k.strip() for k in value.split(",") if k.strip())
+        if isinstance(value, tuple | list):
+            Keywords.of(value, ())  # each 1 to 32 characters, or a ValueError naming the list
+        return value
+
+    @model_validator(mode="after")
+    def _check_keywords(self) -> Settings:
+        """No keyword in both lists (a reply would have to mean two things)."""
+        try:
+            self.keywords()
+        except ValueError as exc:
+            raise ValueError(f"OPT_OUT_KEYWORDS, OPT_IN_KEYWORDS: {exc}") from None
+        return self
+
+    def keywords(self) -> Keywords:
+        """OPT_OUT_KEYWORDS and OPT_IN_KEYWORDS, folded for matching replies."""
+        return Keywords.of(self.opt_out_keywords, self.opt_in_keywords)
 
     def business_zone(self) -> ZoneInfo:
         """BUSINESS_TIMEZONE as a zone."""

@@ -99,7 +99,9 @@ def test_report_items_carry_the_contract_fields(client: FlaskClient, reports: No
         "received_at",
         "source",
         "ingested_at",
+        "extra",
     ]
+    assert item["extra"] is None
     assert item["app_key"] == "app-one"
     assert item["phone"] == "13800000002"
     assert item["status"] == 4002
@@ -282,7 +284,9 @@ def test_reply_items_carry_the_contract_fields(client: FlaskClient, replies: Non
         "replied_at",
         "source",
         "ingested_at",
+        "extra",
     ]
+    assert item["extra"] is None
     assert item["content"] == "STOP"
     assert item["replied_at"] == "2024-05-01T10:00:00Z"
     assert item["source"] == "callback"
@@ -341,7 +345,7 @@ def test_reports_as_csv_stream_every_match(
     assert "attachment" in response.headers["Content-Disposition"]
     text = response.get_data(as_text=True)
     assert text.splitlines()[0] == (
-        "id,app_key,msg_id,phone,status,status_text,delivered,received_at,source,ingested_at"
+        "id,app_key,msg_id,phone,status,status_text,delivered,received_at,source,ingested_at,extra"
     )
     rows = _csv_rows(text)
     assert len(rows) == 2500  # CSV ignores limit: the whole export
@@ -374,6 +378,7 @@ def test_replies_as_csv_defuse_formulas(client: FlaskClient, replies: None) -> N
         "replied_at",
         "source",
         "ingested_at",
+        "extra",
     ]
     assert [r["content"] for r in rows] == ["STOP", "yes", "'=1+1"]
 

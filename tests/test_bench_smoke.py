@@ -49,6 +49,12 @@ def test_query_bench_runs(postgres: None) -> None:
 
 
 @pytest.mark.slow
+def test_opt_out_bench_runs(postgres: None) -> None:
+    out = run_bench("bench.opt_outs", "--replies", "2000", "--smoke").stdout
+    assert "migrated to head" in out
+
+
+@pytest.mark.slow
 def test_drain_bench_runs(postgres: None) -> None:
     out = run_bench(
         "bench.drain", "--apps", "1", "2", "--reports", "20", "--window", "0.1", "--smoke"

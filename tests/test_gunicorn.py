@@ -75,3 +75,19 @@ def test_a_callback_logs_one_line_and_other_routes_keep_their_access_line(
         next(m for m in access if '"GET /callbacks/jsms/app-one" 200' in m)
     ]
     assert any('"GET /readyz" 200' in m for m in access)
+
+
+def test_a_request_gunicorn_refuses_itself_gets_a_json_error(database_url: str) -> None:
+    """A request line over gunicorn's 4,094 bytes never reaches the app: still the contract's
+    JSON error, not gunicorn's HTML page."""
+    with (
+        running_gunicorn(service_env(database_url), workers=1) as server,
+        httpx.Client(base_url=server.url, timeout=30) as http,
+    ):
+        response = http.get("/api/v1/opt-outs", params={"cursor": "x" * 4100})
+        inside = http.get("/api/v1/opt-outs", params={"cursor": "x" * 4000})
+    assert response.status_code == 400
+    assert response.headers["content-type"] == "application/json"
+    assert response.json()["error"]["code"] == "bad_request"
+    assert "too large" in response.json()["error"]["message"]
+    assert inside.status_code == 401  # inside the limit: the app answers (no token)

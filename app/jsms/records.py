@@ -38,12 +38,14 @@ class InvalidField(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Report:
-    """A delivery-status report for one message to one phone."""
+    """A delivery-status report for one message to one phone; `extra` keeps fields we do not
+    model."""
 
     msg_id: str
     phone: str
     status: int
     received_at: datetime
+    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def delivered(self) -> bool:
@@ -187,11 +189,13 @@ def _describe(exc: BaseException) -> str:
 
 
 def _parse_report(item: dict[str, Any], now: datetime) -> Report:
+    known = {"msgId", "phone", "status", "receiveTime"}
     return Report(
         msg_id=_identifier(item, "msgId", 64),
         phone=_identifier(item, "phone", 32),
         status=_integer(item, "status"),
         received_at=_time(item, "receiveTime", now),
+        extra=_extra(item, known),
     )
 
 

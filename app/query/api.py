@@ -18,6 +18,7 @@ from app.query import (
     balances,
     items,
     lists,
+    opt_outs,
     params,
     reviews,
     stats,
@@ -25,7 +26,7 @@ from app.query import (
 )
 from app.query.cursor import encode_cursor
 from app.query.openapi import OPENAPI_DOCUMENT
-from app.web_db import get_session
+from app.web_db import get_database, get_session
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -89,6 +90,24 @@ def balance_reads() -> Response:
         fields = balance_history.FIELDS
         return _csv(walk, page, fields, balance_history.history_item, "balances.csv")
     return _json_page(walk, page, history.fingerprint(), balance_history.history_item)
+
+
+@bp.get("/opt-outs")
+def opt_out_list() -> Response:
+    """The phones opted out now, matching the filters: a keyset page, or all of them as CSV."""
+    opt_out_filter, page = params.parse_opt_out_query(request.args, _cursor_key(), _wants_csv())
+    walk = opt_outs.opt_out_walk(opt_out_filter)
+    if page.format == "csv":
+        return _csv(walk, page, items.OPT_OUT_FIELDS, items.opt_out_item, "opt-outs.csv")
+    return _json_page(walk, page, opt_out_filter.fingerprint(), items.opt_out_item)
+
+
+@bp.get("/opt-outs/<path:phone>")
+def opt_out(phone: str) -> Response:
+    """May this phone be texted for this app? One primary-key read, made to precede a send."""
+    app_key, phone = params.parse_opt_out_lookup(phone, request.args)
+    state = opt_outs.lookup(get_database(), app_key, phone)
+    return _json(items.opt_out_lookup_item(app_key, phone, state))
 
 
 @bp.get("/stats/delivery")

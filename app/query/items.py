@@ -8,7 +8,10 @@ from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 from app.jsms.codes import status_text
+from app.store.opt_outs import OptOutState
 
 REPORT_FIELDS = (
     "id",
@@ -21,8 +24,14 @@ REPORT_FIELDS = (
     "received_at",
     "source",
     "ingested_at",
+    "extra",
 )
-REPLY_FIELDS = ("id", "app_key", "phone", "content", "replied_at", "source", "ingested_at")
+REPLY_FIELDS = (
+    "id", "app_key", "phone", "content", "replied_at", "source", "ingested_at", "extra"
+)  # fmt: skip
+OPT_OUT_FIELDS = (
+    "app_key", "phone", "opted_out", "since", "keyword", "source", "changed_by", "reason"
+)  # fmt: skip
 # A spreadsheet runs a cell that starts with one of these as a formula (CSV injection).
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
@@ -40,7 +49,7 @@ def report_item(row: Any) -> dict[str, Any]:
     """A delivery-report row (columns in `lists.REPORT_COLUMNS` order) as the API's item;
     times stay aware UTC datetimes until the writer formats them (`_json`, `csv_lines`)."""
     # Positional unpacking: this runs once per record of every page and export.
-    id_, app_key, msg_id, phone, status, delivered, received_at, source, ingested_at = row
+    id_, app_key, msg_id, phone, status, delivered, received_at, source, ingested_at, extra = row
     return {
         "id": id_,
         "app_key": app_key,
@@ -52,6 +61,7 @@ def report_item(row: Any) -> dict[str, Any]:
         "received_at": received_at,  # datetimes: JSON and CSV writers format them (iso_utc)
         "source": source,
         "ingested_at": ingested_at,
+        "extra": _extra(extra),
     }
 
 
@@ -65,6 +75,38 @@ def reply_item(row: Any) -> dict[str, Any]:
         "replied_at": row.replied_at,
         "source": row.source,
         "ingested_at": row.ingested_at,
+        "extra": _extra(row.extra),
+    }
+
+
+def _extra(text: str | None) -> Any:
+    """A record's unknown upstream fields: the JSON object the store keeps, or None."""
+    return None if text is None else orjson.loads(text)
+
+
+def opt_out_item(row: Any) -> dict[str, Any]:
+    """A phone opted out now (a row of `opt_outs.opt_out_walk`) as the list's item."""
+    return {
+        "app_key": row.app_key,
+        "phone": row.phone,
+        "opted_out": True,
+        "since": row.changed_at,
+        "keyword": row.keyword,
+        "source": row.source,
+        "changed_by": row.changed_by,
+        "reason": row.reason,
+    }
+
+
+def opt_out_lookup_item(app_key: str, phone: str, state: OptOutState | None) -> dict[str, Any]:
+    """Whether the phone may be texted for the app: its state, or never opted out (nulls)."""
+    return {
+        "app_key": app_key,
+        "phone": phone,
+        "opted_out": state is not None and state.opted_out,
+        "since": None if state is None else state.since,
+        "keyword": None if state is None else state.keyword,
+        "source": None if state is None else state.source,
     }
 
 
@@ -93,6 +135,8 @@ def _csv_cell(value: Any) -> Any:
         return "true" if value else "false"
     if isinstance(value, datetime):
         return iso_utc(value)
+    if isinstance(value, dict | list):  # `extra`: its JSON text
+        return orjson.dumps(value).decode("utf-8")
     # Every text column can come from the wire (content, msg_id, phone, app_key): keep a
     # spreadsheet from running any of them as a formula.
     if isinstance(value, str) and value.startswith(_FORMULA_STARTS):

@@ -21,12 +21,14 @@ from typing import Any
 from sqlalchemy import ColumnElement, Connection, Row, func, literal_column, select
 
 from app.query.params import ReplyFilter, ReportFilter
-from app.store.models import AppBalance, DeliveryReport, Reply, ReviewResult
+from app.store.models import AppBalance, DeliveryReport, OptOutChange, Reply, ReviewResult
 
 # Rows per query when streaming a whole export.
 STREAM_CHUNK = 1000
 
-ListModel = type[DeliveryReport] | type[Reply] | type[ReviewResult] | type[AppBalance]
+ListModel = (
+    type[DeliveryReport] | type[Reply] | type[ReviewResult] | type[AppBalance] | type[OptOutChange]
+)
 
 REPORT_COLUMNS = (
     DeliveryReport.id,
@@ -38,6 +40,7 @@ REPORT_COLUMNS = (
     DeliveryReport.received_at,
     DeliveryReport.source,
     DeliveryReport.ingested_at,
+    DeliveryReport.extra,
 )
 REPLY_COLUMNS = (
     Reply.id,
@@ -47,6 +50,7 @@ REPLY_COLUMNS = (
     Reply.replied_at,
     Reply.source,
     Reply.ingested_at,
+    Reply.extra,
 )
 
 

@@ -273,6 +273,35 @@ PATHS: dict[str, Any] = {
             "#/components/schemas/BalanceRead",
         )
     },
+    "/api/v1/opt-outs": {
+        "get": _list_operation(
+            "The phones opted out now, keyset-paginated by the change that opted them out "
+            "(`since`/`until` on when they opted out).",
+            [APP_KEY, SINCE, UNTIL],
+            "#/components/schemas/OptOutListItem",
+        )
+    },
+    "/api/v1/opt-outs/{phone}": {
+        "get": {
+            "summary": "May this phone be texted for this app? Its opt-out state (a phone never "
+            "opted out: `opted_out` false, the rest null). One primary-key read.",
+            "security": [{"bearer": []}],
+            "parameters": [
+                {
+                    "name": "phone",
+                    "in": "path",
+                    "required": True,
+                    "description": "The phone as replies carry it.",
+                    "schema": text_schema(32),
+                },
+                {**APP_KEY, "required": True, "description": "The app (opt-outs are per app)."},
+            ],
+            "responses": {
+                "200": json_body("The phone's state.", "#/components/schemas/OptOut"),
+                **API_ERRORS,
+            },
+        }
+    },
     "/api/v1/stats/delivery": {
         "get": {
             "summary": "Delivery totals per local hour or day of a time zone (BUSINESS_TIMEZONE "

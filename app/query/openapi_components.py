@@ -13,6 +13,10 @@ from app.query.params import (
     TEXT_VALUE,
 )
 from app.store.models import SyncMode
+from app.store.opt_outs import MANUAL
+
+# How an opt-out came: with a reply (its source), or by hand.
+OPT_OUT_SOURCES = (*SOURCES, MANUAL)
 
 UTC_TIME = {"type": "string", "format": "date-time", "description": "ISO 8601, UTC, with Z"}
 JSON = "application/json"
@@ -116,6 +120,10 @@ SCHEMAS: dict[str, Any] = {
             "received_at": UTC_TIME,
             "source": {"type": "string", "enum": list(SOURCES)},
             "ingested_at": UTC_TIME,
+            "extra": {
+                "type": ["object", "null"],
+                "description": "Fields upstream sent that are not modelled, or null.",
+            },
         },
     },
     "Reply": {
@@ -128,6 +136,43 @@ SCHEMAS: dict[str, Any] = {
             "replied_at": UTC_TIME,
             "source": {"type": "string", "enum": list(SOURCES)},
             "ingested_at": UTC_TIME,
+            "extra": {
+                "type": ["object", "null"],
+                "description": "Fields upstream sent that are not modelled, or null.",
+            },
+        },
+    },
+    "OptOut": {
+        "type": "object",
+        "required": ["app_key", "phone", "opted_out", "since", "keyword", "source"],
+        "properties": {
+            "app_key": {"type": "string"},
+            "phone": {"type": "string"},
+            "opted_out": {"type": "boolean", "description": "true: do not text this phone"},
+            "since": {
+                **UTC_TIME,
+                "type": ["string", "null"],
+                "description": "The time of the change that decided the state (a reply's "
+                "replied_at, or when it was changed by hand); null: never opted out or in.",
+            },
+            "keyword": {
+                "type": ["string", "null"],
+                "description": "The keyword the deciding reply was (as configured); null by hand.",
+            },
+            "source": {"type": ["string", "null"], "enum": [*OPT_OUT_SOURCES, None]},
+        },
+    },
+    "OptOutListItem": {
+        "type": "object",
+        "properties": {
+            "app_key": {"type": "string"},
+            "phone": {"type": "string"},
+            "opted_out": {"type": "boolean", "const": True},
+            "since": UTC_TIME,
+            "keyword": {"type": ["string", "null"]},
+            "source": {"type": "string", "enum": list(OPT_OUT_SOURCES)},
+            "changed_by": {"type": ["string", "null"], "description": "who, by hand"},
+            "reason": {"type": ["string", "null"], "description": "why, by hand"},
         },
     },
     "DeliveryBucket": {

@@ -72,6 +72,19 @@ class ReplyFilter:
 
 
 @dataclass(frozen=True, slots=True)
+class OptOutFilter:
+    """What `/opt-outs` narrows to (`since`/`until` on when the phone opted out); None: any."""
+
+    app_key: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def fingerprint(self) -> str:
+        """A short digest binding a cursor to these filters."""
+        return _fingerprint("opt-outs", _values(self))
+
+
+@dataclass(frozen=True, slots=True)
 class PageRequest:
     """Where a page starts (after which id), how long it is, and the answer's format."""
 
@@ -96,6 +109,7 @@ _REPORT_PARAMS = frozenset(
     {"app_key", "msg_id", "phone", "status", "delivered", "source", "since", "until"}
 )
 _REPLY_PARAMS = frozenset({"app_key", "phone", "since", "until"})
+_OPT_OUT_PARAMS = frozenset({"app_key", "since", "until"})
 _STATS_PARAMS = frozenset({"app_key", "since", "until", "bucket", "tz"})
 
 
@@ -131,6 +145,27 @@ def parse_reply_query(
         until=until,
     )
     return reply_filter, _page(args, reply_filter.fingerprint(), cursor_key, wants_csv)
+
+
+def parse_opt_out_query(
+    args: Args, cursor_key: str, wants_csv: bool = False
+) -> tuple[OptOutFilter, PageRequest]:
+    """The filters and page of a `/opt-outs` request."""
+    _reject_unknown(args, _OPT_OUT_PARAMS | _PAGE_PARAMS)
+    since, until = _time_range(args)
+    opt_out_filter = OptOutFilter(app_key=_text(args, "app_key", 64), since=since, until=until)
+    return opt_out_filter, _page(args, opt_out_filter.fingerprint(), cursor_key, wants_csv)
+
+
+def parse_opt_out_lookup(phone: str, args: Args) -> tuple[str, str]:
+    """The app and phone of a `/opt-outs/{phone}` request; `app_key` is required."""
+    _reject_unknown(args, frozenset({"app_key"}))
+    app_key = _text(args, "app_key", 64)
+    if app_key is None:
+        raise InvalidParameter("app_key", "required: the app the phone may have opted out of")
+    if not phone or len(phone) > 32 or not TEXT_VALUE.fullmatch(phone):
+        raise InvalidParameter("phone", "expected 1 to 32 characters, no control ones")
+    return app_key, phone
 
 
 def parse_stats_query(args: Args, default_zone: ZoneInfo) -> StatsQuery:
@@ -258,7 +293,7 @@ def _time_range(args: Args, zone: tzinfo = UTC) -> tuple[datetime | None, dateti
     return since, until
 
 
-def _values(filters: ReportFilter | ReplyFilter) -> tuple[object, ...]:
+def _values(filters: ReportFilter | ReplyFilter | OptOutFilter) -> tuple[object, ...]:
     """The filter's values, shallowly (dataclasses.astuple deep-copies: slow per request)."""
     return tuple(getattr(filters, field.name) for field in fields(filters))
 

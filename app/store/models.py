@@ -52,7 +52,8 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-# What a page of reports reads, so a failures page is an index-only scan on PostgreSQL.
+# What a page of reports reads but `extra` (unbounded text: an index row holds at most ~2.7 kB),
+# so a failures page is an index-only scan on PostgreSQL but for the heap reads of `extra`.
 FAILURE_INCLUDE = ["id", "msg_id", "phone", "status", "delivered", "source", "ingested_at"]
 
 
@@ -180,6 +181,8 @@ class DeliveryReport(Base):
     source: Mapped[str] = mapped_column(String(16))
     ingested_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     raw_event_id: Mapped[int | None] = mapped_column(BigInteger)
+    # Unknown upstream fields, as JSON (migration 0011): those of the report kept in the row.
+    extra: Mapped[str | None] = mapped_column(Text)
 
 
 class Reply(Base):
@@ -249,6 +252,44 @@ class AppBalance(Base):
     app_market: Mapped[int | None] = mapped_column(BigInteger)
     error_code: Mapped[int | None] = mapped_column(Integer)
     error_message: Mapped[str | None] = mapped_column(Text)
+
+
+class OptOutChange(Base):
+    """One opt-out or opt-in: by a keyword reply (`reply_id`) or by hand (`changed_by`, `reason`).
+    Never updated or deleted: the history `opt_outs` is derived from (migration 0011)."""
+
+    __tablename__ = "opt_out_changes"
+    __table_args__ = (
+        UniqueConstraint("reply_id"),  # one change per reply, however often it arrives
+        Index("ix_opt_out_changes_app_key_phone_id", "app_key", "phone", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    app_key: Mapped[str] = mapped_column(String(64))
+    phone: Mapped[str] = mapped_column(String(32))
+    opted_out: Mapped[bool] = mapped_column(Boolean)  # False: opted back in
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime)  # the reply's replied_at, or now
+    keyword: Mapped[str | None] = mapped_column(String(32))  # as configured; None by hand
+    source: Mapped[str] = mapped_column(String(16))  # the reply's (a Source), or "manual"
+    reply_id: Mapped[int | None] = mapped_column(BigInteger)
+    changed_by: Mapped[str | None] = mapped_column(String(64))  # who, by hand
+    reason: Mapped[str | None] = mapped_column(Text)  # why, by hand
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class OptOut(Base):
+    """Per app and phone, the state its newest change decided (by `changed_at`; at the same
+    time an opt-out beats an opt-in, then the later change). Written only with its change."""
+
+    __tablename__ = "opt_outs"
+
+    app_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    phone: Mapped[str] = mapped_column(String(32), primary_key=True)
+    opted_out: Mapped[bool] = mapped_column(Boolean)
+    since: Mapped[datetime] = mapped_column(UTCDateTime)  # the deciding change's changed_at
+    keyword: Mapped[str | None] = mapped_column(String(32))
+    source: Mapped[str] = mapped_column(String(16))
+    change_id: Mapped[int] = mapped_column(BigInteger)  # the deciding opt_out_changes row
 
 
 class SyncState(Base):

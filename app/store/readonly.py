@@ -7,7 +7,7 @@ from sqlalchemy import Connection, text
 # What BI reads: the records, the raw events they came in (quarantine included), the views.
 # Not the sync machinery (sync_state, pull_leases, pull_call_counts, refused_callbacks,
 # clock_heartbeats, alembic_version): the API's /api/v1/sync and /metrics serve that.
-# `business_timezone` says which zone the views' days are in.
+# `business_timezone` says which zone the views' days are in; the opt-out list is a record.
 READABLE_TABLES = (
     "delivery_reports",
     "replies",
@@ -15,6 +15,8 @@ READABLE_TABLES = (
     "app_balances",
     "raw_events",
     "business_timezone",
+    "opt_outs",
+    "opt_out_changes",
 )
 READABLE_VIEWS = (
     "daily_delivery_rate",
@@ -23,6 +25,7 @@ READABLE_VIEWS = (
     "daily_delivery_rate_utc",
     "failures_by_status_utc",
     "daily_replies_utc",
+    "current_opt_outs",
 )
 
 

@@ -19,6 +19,7 @@ from sqlalchemy import Connection, Table, TextClause, bindparam
 from sqlalchemy import text as sql_text
 
 from app.jsms.records import ParsedBatch, ReplyMessage, Report, Review, encode_extra
+from app.store import opt_outs
 from app.store.models import CallbackSignature, DeliveryReport, Reply, ReviewResult
 
 # Rows per INSERT statement: well under SQLite's 32,766 bound parameters.
@@ -77,13 +78,17 @@ _RANKS_HIGHER = (
     "(excluded.received_at, excluded.delivered, excluded.status) > "
     "(delivery_reports.received_at, delivery_reports.delivered, delivery_reports.status)"
 )
+# What a report that ranks higher brings into the row.
+_REPORT_VALUES = (
+    "status", "delivered", "received_at", "source", "ingested_at", "raw_event_id", "extra"
+)  # fmt: skip
 REPORTS = _conflict_insert(
     DeliveryReport,
     ("app_key", "msg_id", "phone"),
     "DO UPDATE SET "
     + ", ".join(
         f"{c} = CASE WHEN {_RANKS_HIGHER} THEN excluded.{c} ELSE delivery_reports.{c} END"
-        for c in ("status", "delivered", "received_at", "source", "ingested_at", "raw_event_id")
+        for c in _REPORT_VALUES
     )
     + " WHERE NOT (excluded.received_at = delivery_reports.received_at"
     " AND excluded.status = delivery_reports.status)",
@@ -170,6 +175,7 @@ def store_reports(
             status=r.status,
             delivered=r.delivered,
             received_at=r.received_at,
+            extra=encode_extra(r.extra),
         )
         for i, r in latest.values()
     ]
@@ -186,7 +192,8 @@ def store_reports(
 def store_replies(
     connection: Connection, owners: Sequence[Owner], owned: Sequence[tuple[int, ReplyMessage]]
 ) -> list[int]:
-    """Insert replies not seen before. Counts, per owner, the rows inserted."""
+    """Insert replies not seen before, and follow those that are opt-out or opt-in keywords
+    (`opt_outs.py`) in the same transaction. Counts, per owner, the rows inserted."""
     keyed = [
         (i, (r.phone, r.replied_at.isoformat(), r.content), {
             "phone": r.phone, "content": r.content, "replied_at": r.replied_at,
@@ -194,7 +201,16 @@ def store_replies(
         })
         for i, r in owned
     ]  # fmt: skip
-    return _insert_new(connection, REPLIES, owners, keyed)
+    stored = _insert_new(connection, REPLIES, owners, keyed)
+    keyword_replies = [
+        opt_outs.KeywordReply(
+            owners[i].app_key, owners[i].source, _dedup_key(owners[i].app_key, *parts), r, choice
+        )
+        for (i, parts, _), (_, r) in zip(keyed, owned, strict=True)
+        if (choice := opt_outs.keyword_choice(r.content)) is not None
+    ]
+    opt_outs.follow_replies(connection, keyword_replies)
+    return stored
 
 
 def store_reviews(

@@ -7,7 +7,7 @@ its consumption. `review_results` gets the two indexes its keyset walks use (per
 by arrival time for `since`/`until` and the status page's last 7 days).
 
 Revision ID: 0012
-Revises: 0010
+Revises: 0011
 Create Date: 2026-12-05
 """
 
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0012"
-down_revision = "0010"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
