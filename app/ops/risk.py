@@ -28,12 +28,14 @@ RED_UNDER = timedelta(days=1)
 AT_RISK_MODES = ("pull", "paused")  # callback-mode records are not kept upstream for pulling
 
 PULL_FIX = (
-    "check that the clock runs (heroku ps:scale clock=1) and the app's last error; "
-    "then run: flask --app wsgi jsms sync --app-key {app_key}"
+    "check that the clock runs (heroku ps:scale clock=1) and the app's last error; once its "
+    "cause is fixed, run: flask --app wsgi jsms resume {app_key} (ends a backoff), or "
+    "flask --app wsgi jsms sync --app-key {app_key} to pull at once without the clock"
 )
+# A paused app is retried hourly only: `jsms sync` says "not due" until then, resume does not.
 PAUSED_FIX = (
-    "fix the cause in the last error (app key and master secret in JSMS_APPS, the account "
-    "and SMS service in the JSMS console), then run: flask --app wsgi jsms sync --app-key {app_key}"
+    "fix the cause in the last error (its fix is on the status page and in jsms doctor), "
+    "then run: flask --app wsgi jsms resume {app_key}"
 )
 REFUSAL_FIXES = {
     "bad_signature": (

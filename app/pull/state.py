@@ -16,7 +16,6 @@ from sqlalchemy.orm import Session
 
 from app.config import Settings
 from app.jsms.client import JsmsApiError, UpstreamUnavailable
-from app.jsms.codes import ERROR_TEXT
 from app.jsms.records import Record, ReplyMessage, Report
 from app.store.db import insert_on_conflict
 from app.store.ingest import IngestResult
@@ -220,8 +219,7 @@ def backoff_seconds(failures: int, policy: SyncPolicy) -> float:
 
 
 def _message(error: JsmsApiError | UpstreamUnavailable) -> str:
+    # The upstream's own words; the code's meaning and fix are looked up when shown (codes.py).
     if isinstance(error, JsmsApiError):
-        known = ERROR_TEXT.get(error.code)
-        suffix = f" ({known})" if known and known.lower() != error.message.lower() else ""
-        return f"{error.message}{suffix} [HTTP {error.http_status}]"
+        return f"{error.message} [HTTP {error.http_status}]"
     return error.message

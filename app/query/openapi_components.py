@@ -157,7 +157,16 @@ SCHEMAS: dict[str, Any] = {
             "last_success_at": {**UTC_TIME, "type": ["string", "null"]},
             "last_error_code": {"type": ["integer", "null"]},
             "last_error_message": {"type": ["string", "null"]},
-            "last_error_text": {"type": ["string", "null"]},
+            "last_error_text": {
+                "type": ["string", "null"],
+                "description": "what last_error_code means (null: no error, or a code the "
+                "service does not know)",
+            },
+            "last_error_fix": {
+                "type": ["string", "null"],
+                "description": "what to do about last_error_code (often: fix the cause, then "
+                "`jsms resume APP_KEY`)",
+            },
             "next_attempt_at": {**UTC_TIME, "type": ["string", "null"]},
             "consecutive_failures": {"type": "integer"},
             "records_pulled": {"type": "integer"},

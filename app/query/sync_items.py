@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.jsms.codes import ERROR_TEXT
+from app.jsms.codes import explain
 from app.jsms.pulled import KINDS
 from app.query.items import iso_utc
 from app.store.models import SyncMode, SyncState, utcnow
@@ -48,7 +48,7 @@ def _state_item(state: SyncState, configured: bool) -> dict[str, Any]:
         "last_success_at": iso_utc(state.last_success_at),
         "last_error_code": code,
         "last_error_message": state.last_error_message,
-        "last_error_text": None if code is None else ERROR_TEXT.get(code),
+        **_explained(code, state.app_key),
         "next_attempt_at": iso_utc(state.next_attempt_at),
         "consecutive_failures": state.consecutive_failures,
         "records_pulled": state.records_pulled,
@@ -67,10 +67,20 @@ def _never_attempted(app_key: str, kind: str) -> dict[str, Any]:
         "last_error_code": None,
         "last_error_message": None,
         "last_error_text": None,
+        "last_error_fix": None,
         "next_attempt_at": None,
         "consecutive_failures": 0,
         "records_pulled": 0,
         "newest_record_at": None,
         "newest_record_age_seconds": None,
         "last_success_age_seconds": None,
+    }
+
+
+def _explained(code: int | None, app_key: str) -> dict[str, str | None]:
+    """The last error code's meaning and fix (None for both when there is none, or unknown)."""
+    known = explain(code, app_key)
+    return {
+        "last_error_text": known.meaning if known else None,
+        "last_error_fix": known.fix if known else None,
     }
