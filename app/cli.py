@@ -17,6 +17,7 @@ from app.ops.doctor import FAIL, examine, render
 from app.pull import spool
 from app.pull.clock import CLOCK_POOL_TIMEOUT_SECONDS, run_clock, stop_on_signals
 from app.pull.puller import BatchNotStored, Puller, StoreUnavailable
+from app.pull.resume import resume
 from app.pull.state import PassOutcome, PassResult, SyncPolicy
 from app.store.db import Database, get_database, schema_version, upgrade_to_head
 from app.store.ingest import reprocess
@@ -113,6 +114,24 @@ def sync(app_key: str | None, kind: str | None) -> None:
                     raise click.ClickException(f"{key}: the store is not usable: {exc}") from exc
                 for result in results:
                     click.echo(describe(result))
+
+
+@jsms.command("resume")
+@click.argument("app_key")
+@click.option(
+    "--kind", type=click.Choice([k.value for k in KINDS]), help="Only reports or only replies."
+)
+def resume_app(app_key: str, kind: str | None) -> None:
+    """Clear a pause or backoff (or callback mode) so the next pass pulls APP_KEY now; the
+    running clock starts it within a second. Run it after fixing what paused the app."""
+    settings = get_settings()
+    if app_key not in settings.jsms_apps:
+        raise click.BadParameter(f"{app_key!r} is not in JSMS_APPS", param_hint="APP_KEY")
+    database = _reachable_database()
+    kinds = [Kind(kind)] if kind else list(KINDS)
+    with database.session() as session, session.begin():
+        for line in resume(session, app_key, kinds, utcnow()):
+            click.echo(line.describe())
 
 
 @jsms.command("clock")

@@ -96,8 +96,11 @@ def test_status_page_shows_modes_callbacks_chart_and_quarantine(
     assert page.status_code == 200 and page.mimetype == "text/html"
     html = page.get_data(as_text=True)
     assert "mode-callback" in html and "mode-paused" in html and "mode-pull" in html
-    assert "pull not allowed: callbacks are on" in html  # 50202 explained
-    assert "developer account frozen" in html  # 50301 explained
+    assert "callback mode: JSMS posts this app&#39;s receipts" in html  # 50202 explained
+    assert "developer account frozen" in html  # 50301 explained, with its fix
+    assert "fix: contact JSMS support; once the account is unfrozen, run: jsms resume app-two" in (
+        html
+    )
     assert "3 min ago" in html
     assert "<td>SMS_REPORT</td><td>1</td><td>6</td>" in html
     assert 'data-rate="0.7500"' in html and 'data-rate="0.5000"' in html

@@ -22,7 +22,7 @@ from app.store.ingest import IngestResult
 from app.store.models import PullCallCount, SyncMode, SyncState
 
 # Answers that mean "a person must change something": stop pulling, look again rarely.
-PAUSING_CODES = frozenset({50001, 50002, 50008, 50016, 50018, 50301})
+PAUSING_CODES = frozenset({50001, 50002, 50008, 50016, 50017, 50018, 50035, 50036, 50301})
 PULL_OUT_OF_FREQUENCY = 50201
 PULL_NOT_ALLOWED = 50202
 
