@@ -22,6 +22,7 @@ from app.pull.state import PassOutcome, PassResult, SyncPolicy
 from app.store.db import Database, get_database, schema_version, upgrade_to_head
 from app.store.ingest import reprocess
 from app.store.models import RawEvent, SyncMode, utcnow
+from app.store.reachable import database_problem
 from app.store.readonly import READABLE_TABLES, READABLE_VIEWS, GrantRefused, grant_readonly
 from app.store.retention import purge, retention_policy
 
@@ -129,9 +130,14 @@ def resume_app(app_key: str, kind: str | None) -> None:
         raise click.BadParameter(f"{app_key!r} is not in JSMS_APPS", param_hint="APP_KEY")
     database = _reachable_database()
     kinds = [Kind(kind)] if kind else list(KINDS)
-    with database.session() as session, session.begin():
-        for line in resume(session, app_key, kinds, utcnow()):
-            click.echo(line.describe())
+    try:
+        with database.session() as session, session.begin():
+            done = resume(session, app_key, kinds, utcnow())
+    except SQLAlchemyError as exc:
+        reason = database_problem(exc, database.url)
+        raise click.ClickException(f"the store is not usable: {reason}") from None
+    for line in done:
+        click.echo(line.describe())
 
 
 @jsms.command("clock")
@@ -227,7 +233,8 @@ def _reachable_database() -> Database:
     try:
         database.ping()
     except SQLAlchemyError as exc:
-        raise click.ClickException(f"the database is unreachable: {type(exc).__name__}") from exc
+        reason = database_problem(exc, database.url)
+        raise click.ClickException(f"the database is unreachable: {reason}") from None
     return database
 
 

@@ -21,6 +21,7 @@ from app.pull.state import SyncPolicy
 from app.store.business_time import recorded_business_timezone
 from app.store.db import Database, schema_version
 from app.store.models import SyncState, utcnow
+from app.store.reachable import database_problem
 
 # Values .env.example ships with: a copied file that still holds them was never filled in.
 PLACEHOLDER_PREFIX = "your-"
@@ -172,7 +173,7 @@ def _database(database: Database) -> list[Finding]:
             Finding(
                 "database",
                 FAIL,
-                f"unreachable ({type(exc).__name__})",
+                f"unreachable: {database_problem(exc, database.url)}",
                 "check DATABASE_URL and that the server is up",
             )
         ]
