@@ -11,6 +11,8 @@ call, each record handed out once. Per-app modes make it answer like JSMS in oth
 | `frozen`        | 403 50301                                                     |
 | `not_activated` | 403 50008                                                     |
 | `server_error`  | 500 50019                                                     |
+| `illegal_ip`    | 403 50035 (this host is not on the app's IP allow-list)       |
+| `blocked`       | 403 50036 (JSMS blacklisted the app)                          |
 | `bare_500`      | 500 with an HTML body (a proxy error page)                    |
 | `slow`          | sleeps `slow_seconds`, then `[]` (nothing handed out)         |
 | `not_json`      | 200 with a body that is not JSON (nothing handed out)         |
@@ -45,6 +47,8 @@ MODE_ERRORS = {
     "frozen": (403, 50301, "developer account frozen"),
     "not_activated": (403, 50008, "sms service not activated"),
     "server_error": (500, 50019, "server error"),
+    "illegal_ip": (403, 50035, "illegal IP"),
+    "blocked": (403, 50036, "app in black"),
 }
 
 

@@ -38,6 +38,7 @@ from app.pull.state import (
     record_attempt,
     record_batch,
     record_failure,
+    refusal_line,
 )
 from app.store.db import Database
 from app.store.ingest import IngestResult, RawPayload, ingest_or_quarantine
@@ -274,7 +275,7 @@ class Puller:
         answered_at: datetime,
     ) -> str | None:
         """Put the upstream's refusal on record (nothing was handed out); returns the mode."""
-        log.warning("pull app=%s kind=%s failed: %s", app_key, kind, error)
+        log.log(*refusal_line(app_key, kind, error))
         try:
             with session.begin():
                 state = load_state(session, app_key, kind)

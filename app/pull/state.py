@@ -6,6 +6,7 @@ transactions.
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from app.config import Settings
 from app.jsms.client import JsmsApiError, UpstreamUnavailable
+from app.jsms.codes import explain
 from app.jsms.records import Record, ReplyMessage, Report
 from app.store.db import insert_on_conflict
 from app.store.ingest import IngestResult
@@ -59,6 +61,7 @@ class PassOutcome(StrEnum):
 
     DRAINED = "drained"  # pulled until a short batch
     FAILED = "failed"  # the upstream refused or did not answer
+    CALLBACK_MODE = "callback_mode"  # 50202: JSMS posts this app's receipts (a state, no failure)
     NOT_DUE = "not_due"  # waiting for its next attempt (callback mode, paused, backoff)
     BUSY = "busy"  # another puller holds the app's lease
     STOPPED = "stopped"  # SIGTERM: the batch in hand was committed
@@ -93,9 +96,11 @@ class PassResult:
     def snapshot(self, state: SyncState | None) -> PassResult:
         """Copy the state's mode, next attempt and error into the result."""
         if state is not None:
+            if self.outcome == PassOutcome.FAILED and state.last_error_code == PULL_NOT_ALLOWED:
+                self.outcome = PassOutcome.CALLBACK_MODE
             self.mode = state.mode
             self.next_attempt_at = state.next_attempt_at
-            if self.outcome == PassOutcome.FAILED or state.mode != SyncMode.PULL:
+            if self.outcome != PassOutcome.DRAINED or state.mode != SyncMode.PULL:
                 self.error = f"{state.last_error_code or '-'}: {state.last_error_message}"
         return self
 
@@ -192,6 +197,21 @@ def record_failure(
     state.consecutive_failures += 1
     delay = backoff_seconds(state.consecutive_failures, policy)
     state.next_attempt_at = now + timedelta(seconds=delay)
+
+
+def refusal_line(
+    app_key: str, kind: str, error: JsmsApiError | UpstreamUnavailable
+) -> tuple[int, str]:
+    """The log level and line for an upstream refusal: its meaning and fix when the code is
+    known; 50202 is a state (callback mode), logged at INFO, not a failure."""
+    code = error.code if isinstance(error, JsmsApiError) else None
+    known = explain(code, app_key)
+    if code == PULL_NOT_ALLOWED and known is not None:
+        return logging.INFO, f"pull app={app_key} kind={kind}: {known.meaning} ({error})"
+    line = f"pull app={app_key} kind={kind} failed: {error}"
+    if known is not None:
+        line += f": {known.meaning}; fix: {known.fix}"
+    return logging.WARNING, line
 
 
 def count_call(session: Session, state: SyncState, result: str) -> None:
