@@ -61,7 +61,12 @@ def status_page() -> Response:
         "status.html",
         now=now.astimezone(zone),
         timezone=zone.key,
-        sync=[_with_age(item, now) for item in sync_items.sync_items(db, settings.jsms_apps, now)],
+        sync=[
+            _with_age(item, now)
+            for item in sync_items.sync_items(
+                db, settings.jsms_apps, now, settings.jsms_rate_limit_seconds
+            )
+        ],
         callbacks=_callbacks_last_day(db, now),
         chart=delivery_chart(_daily_rates(db, now, zone), now, zone),
         quarantined=_quarantined(db),

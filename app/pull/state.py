@@ -93,6 +93,18 @@ class PassResult:
         self.duplicates += ingested.duplicates
         self.quarantined += ingested.quarantined
 
+    def then(self, turn: PassResult) -> PassResult:
+        """This result followed by a later turn of the same pass: counts added, and the
+        outcome and state as the later turn left them."""
+        self.calls += turn.calls
+        self.items += turn.items
+        self.stored += turn.stored
+        self.duplicates += turn.duplicates
+        self.quarantined += turn.quarantined
+        self.outcome, self.mode = turn.outcome, turn.mode
+        self.next_attempt_at, self.error = turn.next_attempt_at, turn.error
+        return self
+
     def snapshot(self, state: SyncState | None) -> PassResult:
         """Copy the state's mode, next attempt and error into the result."""
         if state is not None:

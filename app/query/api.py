@@ -61,7 +61,11 @@ def delivery_stats() -> Response:
 def sync() -> Response:
     """The sync state of every app and kind."""
     params.reject_any(request.args)
-    return _json({"items": sync_items.sync_items(get_session(), get_settings().jsms_apps)})
+    settings = get_settings()
+    items = sync_items.sync_items(
+        get_session(), settings.jsms_apps, window=settings.jsms_rate_limit_seconds
+    )
+    return _json({"items": items})
 
 
 @bp.get("/openapi.json")

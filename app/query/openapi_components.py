@@ -183,6 +183,17 @@ SCHEMAS: dict[str, Any] = {
                 "type": ["number", "null"],
                 "description": "seconds since last_success_at, as of the request",
             },
+            "catching_up": {
+                "type": "boolean",
+                "description": "draining a backlog: the last call came back full (500), so "
+                "the next is due one window later",
+            },
+            "records_pulled_last_minute": {
+                "type": "integer",
+                "minimum": 0,
+                "description": "records pulled for this app and kind in the minute up to "
+                "the request (from the pulled batches in raw_events)",
+            },
             "last_callback_at": {
                 **UTC_TIME,
                 "type": ["string", "null"],
