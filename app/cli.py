@@ -13,6 +13,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from app.config import EPHEMERAL_STORE_FIX, Settings, get_settings
 from app.jsms.client import JsmsClient
 from app.jsms.pulled import KINDS, Kind
+from app.logs import configure_logging
 from app.ops.doctor import FAIL, examine, render
 from app.pull import spool
 from app.pull.clock import CLOCK_POOL_TIMEOUT_SECONDS, run_clock, stop_on_signals
@@ -26,7 +27,37 @@ from app.store.reachable import database_problem
 from app.store.readonly import READABLE_TABLES, READABLE_VIEWS, GrantRefused, grant_readonly
 from app.store.retention import purge, retention_policy
 
-jsms = AppGroup("jsms", help="jsms-receipts commands.")
+# Commands that are processes (the Procfile's `clock`): they keep LOG_LEVEL. The others answer
+# a person on stdout, with only warnings and errors logged on stderr unless asked (-v).
+PROCESS_COMMANDS = frozenset({"clock"})
+
+
+@click.pass_context
+def _people_logging(ctx: click.Context, verbose: int) -> None:
+    """Before any command: WARNING for the commands people run (their result is on stdout),
+    INFO with -v, DEBUG with -vv; the clock keeps LOG_LEVEL (INFO by default)."""
+    if ctx.invoked_subcommand in PROCESS_COMMANDS and not verbose:
+        return
+    # Build the app now (the console script builds it lazily), so its own logging set-up from
+    # LOG_LEVEL comes first and this level after it.
+    info = ctx.find_object(ScriptInfo)
+    if info is not None:
+        info.load_app()
+    configure_logging(("WARNING", "INFO", "DEBUG")[min(verbose, 2)])
+
+
+jsms = AppGroup(
+    "jsms",
+    help="jsms-receipts commands.",
+    callback=_people_logging,
+    params=[
+        click.Option(
+            ["-v", "--verbose"],
+            count=True,
+            help="Log progress on stderr (INFO; -vv for DEBUG). Default: warnings and errors.",
+        )
+    ],
+)
 
 
 @jsms.command("migrate")

@@ -81,7 +81,9 @@ def test_callback_mode_is_a_state_logged_at_info(
     app = create_app(settings)
     try:
         with caplog.at_level(logging.INFO):
-            synced = app.test_cli_runner().invoke(args=["jsms", "sync", "--app-key", "app-two"])
+            synced = app.test_cli_runner().invoke(
+                args=["jsms", "-v", "sync", "--app-key", "app-two"]
+            )
     finally:
         app.extensions["database"].engine.dispose()
     assert synced.exit_code == 0

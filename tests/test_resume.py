@@ -70,6 +70,10 @@ def test_a_50002_pause_resumed_is_pulled_by_the_running_clock(
         assert fake_jsms.wait_for_calls(calls_before + 1, timeout=30), log_path.read_text()
         clock.send_signal(signal.SIGTERM)
         assert clock.wait(timeout=60) == 0, log_path.read_text()
+    # The clock is a process, not a person's command: it keeps logging at INFO.
+    assert '"level":"INFO","logger":"app.pull.clock","message":"clock started' in (
+        log_path.read_text()
+    )
     assert [c.handed_out for c in fake_jsms.calls_with(None, APP)] == [3]
     with store.session() as session:
         report = session.get(SyncState, (APP, "report"))
