@@ -299,8 +299,9 @@ def _handler_for(fake: FakeJsms) -> type[BaseHTTPRequestHandler]:
 
 
 def synthetic_reports(count: int, prefix: str = "m") -> list[dict[str, Any]]:
-    """Delivery reports with unique msgIds, mostly delivered, receive times in epoch ms."""
-    base = int(time.time() * 1000) - 3_600_000
+    """Delivery reports with unique msgIds, mostly delivered, receive times in epoch ms: one
+    millisecond apart, the last one now (the moment they are queued, as a carrier would)."""
+    base = int(time.time() * 1000) - count
     statuses = [4001] * 8 + [4002, 4004]
     return [
         {
@@ -314,8 +315,8 @@ def synthetic_reports(count: int, prefix: str = "m") -> list[dict[str, Any]]:
 
 
 def synthetic_replies(count: int) -> list[dict[str, Any]]:
-    """Uplink replies with distinct contents."""
-    base = int(time.time() * 1000) - 3_600_000
+    """Uplink replies with distinct contents, replied one millisecond apart up to now."""
+    base = int(time.time() * 1000) - count
     return [
         {"phone": f"1390013{i % 10000:04d}", "replyTime": base + i, "content": f"reply {i}"}
         for i in range(count)

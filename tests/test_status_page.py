@@ -106,6 +106,9 @@ def test_status_page_shows_modes_callbacks_chart_and_quarantine(
     assert 'data-rate="0.7500"' in html and 'data-rate="0.5000"' in html
     assert "unknown type &#39;SMS_MYSTERY&#39;" in html
     assert "13800138000" not in html  # no phone number on the page
+    # Every time in the tables is in the business zone (or relative): no UTC clock time mixed in.
+    at_risk = html[html.index('id="at-risk"') : html.index("</table>", html.index('id="at-risk"'))]
+    assert "last successful pull 3 min ago" in at_risk and "UTC" not in at_risk
 
 
 def test_the_status_page_shows_only_the_start_of_a_huge_quarantine_reason(

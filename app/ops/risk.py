@@ -82,8 +82,10 @@ def pull_risk(
         return Risk(app_key, kind, "pull", None, None, True, detail, fix)
     deadline = last_success_at + PULL_RETENTION
     left = deadline - now
+    # Times in the detail are relative: the status page shows absolute ones in the business
+    # zone beside it, and a UTC clock time in the same row would read as another zone's.
     detail = (
-        f"{mode} mode, last successful pull {last_success_at:%Y-%m-%d %H:%M} UTC: JSMS's 3-day "
+        f"{mode} mode, last successful pull {human(now - last_success_at)} ago: JSMS's 3-day "
         f"retention drops records not yet pulled {_from_now(left)}"
     )
     return Risk(app_key, kind, "pull", deadline, left, left < RED_UNDER, detail, fix)
@@ -95,8 +97,8 @@ def refusal_risk(refusals: Refusals, now: datetime) -> Risk:
     left = deadline - now
     where = refusals.app_key or "(shared URL: app unknown)"
     detail = (
-        f"{refusals.refusals} callback(s) refused ({refusals.reason}) since "
-        f"{refusals.oldest_at:%Y-%m-%d %H:%M} UTC: JSMS's last retry of the oldest is "
+        f"{refusals.refusals} callback(s) refused ({refusals.reason}), the first "
+        f"{human(now - refusals.oldest_at)} ago: JSMS's last retry of the oldest is "
         f"{_from_now(left)}"
     )
     fix = REFUSAL_FIXES.get(refusals.reason, "see the callback logs for the refusal's cause")
