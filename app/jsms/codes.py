@@ -89,8 +89,6 @@ ERROR_CODES: dict[int, ErrorCode] = {
         "contact JSMS support; once the account is unfrozen, run: jsms resume APP_KEY",
     ),
 }
-# The short meanings, as the API's `last_error_text` shows them.
-ERROR_TEXT: dict[int, str] = {code: known.meaning for code, known in ERROR_CODES.items()}
 
 
 def explain(code: int | None, app_key: str = "APP_KEY") -> ErrorCode | None:
