@@ -15,22 +15,54 @@ from sqlalchemy.exc import SQLAlchemyError
 from app.config import EPHEMERAL_STORE_FIX, Settings, get_settings
 from app.jsms.client import JsmsClient
 from app.jsms.pulled import KINDS, Kind
-from app.logs import mask_phone
+from app.logs import configure_logging, mask_phone
 from app.ops.doctor import FAIL, examine, render
 from app.pull import spool
 from app.pull.clock import CLOCK_POOL_TIMEOUT_SECONDS, run_clock, stop_on_signals
 from app.pull.puller import BatchNotStored, Puller, StoreUnavailable
+from app.pull.resume import resume
 from app.pull.state import SyncPolicy
 from app.store.db import Database
 from app.store.ingest import reprocess
 from app.store.models import RawEvent, utcnow
 from app.store.opt_outs import MANUAL, change_by_hand, follow_stored_replies
+from app.store.reachable import database_problem
 from app.store.readonly import READABLE_TABLES, READABLE_VIEWS, GrantRefused, grant_readonly
 from app.store.retention import purge, retention_policy
 from app.store.schema import schema_version, upgrade_to_head
 from app.web_db import get_database
 
-jsms = AppGroup("jsms", help="jsms-receipts commands.")
+# Commands that are processes (the Procfile's `clock`): they keep LOG_LEVEL. The others answer
+# a person on stdout, with only warnings and errors logged on stderr unless asked (-v).
+PROCESS_COMMANDS = frozenset({"clock"})
+
+
+@click.pass_context
+def _people_logging(ctx: click.Context, verbose: int) -> None:
+    """Before any command: WARNING for the commands people run (their result is on stdout),
+    INFO with -v, DEBUG with -vv; the clock keeps LOG_LEVEL (INFO by default)."""
+    if ctx.invoked_subcommand in PROCESS_COMMANDS and not verbose:
+        return
+    # Build the app now (the console script builds it lazily), so its own logging set-up from
+    # LOG_LEVEL comes first and this level after it.
+    info = ctx.find_object(ScriptInfo)
+    if info is not None:
+        info.load_app()
+    configure_logging(("WARNING", "INFO", "DEBUG")[min(verbose, 2)])
+
+
+jsms = AppGroup(
+    "jsms",
+    help="jsms-receipts commands.",
+    callback=_people_logging,
+    params=[
+        click.Option(
+            ["-v", "--verbose"],
+            count=True,
+            help="Log progress on stderr (INFO; -vv for DEBUG). Default: warnings and errors.",
+        )
+    ],
+)
 
 
 @jsms.command("migrate")
@@ -135,6 +167,29 @@ def sync(app_key: str | None, kind: str | None) -> None:
                     raise click.ClickException(f"{key}: the store is not usable: {exc}") from exc
                 for result in results:
                     click.echo(result.describe(detailed=True))
+
+
+@jsms.command("resume")
+@click.argument("app_key")
+@click.option(
+    "--kind", type=click.Choice([k.value for k in KINDS]), help="Only reports or only replies."
+)
+def resume_app(app_key: str, kind: str | None) -> None:
+    """Clear a pause or backoff (or callback mode) so the next pass pulls APP_KEY now; the
+    running clock starts it within a second. Run it after fixing what paused the app."""
+    settings = get_settings()
+    if app_key not in settings.jsms_apps:
+        raise click.BadParameter(f"{app_key!r} is not in JSMS_APPS", param_hint="APP_KEY")
+    database = _reachable_database()
+    kinds = [Kind(kind)] if kind else list(KINDS)
+    try:
+        with database.session() as session, session.begin():
+            done = resume(session, app_key, kinds, utcnow())
+    except SQLAlchemyError as exc:
+        reason = database_problem(exc, database.url)
+        raise click.ClickException(f"the store is not usable: {reason}") from None
+    for line in done:
+        click.echo(line.describe())
 
 
 @jsms.command("clock")
@@ -270,7 +325,8 @@ def _reachable_database() -> Database:
     try:
         database.ping()
     except SQLAlchemyError as exc:
-        raise click.ClickException(f"the database is unreachable: {type(exc).__name__}") from exc
+        reason = database_problem(exc, database.url)
+        raise click.ClickException(f"the database is unreachable: {reason}") from None
     return database
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from typing import Annotated
 from zoneinfo import ZoneInfo
@@ -11,6 +12,8 @@ from zoneinfo import ZoneInfo
 from flask import current_app
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from app.jsms.keywords import DEFAULT_OPT_IN, DEFAULT_OPT_OUT, Keywords
 from app.timezones import zone_named
@@ -28,6 +31,36 @@ EPHEMERAL_STORE_FIX = (
 )
 # Where JSMS, its carriers and their customers count their days.
 DEFAULT_BUSINESS_TIMEZONE = "Asia/Shanghai"
+
+
+# What may not appear in an app key or master secret: another separator than `,` between apps
+# (`a:s1;b:s2` would otherwise be one app whose secret is `s1;b:s2`).
+APP_SEPARATORS = re.compile(r"[;|:\s]")
+# The databases the service supports, and the drivers it ships (pyproject.toml).
+SUPPORTED_DATABASES = {
+    "postgresql": ("psycopg",),
+    "postgres": ("psycopg",),
+    "sqlite": ("pysqlite",),
+}
+DATABASE_URL_FORMS = "postgres://user:password@host:5432/name or sqlite:////absolute/path.sqlite3"
+
+
+def database_url_problem(value: str) -> None:
+    """Raise ValueError saying what is wrong with a DATABASE_URL (without its text)."""
+    try:
+        url = make_url(value)
+    except ArgumentError:
+        raise ValueError(f"not a database URL; expected {DATABASE_URL_FORMS}") from None
+    backend, _, driver = url.drivername.partition("+")
+    if backend not in SUPPORTED_DATABASES:
+        raise ValueError(
+            f"{backend!r} is not supported: use PostgreSQL or SQLite ({DATABASE_URL_FORMS})"
+        )
+    if driver and driver not in SUPPORTED_DATABASES[backend]:
+        raise ValueError(
+            f"driver {driver!r} is not installed: leave it out ({backend}://…) "
+            f"or use {backend}+{SUPPORTED_DATABASES[backend][0]}://…"
+        )
 
 
 class Settings(BaseSettings):
@@ -83,18 +116,33 @@ class Settings(BaseSettings):
     @field_validator("jsms_apps", mode="before")
     @classmethod
     def _parse_apps(cls, value: object) -> object:
-        """`appKey:masterSecret[,appKey:masterSecret…]` into {appKey: masterSecret}."""
+        """`appKey:masterSecret[,appKey:masterSecret…]` into {appKey: masterSecret}; apps are
+        separated by `,` only, and each app key appears once (messages never show a secret)."""
         if not isinstance(value, str):
             return value
         apps: dict[str, str] = {}
         for pair in filter(None, (p.strip() for p in value.split(","))):
-            key, sep, secret = pair.partition(":")
-            if not sep or not key.strip() or not secret.strip():
+            key, sep, secret = (part.strip() for part in pair.partition(":"))
+            if not sep or not key or not secret:
+                raise ValueError(f"JSMS_APPS entry {key!r} is not appKey:masterSecret")
+            stray = APP_SEPARATORS.search(f"{key}:{secret}".replace(":", "", 1))
+            if stray:
                 raise ValueError(
-                    f"JSMS_APPS entry {pair.split(':')[0]!r} is not appKey:masterSecret"
+                    f"JSMS_APPS entry {key!r} holds {stray.group()!r}: separate apps with ',' "
+                    "only (appKey:masterSecret,appKey:masterSecret)"
                 )
-            apps[key.strip()] = secret.strip()
+            if key in apps:
+                raise ValueError(f"JSMS_APPS names app key {key!r} more than once")
+            apps[key] = secret
         return apps
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str | None) -> str | None:
+        """A PostgreSQL or SQLite URL SQLAlchemy can parse (never echoed: it holds a password)."""
+        if value is not None:
+            database_url_problem(value)
+        return value
 
     @field_validator("callback_allowed_networks", "trusted_proxies", mode="before")
     @classmethod

@@ -12,7 +12,9 @@ from typing import Any
 import orjson
 
 # A run of 7 to 15 digits (optionally +country) is treated as a phone number in free text,
-_PHONE = re.compile(r"(?<![\d.])(\+?\d{3})\d{0,8}(\d{4})(?![\d.])")
+# unless it is part of a word: digits joined to ASCII letters are an identifier (a holder id's
+# hex, a spool file's `20261205T081703…` name), never a phone as people write one.
+_PHONE = re.compile(r"(?<![\d.A-Za-z])(\+?\d{3})\d{0,8}(\d{4})(?![\d.A-Za-z])")
 # and so are digits grouped 3-4-4 or 3-3-4 by dashes or spaces (`138-1234-5678`).
 _GROUPED_PHONE = re.compile(r"(?<![\d.])(\+?\d{1,3}[- ])?(\d{3})[- ]\d{3,4}[- ](\d{4})(?![\d.-])")
 # Fields that hold phone numbers outright.

@@ -3,6 +3,7 @@ and a real PostgreSQL database."""
 
 from __future__ import annotations
 
+import logging
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +27,16 @@ from tests.support import (
     postgres_unavailable_reason,
     throwaway_postgres,
 )
+
+
+@pytest.fixture(autouse=True)
+def _restore_log_levels() -> Iterator[None]:
+    """A `jsms` command lowers the root logger to WARNING for its person (app/cli.py): put the
+    level back, so the next test's INFO lines are not lost."""
+    root = logging.getLogger()
+    level = root.level
+    yield
+    root.setLevel(level)
 
 
 @pytest.fixture(scope="session")

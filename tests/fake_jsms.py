@@ -13,6 +13,8 @@ modes make the pulls answer like JSMS in other states:
 | `frozen`        | 403 50301                                                     |
 | `not_activated` | 403 50008                                                     |
 | `server_error`  | 500 50019                                                     |
+| `illegal_ip`    | 403 50035 (this host is not on the app's IP allow-list)       |
+| `blocked`       | 403 50036 (JSMS blacklisted the app)                          |
 | `bare_500`      | 500 with an HTML body (a proxy error page)                    |
 | `slow`          | sleeps `slow_seconds`, then `[]` (nothing handed out)         |
 | `not_json`      | 200 with a body that is not JSON (nothing handed out)         |
@@ -47,6 +49,8 @@ MODE_ERRORS = {
     "frozen": (403, 50301, "developer account frozen"),
     "not_activated": (403, 50008, "sms service not activated"),
     "server_error": (500, 50019, "server error"),
+    "illegal_ip": (403, 50035, "illegal IP"),
+    "blocked": (403, 50036, "app in black"),
 }
 
 
@@ -324,8 +328,9 @@ def _handler_for(fake: FakeJsms) -> type[BaseHTTPRequestHandler]:
 
 
 def synthetic_reports(count: int, prefix: str = "m") -> list[dict[str, Any]]:
-    """Delivery reports with unique msgIds, mostly delivered, receive times in epoch ms."""
-    base = int(time.time() * 1000) - 3_600_000
+    """Delivery reports with unique msgIds, mostly delivered, receive times in epoch ms: one
+    millisecond apart, the last one now (the moment they are queued, as a carrier would)."""
+    base = int(time.time() * 1000) - count
     statuses = [4001] * 8 + [4002, 4004]
     return [
         {
@@ -339,8 +344,8 @@ def synthetic_reports(count: int, prefix: str = "m") -> list[dict[str, Any]]:
 
 
 def synthetic_replies(count: int) -> list[dict[str, Any]]:
-    """Uplink replies with distinct contents."""
-    base = int(time.time() * 1000) - 3_600_000
+    """Uplink replies with distinct contents, replied one millisecond apart up to now."""
+    base = int(time.time() * 1000) - count
     return [
         {"phone": f"1390013{i % 10000:04d}", "replyTime": base + i, "content": f"reply {i}"}
         for i in range(count)

@@ -502,6 +502,7 @@ def test_sync_shows_stored_state_with_error_meaning(
     assert state["last_attempt_at"] == "2024-05-01T08:00:00Z"
     assert state["last_error_code"] == 50202
     assert state["last_error_message"] == "pull not allow"
-    assert state["last_error_text"] == "pull not allowed: callbacks are on for this app"
+    assert state["last_error_text"].startswith("callback mode: JSMS posts this app's receipts")
+    assert "jsms resume app-one" in state["last_error_fix"]
     assert state["records_pulled"] == 42
     assert items[("retired", "reply")]["configured"] is False

@@ -55,4 +55,6 @@ def test_last_callback_per_app_and_kind_everywhere(
     # rows by app, then kind: app-one reply, app-one report, app-two reply, app-two report
     assert [cell == "never" for cell in cells] == [True, False, True, True]
     assert cells[1].endswith(" ago")
-    assert stored_at.strftime("%Y-%m-%d %H:%M") in page
+    # The page's times are in the business zone (it used to pass on a UTC time elsewhere).
+    shown = stored_at.astimezone(settings.business_zone()).strftime("%Y-%m-%d %H:%M")
+    assert f'<span class="muted">{shown}</span>' in page

@@ -33,9 +33,9 @@ def test_sync_drains_every_app_and_kind_and_prints_a_summary(
     assert lines[0].startswith("app-one report: drained, 3 call(s), 1200 record(s) pulled")
     assert "(1200 stored, 0 duplicates, 0 quarantined); mode pull" in lines[0]
     assert lines[1].startswith("app-one reply: drained, 1 call(s), 0 record(s) pulled")
-    assert lines[2].startswith("app-two report: failed, 1 call(s)")
+    assert lines[2].startswith("app-two report: callback mode, 1 call(s)")
     assert "mode callback, next attempt" in lines[2] and "50202" in lines[2]
-    assert lines[3].startswith("app-two reply: failed") and "mode callback" in lines[3]
+    assert lines[3].startswith("app-two reply: callback mode") and "mode callback" in lines[3]
     assert fake_jsms.calls_with(50201) == []
 
     again = runner.invoke(args=["jsms", "sync", "--app-key", "app-two", "--kind", "report"])

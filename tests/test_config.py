@@ -11,11 +11,11 @@ from app.store.schema import alembic_config
 
 
 def test_settings_parse_the_contracts_variables(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("JSMS_APPS", "k1:s1, k2:s:2 ,")
+    monkeypatch.setenv("JSMS_APPS", "k1:s1, k2:s2 ,")
     monkeypatch.setenv("API_TOKENS", "a, b,,")
     monkeypatch.setenv("JSMS_RATE_LIMIT_SECONDS", "0.5")
     settings = Settings(_env_file=None)
-    assert settings.jsms_apps == {"k1": "s1", "k2": "s:2"}
+    assert settings.jsms_apps == {"k1": "s1", "k2": "s2"}
     assert settings.api_tokens == ("a", "b")
     assert settings.jsms_rate_limit_seconds == 0.5
 
@@ -51,6 +51,41 @@ def test_malformed_apps_are_refused_without_echoing_secrets(
     monkeypatch.setenv("JSMS_APPS", "k1-without-secret")
     with pytest.raises(ValidationError, match="k1-without-secret"):
         Settings(_env_file=None)
+
+
+@pytest.mark.parametrize(
+    ("apps", "why"),
+    [
+        ("a:s1;b:s2", "JSMS_APPS entry 'a' holds ';': separate apps with ',' only"),
+        ("a:s1 b:s2", "JSMS_APPS entry 'a' holds ' '"),
+        ("a:s1|b:s2", "JSMS_APPS entry 'a' holds '|'"),
+        ("a:s1:b:s2", "JSMS_APPS entry 'a' holds ':'"),
+        ("a:s1,b:s2,a:s3", "JSMS_APPS names app key 'a' more than once"),
+    ],
+)
+def test_apps_are_separated_by_commas_only_and_named_once(
+    monkeypatch: pytest.MonkeyPatch, apps: str, why: str
+) -> None:
+    monkeypatch.setenv("JSMS_APPS", apps)
+    with pytest.raises(ValidationError, match=why) as refused:
+        Settings(_env_file=None)
+    said = refused.value.errors()[0]["msg"]  # what load_settings prints
+    assert "s1" not in said and "s2" not in said
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("nonsense", "not a database URL"),
+        ("mysql://u@h/db", "'mysql' is not supported: use PostgreSQL or SQLite"),
+        ("postgresql+psycopg2://u:pw@h/db", "driver 'psycopg2' is not installed"),
+    ],
+)
+def test_an_unsupported_database_url_says_why_without_echoing_it(url: str, why: str) -> None:
+    with pytest.raises(ValidationError, match=why) as refused:
+        Settings(_env_file=None, database_url=url)
+    said = refused.value.errors()[0]["msg"]  # what load_settings prints
+    assert "u@h" not in said and "pw" not in said
 
 
 def test_migrations_match_the_models(database_url: str) -> None:

@@ -46,14 +46,15 @@ def test_people_read_stdout_and_logs_go_to_stderr_without_library_noise(
     )
     workdir = tmp_path / "anywhere"
     workdir.mkdir()
-    done = run([str(BIN / "jsms"), "sync", "--kind", "report"], workdir, env)
+    # -v: progress on stderr (without it, people's commands log warnings only).
+    done = run([str(BIN / "jsms"), "-v", "sync", "--kind", "report"], workdir, env)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == [
         "app-one report: drained, 1 call(s), 3 record(s) pulled"
         " (3 stored, 0 duplicates, 0 quarantined); mode pull",
         done.stdout.splitlines()[1],
     ]
-    assert done.stdout.splitlines()[1].startswith("app-two report: failed, 1 call(s)")
+    assert done.stdout.splitlines()[1].startswith("app-two report: callback mode, 1 call(s)")
     logs = [json.loads(line) for line in done.stderr.splitlines()]
     noisy = ("alembic", "httpx", "httpcore", "apscheduler")
     assert not [e for e in logs if e["logger"].startswith(noisy)], done.stderr

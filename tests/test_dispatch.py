@@ -158,10 +158,11 @@ def test_two_clocks_share_the_apps_through_the_lease(upstream: FakeJsms, store: 
     # or, when the first clock's pass ended between the look and the try, no longer due.
     assert started[0] == list(APPS) and set(started[1]) <= set(APPS)
     for app_key in APPS:
-        results = [r for p in pullers for r in p.results if r.app_key == app_key]
+        results = [r for p in pullers for r in getattr(p, "results", []) if r.app_key == app_key]
         outcomes = sorted(r.outcome for r in results if r.kind == "report")
         assert outcomes.count("drained") == 1, "one clock pulls the app"
-        assert set(outcomes) <= {"drained", "busy", "not_due"}, "the other finds it taken"
+        # The other finds it taken, or (when it looked after the drain) not due any more.
+        assert set(outcomes) <= {"drained", "busy", "not_due"}, outcomes
     assert upstream.calls_with(50201) == []
     with store.session() as session:
         stored = session.scalar(select(func.count(DeliveryReport.id)))

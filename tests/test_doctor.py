@@ -38,12 +38,91 @@ def test_broken_setup_says_what_to_fix(database_url: str, fake_jsms: FakeJsms) -
     result = doctor(database_url, jsms_api_base_url=fake_jsms.url, jsms_apps=apps, api_tokens=())
     assert result.exit_code == 1
     assert "[warn] API_TOKENS" in result.output
-    assert "[FAIL] app app-one: paused: 50002" in result.output
-    assert "[FAIL] app app-two: paused: 50301" in result.output
-    assert "fix: check the app key and master secret" in result.output
-    # Paused and never pulled: each app's receipts are at risk too (tests/test_at_risk.py).
-    assert "[FAIL] at risk: app-one report: never pulled successfully" in result.output
-    assert "4 problem(s) found" in result.output
+    assert "[FAIL] app app-one: the probe was refused with 50002: auth failed" in result.output
+    assert "fix: copy the app key and master secret from the JSMS console" in result.output
+    assert "[FAIL] app app-two: the probe was refused with 50301: developer account frozen" in (
+        result.output
+    )
+    assert "fix: contact JSMS support; once the account is unfrozen, run: jsms resume app-two" in (
+        result.output
+    )
+    assert "2 problem(s) found" in result.output
+
+
+def sync_states(database_url: str) -> list[tuple[object, ...]]:
+    """Every sync_state row, every column, and the leases' holders: what doctor must not touch."""
+    from sqlalchemy import select
+
+    from app.store.db import Database
+    from app.store.models import PullLease, SyncState
+
+    database = Database(database_url)
+    try:
+        with database.session() as session:
+            columns = [c for c in SyncState.__table__.columns]
+            rows = session.execute(select(*columns).order_by(SyncState.app_key, SyncState.kind))
+            holders = session.execute(select(PullLease.app_key, PullLease.holder))
+            return [tuple(r) for r in rows] + sorted(tuple(h) for h in holders)
+    finally:
+        database.engine.dispose()
+
+
+def test_doctor_with_a_wrong_secret_changes_no_sync_state(
+    database_url: str, fake_jsms: FakeJsms
+) -> None:
+    from tests.support import FAKE_WINDOW
+
+    # One app pulling (with a backlog left), one paused by the clock on a real 50301.
+    fake_jsms.add_reports("app-one", 700)
+    fake_jsms.set_mode("app-two", "frozen")
+    app = create_app(make_settings(database_url, jsms_api_base_url=fake_jsms.url))
+    try:
+        synced = app.test_cli_runner().invoke(args=["jsms", "sync", "--kind", "report"])
+    finally:
+        app.extensions["database"].engine.dispose()
+    assert synced.exit_code == 0, synced.output
+    fake_jsms.add_reports("app-one", 3, prefix="late")
+    before = sync_states(database_url)
+    assert [row[2] for row in before if len(row) > 2] == ["pull", "paused"]
+
+    wrong = {"app-one": "wrong-secret", "app-two": "also-wrong"}
+    result = doctor(
+        database_url,
+        jsms_api_base_url=fake_jsms.url,
+        jsms_apps=wrong,
+        jsms_rate_limit_seconds=FAKE_WINDOW,
+    )
+    assert result.exit_code == 1
+    assert "[FAIL] app app-one: the probe was refused with 50002" in result.output
+    assert sync_states(database_url) == before
+    # Each probe waited its turn in the app's window: the upstream never saw two calls in one.
+    assert fake_jsms.calls_with(50201) == []
+
+    # A right secret: the probe is handed the late batch, stores it and says so; still no
+    # state changes (the paused app stays paused: resuming is a person's decision).
+    fixed = doctor(database_url, jsms_api_base_url=fake_jsms.url)
+    assert "[  ok] app app-one: pull mode, 3 record(s) pulled and stored: JSMS hands each" in (
+        fixed.output
+    )
+    assert "the probe was refused with 50301" in fixed.output
+    assert sync_states(database_url) == before
+    assert fake_jsms.calls_with(50201) == []
+
+
+def test_a_paused_app_that_pulls_again_is_told_to_resume(
+    database_url: str, fake_jsms: FakeJsms
+) -> None:
+    fake_jsms.set_mode("app-two", "frozen")
+    app = create_app(make_settings(database_url, jsms_api_base_url=fake_jsms.url))
+    try:
+        app.test_cli_runner().invoke(args=["jsms", "sync", "--app-key", "app-two"])
+    finally:
+        app.extensions["database"].engine.dispose()
+    fake_jsms.set_mode("app-two", "pull")
+    result = doctor(database_url, jsms_api_base_url=fake_jsms.url)
+    assert "[FAIL] app app-two: reply paused until" in result.output
+    assert "report paused until" in result.output and "the probe pulls fine now" in result.output
+    assert "fix: run: jsms resume app-two" in result.output
 
 
 def test_unreachable_database_and_upstream(database_url: str) -> None:

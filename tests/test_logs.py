@@ -21,6 +21,11 @@ from tests.wire import report, signed_form
         ("to 13812345678 now", "to 138****5678 now"),
         ("+8613812345678", "+861****5678"),
         ("status 4001 at 2026-11-25 06:00:00 from 127.0.0.1", None),
+        ("手机13812345678", "手机138****5678"),
+        ("phone=13812345678;", "phone=138****5678;"),
+        # Identifiers are left alone: a clock's holder id, a spool file's name.
+        ("clock started: holder vm:6103:a2345678", None),
+        ("kept in instance/unstored/20261205T081703123456-0123456789ab.json", None),
     ],
 )
 def test_mask_phone(text: str, expected: str | None) -> None:

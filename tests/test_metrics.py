@@ -26,6 +26,8 @@ def test_callback_counters_and_store_gauges(client: FlaskClient) -> None:
     client.post("/callbacks/jsms", data=form | {"signature": "0" * 40})
     after = client.get("/metrics")
     assert after.mimetype == "text/plain"
+    # Prometheus's own content type, once: no second `charset=utf-8` from Flask.
+    assert after.headers["Content-Type"] == "text/plain; version=1.0.0; charset=utf-8"
 
     def delta(name: str, **labels: str) -> float:
         return sample(after.text, name, **labels) - sample(before, name, **labels)

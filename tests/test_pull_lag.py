@@ -97,3 +97,16 @@ def test_lag_in_metrics_api_and_status_page(
     html = client.get("/").get_data(as_text=True)
     assert "newest record pulled" in html
     assert "<td>2 h ago<br>" in html and "<td>3 h ago<br>" in html
+
+
+def test_the_fake_stamps_its_records_when_they_are_queued() -> None:
+    """The demo (`python -m tests.fake_jsms`) shows no lag that is not there."""
+    import time
+
+    from tests.fake_jsms import synthetic_replies, synthetic_reports
+
+    before = int(time.time() * 1000)
+    reports, replies = synthetic_reports(2000), synthetic_replies(300)
+    after = int(time.time() * 1000)
+    for times in ([r["receiveTime"] for r in reports], [r["replyTime"] for r in replies]):
+        assert before - 2000 <= min(times) and before - 1 <= max(times) <= after

@@ -16,7 +16,8 @@ from tests.support import APPS
 from tests.wire import report, signed_form
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
-DIALECT_LABELS = {"-- PostgreSQL:": "postgresql", "-- SQLite:": "sqlite"}
+# A ```sql block whose first line is one of these runs on that database only.
+DIALECT_LABELS = {"-- PostgreSQL": "postgresql", "-- SQLite": "sqlite"}
 
 
 def test_code_fences_are_balanced_and_no_heading_is_inside_one() -> None:
@@ -29,19 +30,43 @@ def test_code_fences_are_balanced_and_no_heading_is_inside_one() -> None:
     assert fence is None, f"the fence opened at {fence} is never closed"
 
 
-def sql_statements(dialect: str) -> list[str]:
-    """Every statement of the README's ```sql blocks meant for `dialect`: unlabelled ones, and
-    those under a `-- PostgreSQL:` / `-- SQLite:` line naming it."""
-    statements = []
+def sql_blocks() -> list[tuple[str | None, str]]:
+    """The README's ```sql blocks: (the database its first line names, or None, the text)."""
+    blocks = []
     for block in re.findall(r"^```sql\n(.*?)^```$", README, re.M | re.S):
+        first = block.strip().splitlines()[0].strip()
+        blocks.append((DIALECT_LABELS.get(first), block))
+    return blocks
+
+
+def sql_statements(dialect: str) -> list[str]:
+    """Every statement of the README's ```sql blocks meant for `dialect`: its own block(s) and
+    the unlabelled ones."""
+    statements = []
+    for label, block in sql_blocks():
+        if label not in (None, dialect):
+            continue
         for statement in re.split(r";[ \t]*$", block, flags=re.M):
             lines = [line.strip() for line in statement.strip().splitlines()]
-            if not any(line and not line.startswith("--") for line in lines):
-                continue
-            labels = {DIALECT_LABELS[line] for line in lines if line in DIALECT_LABELS}
-            if not labels or dialect in labels:
+            if any(line and not line.startswith("--") for line in lines):
                 statements.append(statement.strip())
     return statements
+
+
+def test_each_database_has_its_own_sql_block_and_none_mixes_them() -> None:
+    labels = [label for label, _ in sql_blocks()]
+    assert labels.count("postgresql") == 1 and labels.count("sqlite") == 1, labels
+    for label, block in sql_blocks():
+        inner = [line.strip() for line in block.strip().splitlines()[1:]]
+        assert not set(inner) & set(DIALECT_LABELS), f"a {label} block names another database"
+    sqlite_block = next(block for label, block in sql_blocks() if label == "sqlite")
+    assert "current_date" not in sqlite_block and "date_trunc" not in sqlite_block
+
+
+def test_the_pandas_example_reads_phone_as_text() -> None:
+    example = README[README.index("Loading records into pandas") :]
+    example = example[: example.index("```\n", example.index("```python") + 9)]
+    assert 'dtype={"phone": "string"' in example and "pd.read_csv(" in example
 
 
 def seed_today(client: FlaskClient) -> None:

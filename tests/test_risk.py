@@ -44,7 +44,7 @@ def test_past_the_deadline_is_overdue() -> None:
 
 def test_paused_counts_down_with_its_own_fix_and_callback_mode_does_not() -> None:
     paused = pull_risk("a", "report", "paused", NOW - timedelta(days=2, hours=12), NOW)
-    assert paused is not None and paused.red and "master secret in JSMS_APPS" in paused.fix
+    assert paused is not None and paused.red and "jsms resume a" in paused.fix
     assert pull_risk("a", "report", "callback", NOW - timedelta(days=30), NOW) is None
 
 

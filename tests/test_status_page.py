@@ -96,13 +96,19 @@ def test_status_page_shows_modes_callbacks_chart_and_quarantine(
     assert page.status_code == 200 and page.mimetype == "text/html"
     html = page.get_data(as_text=True)
     assert "mode-callback" in html and "mode-paused" in html and "mode-pull" in html
-    assert "pull not allowed: callbacks are on" in html  # 50202 explained
-    assert "developer account frozen" in html  # 50301 explained
+    assert "callback mode: JSMS posts this app&#39;s receipts" in html  # 50202 explained
+    assert "developer account frozen" in html  # 50301 explained, with its fix
+    assert "fix: contact JSMS support; once the account is unfrozen, run: jsms resume app-two" in (
+        html
+    )
     assert "3 min ago" in html
     assert "<td>SMS_REPORT</td><td>1</td><td>6</td>" in html
     assert 'data-rate="0.7500"' in html and 'data-rate="0.5000"' in html
     assert "unknown type &#39;SMS_MYSTERY&#39;" in html
     assert "13800138000" not in html  # no phone number on the page
+    # Every time in the tables is in the business zone (or relative): no UTC clock time mixed in.
+    at_risk = html[html.index('id="at-risk"') : html.index("</table>", html.index('id="at-risk"'))]
+    assert "last successful pull 3 min ago" in at_risk and "UTC" not in at_risk
 
 
 def test_the_status_page_shows_only_the_start_of_a_huge_quarantine_reason(

@@ -3,39 +3,30 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 import httpx
+from sqlalchemy import select
 
 from app.config import EPHEMERAL_STORE_FIX, Settings
 from app.jsms.client import JsmsClient
-from app.jsms.pulled import Kind
+from app.ops.app_check import app_finding
+from app.ops.findings import FAIL, OK, WARN, Finding
+from app.ops.probe import ProbeStoreUnavailable, probe
 from app.ops.risk import receipts_at_risk
 from app.pull import spool
-from app.pull.puller import Puller, StoreUnavailable
-from app.pull.state import PassOutcome, SyncPolicy
+from app.pull.state import SyncPolicy
 from app.store.business_time import recorded_business_timezone
 from app.store.db import DATABASE_UNAVAILABLE, Database
-from app.store.models import SyncMode, utcnow
+from app.store.models import SyncState, utcnow
+from app.store.reachable import database_problem
 from app.store.schema import schema_version
 
-OK, WARN, FAIL = "ok", "warn", "FAIL"
 # Values .env.example ships with: a copied file that still holds them was never filled in.
 PLACEHOLDER_PREFIX = "your-"
 # Shorter tokens (API_TOKENS, METRICS_TOKEN) are reported as guessable.
 MIN_TOKEN_LENGTH = 32
-
-
-@dataclass(frozen=True, slots=True)
-class Finding:
-    """One line of the report: what was checked, how it went, and the fix when it did not."""
-
-    check: str
-    status: str  # ok | warn | FAIL
-    detail: str
-    fix: str = ""
 
 
 def examine(settings: Settings, database: Database, spool_dir: Path) -> list[Finding]:
@@ -182,7 +173,7 @@ def _database(database: Database) -> list[Finding]:
             Finding(
                 "database",
                 FAIL,
-                f"unreachable ({type(exc).__name__})",
+                f"unreachable: {database_problem(exc, database.url)}",
                 "check DATABASE_URL and that the server is up",
             )
         ]
@@ -211,54 +202,23 @@ def _upstream(settings: Settings) -> list[Finding]:
 
 
 def _apps(settings: Settings, database: Database, spool_dir: Path) -> Iterator[Finding]:
-    """Each app's mode, by at most one polite call per app (anything it hands out is stored;
-    an app in callback mode, paused or backing off is not called before its next attempt)."""
+    """Each app's state, and one probe call per app in its turn of the rate window: what the
+    probe is handed is stored (JSMS hands records out once), and no app's sync state changes."""
+    policy = SyncPolicy.from_settings(settings)
     with JsmsClient(settings.jsms_api_base_url) as client:
-        # A batch handed out to the probe that the store cannot take waits in the spool, as
-        # the clock's would: never in a log.
-        puller = Puller(database, client, SyncPolicy.from_settings(settings), spool=spool_dir)
         for app_key, secret in settings.jsms_apps.items():
+            with database.session() as session:
+                states = {
+                    s.kind: s
+                    for s in session.scalars(select(SyncState).where(SyncState.app_key == app_key))
+                }
+                session.expunge_all()
             try:
-                [result] = puller.sync_app(app_key, secret, [Kind.REPORT], max_calls=1)
-            except StoreUnavailable as exc:
+                found = probe(database, client, policy, app_key, secret, spool_dir=spool_dir)
+            except ProbeStoreUnavailable as exc:
                 yield Finding(f"app {app_key}", FAIL, str(exc), "see the database check")
                 continue
-            yield _app_finding(
-                result.app_key, result.outcome, result.mode, result.error, result.items
-            )
-
-
-def _app_finding(
-    app_key: str, outcome: str, mode: str | None, error: str | None, items: int
-) -> Finding:
-    name = f"app {app_key}"
-    if outcome == PassOutcome.BUSY:
-        return Finding(name, OK, "another puller (the clock) is pulling it right now")
-    if mode == SyncMode.CALLBACK:
-        return Finding(
-            name,
-            OK,
-            f"callback mode: JSMS posts receipts to the callback URL (pulling answers {error})",
-        )
-    if mode == SyncMode.PAUSED:
-        return Finding(
-            name,
-            FAIL,
-            f"paused: {error}",
-            "check the app key and master secret in JSMS_APPS, and the account "
-            "and SMS service in the JSMS console",
-        )
-    if outcome == PassOutcome.FAILED:
-        return Finding(
-            name,
-            FAIL,
-            f"pull failed: {error}; it will be retried with backoff",
-            "check the upstream's status; see the status page for the next attempt",
-        )
-    detail = "pull mode" + (f", {items} record(s) pulled and stored" if items else "")
-    if outcome == PassOutcome.NOT_DUE:
-        detail += " (not probed now: waiting for its next attempt)"
-    return Finding(name, OK, detail)
+            yield app_finding(found, states, utcnow())
 
 
 def render(findings: list[Finding]) -> str:

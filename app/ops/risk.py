@@ -29,12 +29,14 @@ RED_UNDER = timedelta(days=1)
 AT_RISK_MODES = ("pull", "paused")  # callback-mode records are not kept upstream for pulling
 
 PULL_FIX = (
-    "check that the clock runs (heroku ps:scale clock=1) and the app's last error; "
-    "then run: flask --app wsgi jsms sync --app-key {app_key}"
+    "check that the clock runs (heroku ps:scale clock=1) and the app's last error; once its "
+    "cause is fixed, run: flask --app wsgi jsms resume {app_key} (ends a backoff), or "
+    "flask --app wsgi jsms sync --app-key {app_key} to pull at once without the clock"
 )
+# A paused app is retried hourly only: `jsms sync` says "not due" until then, resume does not.
 PAUSED_FIX = (
-    "fix the cause in the last error (app key and master secret in JSMS_APPS, the account "
-    "and SMS service in the JSMS console), then run: flask --app wsgi jsms sync --app-key {app_key}"
+    "fix the cause in the last error (its fix is on the status page and in jsms doctor), "
+    "then run: flask --app wsgi jsms resume {app_key}"
 )
 REFUSAL_FIXES = {
     "bad_signature": (
@@ -82,8 +84,11 @@ def pull_risk(
         return Risk(app_key, kind, "pull", None, None, True, detail, fix)
     deadline = last_success_at + PULL_RETENTION
     left = deadline - now
+    # Times in the detail are relative: the status page shows absolute ones in the business
+    # zone beside it, and a UTC clock time in the same row would read as another zone's.
+    since = span_text(abs(now - last_success_at))
     detail = (
-        f"{mode} mode, last successful pull {last_success_at:%Y-%m-%d %H:%M} UTC: JSMS's 3-day "
+        f"{mode} mode, last successful pull {since} ago: JSMS's 3-day "
         f"retention drops records not yet pulled {_from_now(left)}"
     )
     return Risk(app_key, kind, "pull", deadline, left, left < RED_UNDER, detail, fix)
@@ -95,8 +100,8 @@ def refusal_risk(refusals: Refusals, now: datetime) -> Risk:
     left = deadline - now
     where = refusals.app_key or "(shared URL: app unknown)"
     detail = (
-        f"{refusals.refusals} callback(s) refused ({refusals.reason}) since "
-        f"{refusals.oldest_at:%Y-%m-%d %H:%M} UTC: JSMS's last retry of the oldest is "
+        f"{refusals.refusals} callback(s) refused ({refusals.reason}), the first "
+        f"{span_text(abs(now - refusals.oldest_at))} ago: JSMS's last retry of the oldest is "
         f"{_from_now(left)}"
     )
     fix = REFUSAL_FIXES.get(refusals.reason, "see the callback logs for the refusal's cause")

@@ -156,4 +156,5 @@ def metrics() -> Response:
         for collector in PROCESS_METRICS:
             registry.register(collector)
     registry.register(StoreCollector(get_database(), get_settings().jsms_apps))
-    return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+    # content_type, not mimetype: Flask would add a second `; charset=utf-8` to a mimetype.
+    return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)

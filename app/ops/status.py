@@ -60,7 +60,9 @@ def status_page() -> Response:
     db = get_session()
     zone = settings.business_zone()
     with db.begin():  # one read transaction for every panel, ended before the page renders
-        sync = [_with_age(item, now) for item in sync_items.sync_items(db, settings.jsms_apps, now)]
+        window = settings.jsms_rate_limit_seconds
+        apps = settings.jsms_apps
+        sync = [_with_age(item, now) for item in sync_items.sync_items(db, apps, now, window)]
         callbacks = _callbacks_last_day(db, now)
         daily_rates = _daily_rates(db, now, zone)
         quarantined = _quarantined(db)

@@ -22,7 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from app.jsms.client import JsmsApiError, UpstreamUnavailable
-from app.jsms.codes import ERROR_TEXT
+from app.jsms.codes import explain
 from app.pull import lease
 from app.pull.puller import Puller
 from app.store import balances
@@ -142,7 +142,8 @@ def read_balances(reader: BalanceReader) -> None:
 def _message(error: JsmsApiError | UpstreamUnavailable) -> str:
     """The error as the status page shows it: JSMS's message, its meaning, the HTTP status."""
     if isinstance(error, JsmsApiError):
-        known = ERROR_TEXT.get(error.code)
+        code = explain(error.code)
+        known = code.meaning if code else None
         suffix = f" ({known})" if known and known.lower() != error.message.lower() else ""
         return f"{error.message}{suffix} [HTTP {error.http_status}]"
     return error.message

@@ -24,7 +24,10 @@ from app.store.models import PullLease
 
 def new_holder_id() -> str:
     """A name for this puller that is unique across hosts and processes, and readable."""
-    return f"{socket.gethostname()[:64]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    # The suffix starts with a letter: eight hex digits that happen to be all digits would
+    # look like a phone number to the log mask (app/logs.py) and be masked.
+    suffix = "abcdef"[uuid.uuid4().int % 6] + uuid.uuid4().hex[:7]
+    return f"{socket.gethostname()[:64]}:{os.getpid()}:{suffix}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,6 +37,7 @@ from app.pull.state import (
     record_attempt,
     record_batch,
     record_failure,
+    refusal_line,
 )
 from app.store.db import DATABASE_UNAVAILABLE, Database
 from app.store.ingest import IngestResult, RawPayload, ingest_or_quarantine
@@ -109,7 +110,7 @@ class Puller:
         max_calls: int | None = None,
     ) -> list[PassResult]:
         """One pass for one app: take its lease, drain each due kind, give the lease back.
-        `max_calls` bounds the calls per kind (a probe makes one; what it gets is stored).
+        `max_calls` bounds the calls per kind.
 
         Raises `StoreUnavailable` when the database cannot be written (then nothing was pulled).
         """
@@ -125,11 +126,44 @@ class Puller:
             if not taken:
                 return [PassResult(app_key, kind, PassOutcome.BUSY) for kind in kinds]
             try:
-                return [
-                    self._pass(session, app_key, secret, k, on_schedule, max_calls) for k in kinds
-                ]
+                return self._take_turns(session, app_key, secret, kinds, on_schedule, max_calls)
             finally:
                 self._release(session, app_key)
+
+    def _take_turns(
+        self,
+        session: Session,
+        app_key: str,
+        secret: str,
+        kinds: list[Kind],
+        on_schedule: bool,
+        max_calls: int | None,
+    ) -> list[PassResult]:
+        """Drain the kinds one call each in turn: they share the app's window, so a report
+        backlog never makes the replies wait until it is empty (or the other way round).
+
+        A kind's first turn waits for it to be due; later turns follow a full batch, which is
+        more backlog to pull at once.
+        """
+        results: dict[Kind, PassResult] = {}
+        pending = list(kinds)
+        while pending:
+            for kind in list(pending):
+                scheduled = on_schedule and kind not in results
+                turn = self._pass(session, app_key, secret, kind, scheduled, max_calls=1)
+                total = results[kind] = results[kind].then(turn) if kind in results else turn
+                more = turn.outcome == PassOutcome.DRAINED and self._catching_up(
+                    session, app_key, kind
+                )
+                if not more or total.calls == max_calls:
+                    pending.remove(kind)
+        return [results[k] for k in kinds]
+
+    def _catching_up(self, session: Session, app_key: str, kind: Kind) -> bool:
+        """Whether the kind's last call came back full (more backlog waits upstream)."""
+        with session.begin():
+            state = session.get(SyncState, (app_key, kind))
+            return state is not None and state.catching_up(self.policy.window)
 
     def _pass(
         self,
@@ -281,7 +315,7 @@ class Puller:
         answered_at: datetime,
     ) -> str | None:
         """Put the upstream's refusal on record (nothing was handed out); returns the mode."""
-        log.warning("pull app=%s kind=%s failed: %s", app_key, kind, error)
+        log.log(*refusal_line(app_key, kind, error))
         try:
             with session.begin():
                 state = load_state(session, app_key, kind)

@@ -6,6 +6,7 @@ transactions.
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -16,14 +17,14 @@ from sqlalchemy.orm import Session
 
 from app.config import Settings
 from app.jsms.client import JsmsApiError, UpstreamUnavailable
-from app.jsms.codes import ERROR_TEXT
+from app.jsms.codes import explain
 from app.jsms.records import Record, ReplyMessage, Report
 from app.store.db import insert_on_conflict
 from app.store.ingest import IngestResult
 from app.store.models import PullCallCount, SyncMode, SyncState
 
 # Answers that mean "a person must change something": stop pulling, look again rarely.
-PAUSING_CODES = frozenset({50001, 50002, 50008, 50016, 50018, 50301})
+PAUSING_CODES = frozenset({50001, 50002, 50008, 50016, 50017, 50018, 50035, 50036, 50301})
 PULL_OUT_OF_FREQUENCY = 50201
 PULL_NOT_ALLOWED = 50202
 
@@ -60,6 +61,7 @@ class PassOutcome(StrEnum):
 
     DRAINED = "drained"  # pulled until a short batch
     FAILED = "failed"  # the upstream refused or did not answer
+    CALLBACK_MODE = "callback_mode"  # 50202: JSMS posts this app's receipts (a state, no failure)
     NOT_DUE = "not_due"  # waiting for its next attempt (callback mode, paused, backoff)
     BUSY = "busy"  # another puller holds the app's lease
     STOPPED = "stopped"  # SIGTERM: the batch in hand was committed
@@ -91,12 +93,26 @@ class PassResult:
         self.duplicates += ingested.duplicates
         self.quarantined += ingested.quarantined
 
+    def then(self, turn: PassResult) -> PassResult:
+        """This result followed by a later turn of the same pass: counts added, and the
+        outcome and state as the later turn left them."""
+        self.calls += turn.calls
+        self.items += turn.items
+        self.stored += turn.stored
+        self.duplicates += turn.duplicates
+        self.quarantined += turn.quarantined
+        self.outcome, self.mode = turn.outcome, turn.mode
+        self.next_attempt_at, self.error = turn.next_attempt_at, turn.error
+        return self
+
     def snapshot(self, state: SyncState | None) -> PassResult:
         """Copy the state's mode, next attempt and error into the result."""
         if state is not None:
+            if self.outcome == PassOutcome.FAILED and state.last_error_code == PULL_NOT_ALLOWED:
+                self.outcome = PassOutcome.CALLBACK_MODE
             self.mode = state.mode
             self.next_attempt_at = state.next_attempt_at
-            if self.outcome == PassOutcome.FAILED or state.mode != SyncMode.PULL:
+            if self.outcome != PassOutcome.DRAINED or state.mode != SyncMode.PULL:
                 self.error = f"{state.last_error_code or '-'}: {state.last_error_message}"
         return self
 
@@ -223,6 +239,21 @@ def record_failure(
     state.next_attempt_at = now + timedelta(seconds=delay)
 
 
+def refusal_line(
+    app_key: str, kind: str, error: JsmsApiError | UpstreamUnavailable
+) -> tuple[int, str]:
+    """The log level and line for an upstream refusal: its meaning and fix when the code is
+    known; 50202 is a state (callback mode), logged at INFO, not a failure."""
+    code = error.code if isinstance(error, JsmsApiError) else None
+    known = explain(code, app_key)
+    if code == PULL_NOT_ALLOWED and known is not None:
+        return logging.INFO, f"pull app={app_key} kind={kind}: {known.meaning} ({error})"
+    line = f"pull app={app_key} kind={kind} failed: {error}"
+    if known is not None:
+        line += f": {known.meaning}; fix: {known.fix}"
+    return logging.WARNING, line
+
+
 def count_call(session: Session, state: SyncState, result: str) -> None:
     """Add one to the calls that got this answer (in the caller's transaction)."""
     stmt = insert_on_conflict(session, PullCallCount).values(
@@ -248,8 +279,7 @@ def backoff_seconds(failures: int, policy: SyncPolicy) -> float:
 
 
 def _message(error: JsmsApiError | UpstreamUnavailable) -> str:
+    # The upstream's own words; the code's meaning and fix are looked up when shown (codes.py).
     if isinstance(error, JsmsApiError):
-        known = ERROR_TEXT.get(error.code)
-        suffix = f" ({known})" if known and known.lower() != error.message.lower() else ""
-        return f"{error.message}{suffix} [HTTP {error.http_status}]"
+        return f"{error.message} [HTTP {error.http_status}]"
     return error.message

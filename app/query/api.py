@@ -125,10 +125,13 @@ def delivery_stats() -> Response:
 def sync() -> Response:
     """The sync state of every app and kind."""
     params.reject_any(request.args)
+    settings = get_settings()
     session = get_session()
     with session.begin():
-        body = {"items": sync_items.sync_items(session, get_settings().jsms_apps)}
-    return _json(body)
+        items = sync_items.sync_items(
+            session, settings.jsms_apps, window=settings.jsms_rate_limit_seconds
+        )
+    return _json({"items": items})
 
 
 @bp.get("/openapi.json")

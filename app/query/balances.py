@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from app.jsms.accounts import BALANCE_FIELDS, BALANCE_KINDS
-from app.jsms.codes import ERROR_TEXT
+from app.jsms.codes import explain
 from app.query.items import iso_utc
 from app.store import balances
 from app.store.models import AppBalance, utcnow
@@ -86,5 +86,11 @@ def _item(session: Session, app_key: str, now: datetime) -> dict[str, Any]:
         "last_result": newest.result if newest else None,
         "last_error_code": code,
         "last_error_message": newest.error_message if failed and newest else None,
-        "last_error_text": None if code is None else ERROR_TEXT.get(code),
+        "last_error_text": _meaning(code),
     }
+
+
+def _meaning(code: int | None) -> str | None:
+    """What a JSMS error code means (None for no code or an unknown one)."""
+    known = explain(code)
+    return known.meaning if known else None

@@ -202,7 +202,16 @@ SCHEMAS: dict[str, Any] = {
             "last_success_at": {**UTC_TIME, "type": ["string", "null"]},
             "last_error_code": {"type": ["integer", "null"]},
             "last_error_message": {"type": ["string", "null"]},
-            "last_error_text": {"type": ["string", "null"]},
+            "last_error_text": {
+                "type": ["string", "null"],
+                "description": "what last_error_code means (null: no error, or a code the "
+                "service does not know)",
+            },
+            "last_error_fix": {
+                "type": ["string", "null"],
+                "description": "what to do about last_error_code (often: fix the cause, then "
+                "`jsms resume APP_KEY`)",
+            },
             "next_attempt_at": {**UTC_TIME, "type": ["string", "null"]},
             "consecutive_failures": {"type": "integer"},
             "records_pulled": {"type": "integer"},
@@ -218,6 +227,17 @@ SCHEMAS: dict[str, Any] = {
             "last_success_age_seconds": {
                 "type": ["number", "null"],
                 "description": "seconds since last_success_at, as of the request",
+            },
+            "catching_up": {
+                "type": "boolean",
+                "description": "draining a backlog: the last call came back full (500), so "
+                "the next is due one window later",
+            },
+            "records_pulled_last_minute": {
+                "type": "integer",
+                "minimum": 0,
+                "description": "records pulled for this app and kind in the minute up to "
+                "the request (from the pulled batches in raw_events)",
             },
             "last_callback_at": {
                 **UTC_TIME,

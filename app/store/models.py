@@ -320,6 +320,18 @@ class SyncState(Base):
             "last_success_age_seconds": _age(self.last_success_at, now),
         }
 
+    def catching_up(self, window: float) -> bool:
+        """Whether this app and kind is draining a backlog: its last call came back full, so
+        the puller set the next one due exactly one `window` (JSMS_RATE_LIMIT_SECONDS) after
+        it (a short batch sets the idle poll instead, a failure counts in
+        `consecutive_failures`, a resume clears `next_attempt_at`)."""
+        if self.mode != SyncMode.PULL or self.consecutive_failures:
+            return False
+        if self.next_attempt_at is None or self.last_success_at is None:
+            return False
+        gap = (self.next_attempt_at - self.last_success_at).total_seconds()
+        return abs(gap - window) < 0.001
+
 
 def _age(then: datetime | None, now: datetime) -> float | None:
     return None if then is None else round(max(0.0, (now - then).total_seconds()), 3)
