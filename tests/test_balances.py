@@ -5,6 +5,7 @@ page show it; a failed read is shown like a pull error and never stops pulling."
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -19,7 +20,7 @@ from app.jsms.client import JsmsApiError, JsmsClient, UpstreamUnavailable
 from app.pull.balance import BalanceReader, ReadOutcome, read_balances
 from app.pull.clock import build_scheduler
 from app.pull.puller import Puller
-from app.pull.state import SyncPolicy
+from app.pull.state import PassOutcome, SyncPolicy
 from app.store.db import Database
 from app.store.models import AppBalance, DeliveryReport, SyncState
 from tests.fake_jsms import FakeJsms
@@ -138,10 +139,19 @@ def test_a_balance_read_and_a_pull_due_together_never_meet_in_the_window(
     puller.sync_app(APP, SECRET, ["report"])  # at once after the read
     assert reader.read(APP) == ReadOutcome.READ  # at once after the pass
     fake_jsms.add_reports(APP, 1200, prefix="again")
-    # Side by side, as the clock's dispatcher and scheduler threads run them.
+    # Side by side, as the clock's dispatcher and scheduler threads run them. A pass that finds
+    # a read holding the app's lease ends "busy", and the clock tries it again a moment later.
     outcomes: list[ReadOutcome] = []
+
+    def pull_as_the_clock_does() -> None:
+        for _ in range(100):
+            results = puller.sync_app(APP, SECRET, ["report"])
+            if all(result.outcome != PassOutcome.BUSY for result in results):
+                return
+            time.sleep(0.05)
+
     threads = [
-        threading.Thread(target=puller.sync_app, args=(APP, SECRET, ["report"])),
+        threading.Thread(target=pull_as_the_clock_does),
         threading.Thread(target=lambda: outcomes.extend(reader.read(APP) for _ in range(3))),
     ]
     for thread in threads:
