@@ -1,5 +1,5 @@
-"""The README renders (its code fences are balanced) and its SQL examples run, as written, on
-both databases, with sane answers."""
+"""The README renders (its code fences are balanced), its map names every module, and its SQL
+examples run, as written, on both databases, with sane answers."""
 
 from __future__ import annotations
 
@@ -107,3 +107,17 @@ def test_every_sql_example_runs_and_gives_sane_answers(
     assert [(row["status"], int(row["failures"])) for row in failures] == [(4004, 1)]
     replies = [row for rows in answers for row in rows if "replies" in row]
     assert [(row["replies"], row["phones"]) for row in replies] == [(2, 2)]
+
+
+def test_the_map_names_every_module_under_app() -> None:
+    """A newcomer finds each file from the README's map (`How it works`)."""
+    start = README.index("| package | concern |")
+    table = README[start : README.index("\n\n", start)]
+    root = ROOT / "app"
+    modules = [p for p in root.rglob("*.py") if p.name != "__init__.py" or p.parent == root]
+    missing = [
+        str(p.relative_to(ROOT))
+        for p in modules
+        if f"`{p.name}`" not in table and f"`{p.relative_to(ROOT)}`" not in table
+    ]
+    assert missing == []
