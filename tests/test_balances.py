@@ -17,6 +17,7 @@ from sqlalchemy import select
 
 from app.jsms.accounts import Balance, NotABalance, parse_balance
 from app.jsms.client import JsmsApiError, JsmsClient, UpstreamUnavailable
+from app.jsms.codes import explain
 from app.pull.balance import BalanceReader, ReadOutcome, read_balances
 from app.pull.clock import build_scheduler
 from app.pull.puller import Puller
@@ -178,7 +179,7 @@ def test_a_failed_read_is_shown_like_a_pull_error_and_pulling_goes_on(
 
     item = balances(client)[APP]
     assert item["last_error_code"] == 50002 and item["last_result"] == "50002"
-    assert item["last_error_text"] == "auth failed"
+    assert item["last_error_text"] == explain(50002).meaning  # type: ignore[union-attr]
     assert item["app_balance"] is None and item["read_at"] is None
     assert balances(client)["app-two"]["app_balance"] == 1000
 

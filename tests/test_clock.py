@@ -48,8 +48,10 @@ def test_sigterm_mid_drain_commits_the_batch_in_hand_and_exits_cleanly(
         JSMS_API_BASE_URL=fake_jsms.url,
         JSMS_RATE_LIMIT_SECONDS=str(FAKE_WINDOW),
         LOG_LEVEL="INFO",
+        BALANCE_POLL_SECONDS="0",  # only pulls call the fake: the test counts them
     )
     with running_jsms(command, env, log_path) as process:
+        # Three calls: reports, replies (reports and replies take turns), reports again.
         assert fake_jsms.wait_for_calls(3, timeout=60), log_path.read_text()
         process.send_signal(signal.SIGTERM)
         returncode = process.wait(timeout=60)

@@ -52,6 +52,7 @@ def test_a_50002_pause_resumed_is_pulled_by_the_running_clock(
         JSMS_APPS=f"{APP}:{SECRET}",
         JSMS_API_BASE_URL=fake_jsms.url,
         JSMS_RATE_LIMIT_SECONDS=str(FAKE_WINDOW),
+        BALANCE_POLL_SECONDS="0",  # only pulls call the fake: the test counts them
     )
     fake_jsms.add_reports(APP, 3)
     log_path = tmp_path / "clock.log"
