@@ -23,6 +23,7 @@ from app.store.ingest import reprocess
 from app.store.models import RawEvent, SyncMode, utcnow
 from app.store.readonly import READABLE_TABLES, READABLE_VIEWS, GrantRefused, grant_readonly
 from app.store.retention import purge, retention_policy
+from app.store.rollup import rebuild_rollup
 
 jsms = AppGroup("jsms", help="jsms-receipts commands.")
 
@@ -90,6 +91,14 @@ def purge_expired() -> None:
     with get_database().session() as session:
         deleted = purge(session, retention_policy(settings), utcnow(), max_batches=1_000_000)
     click.echo("deleted " + (", ".join(f"{n} {t}" for t, n in deleted.items()) or "nothing"))
+
+
+@jsms.command("rebuild-stats")
+def rebuild_stats() -> None:
+    """Recount the delivery rollup (stats, status page, BI views) from delivery_reports; safe
+    while callbacks arrive."""
+    rows = rebuild_rollup(_reachable_database().engine)
+    click.echo(f"delivery rollup rebuilt from delivery_reports: {rows} rows")
 
 
 @jsms.command("sync")
