@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from alembic import command
 from flask.testing import FlaskCliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -28,9 +29,9 @@ from app.pull.state import SyncPolicy
 from app.query import stats
 from app.query.params import StatsQuery
 from app.store import rollup
-from app.store.db import Database
+from app.store.db import Database, alembic_config, make_engine, upgrade_to_head
 from app.store.ingest import RawPayload, ingest_many, reprocess
-from app.store.models import RawEvent, Source
+from app.store.models import DeliveryReport, RawEvent, Source
 from app.store.retention import RetentionPolicy, purge
 from app.timezones import bucket_start
 
@@ -330,3 +331,41 @@ def test_the_clock_folds_pending_changes_into_the_rollup(
     with database.session() as session:
         assert session.scalar(text("SELECT count(*) FROM delivery_rollup_changes")) == 0
         assert session.scalar(text("SELECT sum(reports) FROM delivery_rollup")) == 1
+
+
+def test_the_migration_counts_the_reports_stored_before_it(database_url: str) -> None:
+    rows = [
+        {"msg_id": f"m{n}", "status": status, "delivered": status == 4001, "received_at": at}
+        for n, (status, at) in enumerate(
+            [(4001, BASES[0]), (4001, BASES[0] + timedelta(minutes=3)), (4004, BASES[1])]
+        )
+    ]
+    config = alembic_config(database_url)
+    engine = make_engine(database_url)
+    try:
+        command.downgrade(config, "0010")
+        with engine.begin() as connection:
+            connection.execute(
+                DeliveryReport.__table__.insert(),
+                [
+                    row | {"app_key": APPS[0], "phone": "13800000001", "source": "pull",
+                           "ingested_at": BASES[2]}
+                    for row in rows
+                ],
+            )  # fmt: skip
+    finally:
+        upgrade_to_head(database_url)
+        engine.dispose()
+    database = Database(database_url)
+    try:
+        with database.session() as session:
+            assert session.scalar(text("SELECT count(*) FROM delivery_rollup_changes")) == 0
+            counted = session.execute(text("SELECT bucket, reports FROM delivery_rollup"))
+            by_bucket = {bucket: reports for bucket, reports in counted}
+            assert by_bucket == {
+                int(BASES[0].timestamp()): 2,
+                int(BASES[1].timestamp()): 1,
+            }
+            _check_views(session)
+    finally:
+        database.engine.dispose()
