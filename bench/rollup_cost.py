@@ -73,7 +73,6 @@ def _triggers(dsn: str, setting: str) -> None:
     with psycopg.connect(dsn, autocommit=True) as conn:
         verb = "ENABLE" if setting == "on" else "DISABLE"
         conn.execute(f"ALTER TABLE delivery_reports {verb} TRIGGER USER")
-        conn.execute("CHECKPOINT")  # each round starts after a checkpoint: full-page images alike
 
 
 def _callback(n: int) -> tuple[RawPayload, Any]:
@@ -119,6 +118,7 @@ def _grouped(database: Database, first: int, count: int) -> None:
 def _measure(dsn: str, action: Callable[[], None]) -> tuple[float, float, int]:
     """Backend CPU seconds (every backend of the bench database), wall seconds, WAL bytes."""
     with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CHECKPOINT")  # each measurement starts after one: full-page images alike
         wal = conn.execute("SELECT pg_current_wal_insert_lsn()::text").fetchone()[0]
         before = _backend_cpu(conn)
         wall = time.perf_counter()

@@ -36,7 +36,9 @@ import psycopg
 
 from app import create_app
 from app.config import Settings
-from app.query import stats
+from app.ops import status
+from app.ops.risk import receipts_at_risk
+from app.query import stats, sync_items
 from app.store import rollup
 from tests.support import throwaway_postgres
 
@@ -77,7 +79,7 @@ def main() -> int:
     parser.add_argument("--admin-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--millions", default="1,10", help="sizes to measure at, ascending")
     args = parser.parse_args()
-    sizes = [int(m) * 1_000_000 for m in args.millions.split(",")]
+    sizes = [int(float(m) * 1_000_000) for m in args.millions.split(",")]
     met = True
     with throwaway_postgres(args.admin_url, prefix="jsms_rollup_speed") as url:
         plain = url.replace("postgresql+psycopg://", "postgresql://", 1)
@@ -174,6 +176,7 @@ def _measure(url: str, dsn: str, size: int) -> bool:
             f" p50 {before:7.1f} ms | ratio {before / median:5.1f}x"
             f" | target p50 <= {target:g} ms: {'yes' if ok else 'NO'}"
         )
+    _status_page_parts(app, settings)
     with psycopg.connect(dsn, autocommit=True) as conn:
         rows = conn.execute("SELECT count(*) FROM delivery_rollup").fetchone()[0]
         views = [_timed(lambda: conn.execute("SELECT * FROM daily_delivery_rate").fetchall())]
@@ -181,6 +184,26 @@ def _measure(url: str, dsn: str, size: int) -> bool:
     print(f"rollup rows {rows:,}; SELECT * FROM daily_delivery_rate: {min(views) * 1000:.1f} ms")
     app.extensions["database"].engine.dispose()
     return met
+
+
+def _status_page_parts(app: Any, settings: Settings) -> None:
+    """Where the status page's time goes: each of its readers alone (median of 7)."""
+    zone, apps = settings.business_zone(), settings.jsms_apps
+    database = app.extensions["database"]
+    parts: dict[str, Callable[[Any, datetime], Any]] = {
+        "chart (stats, 14 days)": lambda db, now: status._daily_rates(db, now, zone),
+        "callbacks in the last 24 h": status._callbacks_last_day,
+        "sync table": lambda db, now: sync_items.sync_items(db, apps, now),
+        "receipts at risk": lambda db, now: receipts_at_risk(db, apps, now),
+        "quarantined": lambda db, now: status._quarantined(db),
+    }
+    shares = []
+    with database.session() as session:
+        for label, part in parts.items():
+            part(session, datetime.now(UTC))
+            times = [_timed(lambda: part(session, datetime.now(UTC))) for _ in range(7)]  # noqa: B023
+            shares.append(f"{label} {statistics.median(times) * 1000:.1f} ms")
+    print("status page parts (p50): " + ", ".join(shares))
 
 
 def _reports_only(session: Any, query: Any, slot: Any) -> list[tuple[Any, int, int]]:
