@@ -29,6 +29,7 @@ from app.store.opt_outs import MANUAL, change_by_hand, follow_stored_replies
 from app.store.reachable import database_problem
 from app.store.readonly import READABLE_TABLES, READABLE_VIEWS, GrantRefused, grant_readonly
 from app.store.retention import purge, retention_policy
+from app.store.rollup import rebuild_rollup
 from app.store.schema import schema_version, upgrade_to_head
 from app.web_db import get_database
 
@@ -144,6 +145,14 @@ def purge_expired() -> None:
     with get_database().session() as session:
         deleted = purge(session, retention_policy(settings), utcnow(), max_batches=1_000_000)
     click.echo("deleted " + (", ".join(f"{n} {t}" for t, n in deleted.items()) or "nothing"))
+
+
+@jsms.command("rebuild-stats")
+def rebuild_stats() -> None:
+    """Recount the delivery rollup (stats, status page, BI views) from delivery_reports; safe
+    while callbacks arrive."""
+    rows = rebuild_rollup(_reachable_database().engine)
+    click.echo(f"delivery rollup rebuilt from delivery_reports: {rows} rows")
 
 
 @jsms.command("sync")

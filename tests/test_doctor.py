@@ -208,11 +208,13 @@ def test_the_readme_sample_is_what_doctor_prints(database_url: str, fake_jsms: F
     sample = re.search(r"^```\n(.*?)^```$", section, re.M | re.S)
     assert sample
     backend = "sqlite" if database_url.startswith("sqlite") else "postgresql"
-    expected = (
+    head = ", ".join(sorted(head_revisions()))
+    expected = re.sub(  # the sample names the head of its day; any later head is as good
+        r"at head \([0-9]{4}\)",
+        f"at head ({head})",
         sample.group(1)
         .replace("https://api.sms.jpush.cn", fake_jsms.url)
-        .replace("(postgresql)", f"({backend})")
-        .replace("at head (0009)", f"at head ({', '.join(sorted(head_revisions()))})")
+        .replace("(postgresql)", f"({backend})"),
     )
     fake_jsms.set_mode("app-two", "callback")
     apps = {"app-one": "wrong-secret", "app-two": APPS["app-two"]}

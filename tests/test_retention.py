@@ -83,8 +83,9 @@ def test_the_clock_schedules_retention(
         puller = Puller(database, jsms, SyncPolicy(), spool=tmp_path)
         with_retention = build_scheduler(puller, RetentionPolicy(90, 30))
         without = build_scheduler(puller, RetentionPolicy(0, 0))
-        assert {j.id for j in with_retention.get_jobs()} == {"heartbeat", "spool", "retention"}
-        assert {j.id for j in without.get_jobs()} == {"heartbeat", "spool"}
+        always = {"heartbeat", "spool", "rollup"}
+        assert {j.id for j in with_retention.get_jobs()} == always | {"retention"}
+        assert {j.id for j in without.get_jobs()} == always
         job = with_retention.get_job("retention")
         job.func(*job.args, **job.kwargs)  # what the scheduler runs, on this database
     assert row_count(database, DeliveryReport) == 1

@@ -1,5 +1,6 @@
 """The `clock` process: pull passes for every due app side by side, batches spooled to disk
-stored as soon as the database takes them again, and hourly retention, until SIGTERM.
+stored as soon as the database takes them again, the delivery rollup's fold every minute, and
+hourly retention, until SIGTERM.
 
 Each tick the dispatcher (`app/pull/dispatch.py`) starts a pass for every due app that is not
 being pulled yet, most urgent first, up to `PULL_MAX_PARALLEL_APPS` at once (apps have separate
@@ -25,6 +26,7 @@ from app.pull import spool
 from app.pull.balance import BalanceReader, read_balances
 from app.pull.dispatch import Dispatcher, next_poll
 from app.pull.puller import Puller
+from app.store import rollup
 from app.store.alarms import beat
 from app.store.db import DATABASE_UNAVAILABLE, Database
 from app.store.models import SyncState, utcnow
@@ -42,6 +44,8 @@ RETENTION_EVERY_HOURS = 1
 RETENTION_BATCHES = 50
 # The clock writes a heartbeat this often; `/metrics` exports it for the "clock silent" alert.
 HEARTBEAT_SECONDS = 30
+# How often the clock folds the delivery rollup's pending changes into it (app/store/rollup.py).
+ROLLUP_EVERY_SECONDS = 60.0
 # How often the clock looks for batches spooled to disk while the database was down.
 SPOOL_EVERY_SECONDS = 10.0
 # How often the clock looks for apps whose balance is due (each is read every
@@ -103,6 +107,18 @@ def enforce_retention(puller: Puller, policy: RetentionPolicy) -> None:
         log.info("retention", extra={"event": "retention", "deleted": deleted})
 
 
+def fold_rollup(puller: Puller) -> None:
+    """Fold the delivery rollup's pending changes into it, so readers sum few of them."""
+    if puller.stop.is_set():
+        return
+    try:
+        folded = rollup.fold(puller.database.engine)
+    except SQLAlchemyError as exc:  # a rebuild holding the lock, or the database away
+        log.warning("rollup fold skipped: %s", exc)
+        return
+    log.debug("rollup fold: %d changes", folded)
+
+
 def send_heartbeat(puller: Puller) -> None:
     """Tell the store this clock is alive (its own thread, so a long drain cannot hide it)."""
     if puller.stop.is_set():
@@ -120,9 +136,9 @@ def build_scheduler(
     apps: Mapping[str, str] | None = None,
     balance_every: float = 0,
 ) -> BackgroundScheduler:
-    """A scheduler with the heartbeat, the spool drain, when retention is on the hourly
-    retention job, and when `balance_every` is set the balance reads of `apps` (each first run
-    now). Pull passes run in the dispatcher's own pool."""
+    """A scheduler with the heartbeat, the spool drain, the rollup fold, when retention is on
+    the hourly retention job, and when `balance_every` is set the balance reads of `apps` (each
+    first run now). Pull passes run in the dispatcher's own pool."""
     scheduler = BackgroundScheduler(
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
         timezone=UTC,
@@ -141,6 +157,14 @@ def build_scheduler(
         seconds=SPOOL_EVERY_SECONDS,
         args=(puller,),
         id="spool",
+        next_run_time=datetime.now(UTC),
+    )
+    scheduler.add_job(
+        fold_rollup,
+        "interval",
+        seconds=ROLLUP_EVERY_SECONDS,
+        args=(puller,),
+        id="rollup",
         next_run_time=datetime.now(UTC),
     )
     if retention and (retention.raw_event_days or retention.record_days):

@@ -6,13 +6,14 @@ slot is the bucket itself (a day or an hour shifted by the offset); across a DST
 UTC hour (finer only for offsets that are not whole hours). A slot is never split: if one
 straddles a local bucket's boundary, the counts are asked for again with finer slots. So SQLite,
 which has no tz database, gives exactly what PostgreSQL gives, and a 23- or 25-hour DST day is
-one bucket.
+one bucket. Slots made of whole 15-minute UTC buckets are read from the delivery rollup
+(`app/query/counts.py`), so a request costs the same whatever the table holds.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -21,6 +22,7 @@ from sqlalchemy import ColumnElement, DateTime, Integer, Select, func, literal_c
 from sqlalchemy.orm import Session
 
 from app.jsms.codes import DELIVERED
+from app.query.counts import rollup_rows, split_range, whole_buckets
 from app.query.params import StatsQuery
 from app.store.models import DeliveryReport
 from app.timezones import bucket_start
@@ -77,12 +79,28 @@ def stats_statement(
     )
 
 
+def slot_rows(session: Session, query: StatsQuery, slot: SlotGrid) -> list[tuple[Any, int, int]]:
+    """(slot start, status, count) for every non-empty slot: from the rollup where slots are
+    whole 15-minute buckets (any zone's hours and days since 2000), the edges of the range that
+    cut a bucket and every other slot from the reports."""
+    dialect = session.get_bind().dialect.name
+    if not whole_buckets(slot.seconds, slot.origin):
+        return [tuple(row) for row in session.execute(stats_statement(dialect, query, slot))]
+    buckets, edges = split_range(query.since, query.until)
+    rows: list[tuple[Any, int, int]] = []
+    if buckets is not None:
+        rows += rollup_rows(session, query.app_key, buckets, slot.seconds, slot.origin)
+    for since, until in edges:
+        edge = replace(query, since=since, until=until)
+        rows += [tuple(row) for row in session.execute(stats_statement(dialect, edge, slot))]
+    return rows
+
+
 def delivery_stats(session: Session, query: StatsQuery) -> list[dict[str, Any]]:
     """One item per non-empty local bucket, oldest first: totals, rate and counts by status."""
-    dialect = session.get_bind().dialect.name
     for slot in slots_for(query):
         counts: SlotCounts = {}
-        for start, status, count in session.execute(stats_statement(dialect, query, slot)):
+        for start, status, count in slot_rows(session, query, slot):
             counts.setdefault(_as_utc(start), Counter())[status] += count
         buckets = fold(counts, slot.seconds, query.zone, query.bucket)
         if buckets is not None:

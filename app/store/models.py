@@ -396,3 +396,44 @@ class BusinessTimezone(Base):
     starts_at: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
     timezone: Mapped[str] = mapped_column(String(64))
     utc_offset_seconds: Mapped[int] = mapped_column(Integer)
+
+
+class DeliveryRollup(Base):
+    """Reports per app, 15-minute UTC bucket, status and `delivered`: the exact, compacted
+    part of the delivery counts (app/store/rollup.py). What it does not hold yet is in
+    `delivery_rollup_changes`; a count is always the sum over both."""
+
+    __tablename__ = "delivery_rollup"
+    __table_args__ = (
+        Index("ix_delivery_rollup_bucket", "bucket"),
+        # Rows whose reports all went (retention): the clock deletes them through this index.
+        Index(
+            "ix_delivery_rollup_empty",
+            "bucket",
+            postgresql_where=text("reports = 0"),
+            sqlite_where=text("reports = 0"),
+        ),
+    )
+
+    app_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # The bucket's first second, in epoch seconds (a multiple of 900).
+    bucket: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    status: Mapped[int] = mapped_column(Integer, primary_key=True)
+    delivered: Mapped[bool] = mapped_column(Boolean, primary_key=True)
+    reports: Mapped[int] = mapped_column(Integer)
+
+
+class DeliveryRollupChange(Base):
+    """What database triggers on `delivery_reports` append for every row they insert, change
+    or delete (+n into the new row's bucket, -n out of the old one's); the clock folds them into
+    `delivery_rollup` and deletes them (app/store/rollup.py). Append-only between those folds,
+    so concurrent writers never wait for each other here."""
+
+    __tablename__ = "delivery_rollup_changes"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    app_key: Mapped[str] = mapped_column(String(64))
+    bucket: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[int] = mapped_column(Integer)
+    delivered: Mapped[bool] = mapped_column(Boolean)
+    reports: Mapped[int] = mapped_column(Integer)
