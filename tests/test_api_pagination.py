@@ -110,11 +110,11 @@ def test_a_page_query_runs_after_the_horizon_lock_is_released(
             with database.engine.connect() as other:
                 held.append(bool(other.execute(locks).scalar()))
 
-    event.listen(database.engine, "before_cursor_execute", before)
+    event.listen(database.reader_engine, "before_cursor_execute", before)
     try:
         assert get(client, "/reports", app_key="app-one").status_code == 200
     finally:
-        event.remove(database.engine, "before_cursor_execute", before)
+        event.remove(database.reader_engine, "before_cursor_execute", before)
     assert held == [False]
 
 
