@@ -122,6 +122,10 @@ def test_every_api_read_runs_under_the_timeout_and_no_writer_does(postgres_datab
             assert get(client, "/stats/delivery").status_code == 200
             assert get(client, "/sync").status_code == 200
             assert client.post("/callbacks/jsms", data=form).status_code == 200
+        # And a plan made for each execution's values, whatever psycopg has prepared.
+        with database.reader_engine.connect() as reader, database.engine.connect() as writer:
+            assert reader.exec_driver_sql("SHOW plan_cache_mode").scalar() == "force_custom_plan"
+            assert writer.exec_driver_sql("SHOW plan_cache_mode").scalar() == "auto"
     finally:
         for engine, hook in hooks:
             event.remove(engine, "after_cursor_execute", hook)
