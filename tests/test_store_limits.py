@@ -97,7 +97,7 @@ def test_a_slow_api_query_on_postgresql_is_cancelled_with_a_json_503(
 @pytest.mark.postgres
 def test_every_api_read_runs_under_the_timeout_and_no_writer_does(postgres_database: str) -> None:
     """Pages (autocommit), exports (a transaction per chunk), stats and sync all run under
-    API_STATEMENT_TIMEOUT_MS; the callbacks' writer under none, whichever ran before it."""
+    API_STATEMENT_TIMEOUT_MS; the callbacks' writer never under it, whichever ran before it."""
     app = create_app(make_settings(postgres_database, api_statement_timeout_ms=4321))
     database: Database = app.extensions["database"]
     store(database, "app-one", [report("m1")])
@@ -130,7 +130,9 @@ def test_every_api_read_runs_under_the_timeout_and_no_writer_does(postgres_datab
         for engine, hook in hooks:
             event.remove(engine, "after_cursor_execute", hook)
         database.engine.dispose()
-    assert seen == {"reader": {"4321ms"}, "writer": {"0"}}
+    # The writer may have a limit of its own, never the readers'.
+    assert seen["reader"] == {"4321ms"}
+    assert seen["writer"] and "4321ms" not in seen["writer"]
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
