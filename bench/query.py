@@ -199,10 +199,18 @@ def _overheads(scenarios: list[Scenario], api: Any, explain: Any, servers: Serve
             servers.hello_ms()
     api_ms: list[list[float]] = [[] for _ in scenarios]
     hello_ms: list[list[float]] = [[] for _ in scenarios]
+    cpu_before = servers.cpu_seconds()
     for samples in zip(*(s.queries for s in scenarios), strict=True):
         for n, (scenario, query) in enumerate(zip(scenarios, samples, strict=True)):
             hello_ms[n].append(servers.hello_ms())
             api_ms[n].append(api(query, scenario.path)[0])
+    # CPU moves less with a shared machine's load than wall time does.
+    cpu = [after - before for after, before in zip(servers.cpu_seconds(), cpu_before, strict=True)]
+    requests = sum(len(v) for v in api_ms)
+    print(
+        f"{'gunicorn CPU per request':<26} service {1000 * cpu[0] / requests:5.3f} ms (these "
+        f"scenarios together) | hello {1000 * cpu[1] / requests:5.3f} ms"
+    )
     met = True
     for n, scenario in enumerate(scenarios):
         db_ms = [explain(scenario.statement(q)) for q in scenario.queries]

@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from tests.servers import free_port, running_gunicorn, service_env
+from tests.servers import Gunicorn, free_port, running_gunicorn, service_env
 
 # Both apps run under exactly this command line; only the app module differs (bench/ingest
 # measures callbacks the same way).
@@ -64,14 +65,31 @@ class Client:
 
 @dataclass
 class Served:
-    """The service's API client and the hello-world client, both warm and keep-alive."""
+    """The service's API client and the hello-world client, both warm and keep-alive, and the
+    two gunicorns serving them."""
 
     api: Client
     hello: Client
+    servers: tuple[Gunicorn, Gunicorn]
 
     def hello_ms(self) -> float:
         """One hello-world request's time, the floor of any request on this gunicorn line."""
         return self.hello.get(HELLO_PATH)[0]
+
+    def cpu_seconds(self) -> tuple[float, float]:
+        """CPU time so far of each gunicorn (master and workers): the service's, hello's."""
+        service, hello = self.servers
+        return _cpu([service.pid, *service.worker_pids()]), _cpu([hello.pid, *hello.worker_pids()])
+
+
+def _cpu(pids: list[int]) -> float:
+    """User + system CPU seconds the processes have used so far (from /proc)."""
+    total = 0
+    for pid in pids:
+        with suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 @contextmanager
@@ -79,10 +97,10 @@ def served(database_url: str, token: str, log_dir: Path) -> Iterator[Served]:
     """Both apps under gunicorn (one worker each: one connection only ever reaches one)."""
     env = service_env(database_url, API_TOKENS=token)
     with ExitStack() as stack:
-        clients = []
+        clients, servers = [], []
         for name, module in (("service", SERVICE_APP), ("hello", HELLO_APP)):
             port = free_port()
-            stack.enter_context(
+            server = stack.enter_context(
                 running_gunicorn(
                     env,
                     workers=1,
@@ -95,4 +113,5 @@ def served(database_url: str, token: str, log_dir: Path) -> Iterator[Served]:
             client = Client(port, {"Authorization": f"Bearer {token}"})
             stack.callback(client.close)
             clients.append(client)
-        yield Served(*clients)
+            servers.append(server)
+        yield Served(clients[0], clients[1], (servers[0], servers[1]))
