@@ -110,11 +110,11 @@ def test_a_page_query_runs_after_the_horizon_lock_is_released(
             with database.engine.connect() as other:
                 held.append(bool(other.execute(locks).scalar()))
 
-    event.listen(database.engine, "before_cursor_execute", before)
+    event.listen(database.reader_engine, "before_cursor_execute", before)
     try:
         assert get(client, "/reports", app_key="app-one").status_code == 200
     finally:
-        event.remove(database.engine, "before_cursor_execute", before)
+        event.remove(database.reader_engine, "before_cursor_execute", before)
     assert held == [False]
 
 
@@ -148,11 +148,17 @@ def test_a_page_reads_one_row_more_than_it_shows_and_an_export_reads_in_chunks(
 ) -> None:
     """What the page and export queries ask the database for: `limit + 1` rows (to know whether
     more follow), and the export STREAM_CHUNK rows at a time, never the whole table at once."""
-    selects: list[Select] = []
+    executed: list[tuple[Select, dict[str, object]]] = []
 
-    def seen(conn: object, statement: object, *args: object) -> None:
+    def seen(
+        conn: object,
+        statement: object,
+        multiparams: tuple[dict[str, object], ...],
+        params: dict[str, object],
+        execution_options: object,
+    ) -> None:
         if isinstance(statement, Select):
-            selects.append(statement)
+            executed.append((statement, multiparams[0] if multiparams else params))
 
     event.listen(store.engine, "before_execute", seen)
     try:
@@ -163,9 +169,10 @@ def test_a_page_reads_one_row_more_than_it_shows_and_an_export_reads_in_chunks(
     finally:
         event.remove(store.engine, "before_execute", seen)
     # The page's query (after the horizon's) and the export's one chunk: LIMIT, keyset order.
-    page, chunk = selects[-2:]
-    assert (page._limit, chunk._limit) == (11, lists.STREAM_CHUNK)
+    (page, page_params), (chunk, chunk_params) = executed[-2:]
+    assert (page_params["limit"], chunk_params["limit"]) == (11, lists.STREAM_CHUNK)
     assert all("ORDER BY delivery_reports.id" in str(s) for s in (page, chunk))
+    assert all(str(s).endswith("LIMIT :limit") for s in (page, chunk))
 
 
 def test_the_horizon_of_an_empty_table_is_zero(store: Database) -> None:

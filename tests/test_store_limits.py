@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
+import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import psycopg
 import pytest
 from flask import Flask
+from flask.testing import FlaskClient
 from sqlalchemy import event
 
 from app import create_app
@@ -76,7 +80,7 @@ def test_a_slow_api_query_on_postgresql_is_cancelled_with_a_json_503(
             statement = statement.replace("SELECT ", "SELECT pg_sleep(2), ", 1)
         return statement, parameters
 
-    event.listen(database.engine, "before_cursor_execute", slow, retval=True)
+    event.listen(database.reader_engine, "before_cursor_execute", slow, retval=True)
     try:
         response = get(app.test_client(), "/reports")
         assert response.status_code == 503
@@ -86,8 +90,107 @@ def test_a_slow_api_query_on_postgresql_is_cancelled_with_a_json_503(
         with database.engine.connect() as connection:
             assert connection.exec_driver_sql("SHOW statement_timeout").scalar() == "0"
     finally:
-        event.remove(database.engine, "before_cursor_execute", slow)
+        event.remove(database.reader_engine, "before_cursor_execute", slow)
         database.engine.dispose()
+
+
+@pytest.mark.postgres
+def test_every_api_read_runs_under_the_timeout_and_no_writer_does(postgres_database: str) -> None:
+    """Pages (autocommit), exports (a transaction per chunk), stats and sync all run under
+    API_STATEMENT_TIMEOUT_MS; the callbacks' writer never under it, whichever ran before it."""
+    app = create_app(make_settings(postgres_database, api_statement_timeout_ms=4321))
+    database: Database = app.extensions["database"]
+    store(database, "app-one", [report("m1")])
+    seen: dict[str, set[str]] = {"reader": set(), "writer": set()}
+
+    def recorder(role: str):  # type: ignore[no-untyped-def]
+        def after(conn, cursor, statement, *args):  # type: ignore[no-untyped-def]
+            seen[role].add(cursor.connection.execute("SHOW statement_timeout").fetchone()[0])
+
+        return after
+
+    hooks = [(database.reader_engine, recorder("reader")), (database.engine, recorder("writer"))]
+    for engine, hook in hooks:
+        event.listen(engine, "after_cursor_execute", hook)
+    client = app.test_client()
+    form = signed_form("app-one", "secret-one", "SMS_REPORT", [wire_report("m2")])
+    try:
+        for _ in range(2):  # the second time on connections that served the other side
+            assert get(client, "/reports", app_key="app-one").status_code == 200
+            export = get(client, "/reports", format="csv")
+            assert export.status_code == 200 and "m1" in export.get_data(as_text=True)
+            assert get(client, "/stats/delivery").status_code == 200
+            assert get(client, "/sync").status_code == 200
+            assert client.post("/callbacks/jsms", data=form).status_code == 200
+        # And a plan made for each execution's values, whatever psycopg has prepared.
+        with database.reader_engine.connect() as reader, database.engine.connect() as writer:
+            assert reader.exec_driver_sql("SHOW plan_cache_mode").scalar() == "force_custom_plan"
+            assert writer.exec_driver_sql("SHOW plan_cache_mode").scalar() == "auto"
+    finally:
+        for engine, hook in hooks:
+            event.remove(engine, "after_cursor_execute", hook)
+        database.engine.dispose()
+    # The writer may have a limit of its own, never the readers'.
+    assert seen["reader"] == {"4321ms"}
+    assert seen["writer"] and "4321ms" not in seen["writer"]
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"msg_id": "m1"},
+        {"app_key": "app-one", "delivered": "false", "since": "2024-05-01", "limit": "100"},
+    ],
+)
+def test_a_lookup_and_a_first_page_send_the_horizon_and_the_page_only(
+    client: FlaskClient, database: Database, params: dict[str, str]
+) -> None:
+    """Two statements, two round trips on PostgreSQL (autocommit): no SET or RESET of the
+    statement timeout (the readers' connections carry it from connect), no BEGIN, no COMMIT."""
+    store(database, "app-one", [report("m1", status=4003)])
+    assert get(client, "/reports", **params).status_code == 200  # connects: dialect queries
+    with QueryRecorder(database.reader_engine) as recorder, wire_trace(database) as sent:
+        body = get(client, "/reports", **params).get_json()
+    assert [item["msg_id"] for item in body["items"]] == ["m1"]
+    assert len(recorder.statements) == 2, recorder.statements
+    horizon, page = recorder.statements
+    assert horizon.startswith("SELECT committed_horizon('delivery_reports')")
+    assert page.startswith("SELECT delivery_reports.id,") and "LIMIT" in page
+    client_said = [line for line in sent if line.startswith("F\t")]
+    messages = [line.split("\t")[2] for line in client_said]
+    # A round trip each: a simple Query (no parameters), or the extended protocol's Sync.
+    assert messages.count("Query") + messages.count("Sync") == 2, client_said
+    # Each is one of the two SELECTs: no SET, RESET, BEGIN or COMMIT went over the wire.
+    statements = [line for line in client_said if line.split("\t")[2] in ("Query", "Parse")]
+    assert len(statements) == 2 and all('"SELECT ' in line for line in statements), statements
+
+
+@contextmanager
+def wire_trace(database: Database) -> Iterator[list[str]]:
+    """The protocol messages (libpq's trace) exchanged on the readers' connections checked out
+    inside the block, one line each: `F` for what the client sent, `B` for the answers."""
+    sent: list[str] = []
+    with tempfile.TemporaryFile("w+") as trace:
+
+        def on_checkout(dbapi_connection, _record, _proxy):  # type: ignore[no-untyped-def]
+            dbapi_connection.pgconn.trace(trace.fileno())
+            flags = psycopg.pq.Trace.SUPPRESS_TIMESTAMPS | psycopg.pq.Trace.REGRESS_MODE
+            dbapi_connection.pgconn.set_trace_flags(flags)
+
+        def on_checkin(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+            dbapi_connection.pgconn.untrace()  # flushes; the pool's reset is traced before
+
+        engine = database.reader_engine
+        event.listen(engine, "checkout", on_checkout)
+        event.listen(engine, "checkin", on_checkin)
+        try:
+            yield sent
+        finally:
+            event.remove(engine, "checkout", on_checkout)
+            event.remove(engine, "checkin", on_checkin)
+        trace.seek(0)
+        sent.extend(trace.read().splitlines())
 
 
 @pytest.mark.parametrize(

@@ -147,7 +147,7 @@ def _json_page(
     walk: lists.Walk, page: params.PageRequest, fingerprint: str, item: Serializer
 ) -> Response:
     """One page; `next_cursor` while more follow, `resume_cursor` always (for later exports)."""
-    with _page_reads(get_session()) as connection:
+    with _page_reads() as connection:
         result = lists.fetch_page(connection, walk, page.after, page.limit)
     last = result.rows[-1].id if result.rows else page.after
     next_cursor = encode_cursor(last, fingerprint, _cursor_key()) if result.has_more else None
@@ -172,7 +172,7 @@ def _csv(
     """Every matching record after the cursor (ignoring `limit`), streamed in keyset chunks,
     up to the horizon at the start of the export."""
     session = get_session()
-    with _page_reads(session) as connection:
+    with _page_reads() as connection:
         horizon = lists.read_horizon(connection, walk.model)
 
     def lines() -> Iterator[str]:
@@ -185,19 +185,22 @@ def _csv(
 
 
 @contextmanager
-def _page_reads(session: Session) -> Iterator[Connection]:
-    """The unit of work of a page (or an export's horizon): the session's connection, for one
-    transaction that ends with the block.
+def _page_reads() -> Iterator[Connection]:
+    """The unit of work of a page (or an export's horizon): a connection of the readers'
+    engine, for one transaction that ends with the block.
 
     On PostgreSQL that transaction runs in autocommit: the horizon's SHARE lock ends with its
     own statement (ingest waits no longer than that), the page's query (READ COMMITTED, a fresh
     snapshot) sees every id up to the horizon, and no BEGIN/COMMIT round trips are paid. On
-    SQLite an ordinary read transaction: horizon and page read one snapshot.
+    SQLite an ordinary read transaction: horizon and page read one snapshot. A Core connection,
+    not the request's session: a page needs none of the ORM's bookkeeping.
     """
-    autocommit = session.get_bind().dialect.name == "postgresql"
-    options = {"isolation_level": "AUTOCOMMIT"} if autocommit else {}
-    with session.begin():
-        yield session.connection(execution_options=options)
+    with get_database().reader_engine.connect() as connection:
+        if connection.dialect.name == "postgresql":
+            yield connection.execution_options(isolation_level="AUTOCOMMIT")
+        else:
+            with connection.begin():
+                yield connection
 
 
 def _export_rows(

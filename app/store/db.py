@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -33,9 +33,13 @@ class DatabaseUnavailable(Exception):
             self.code = code
 
 
-def make_engine(url: str, pool_timeout: float = 5.0) -> Engine:
+def make_engine(
+    url: str, pool_timeout: float = 5.0, session_settings: Mapping[str, str] | None = None
+) -> Engine:
     """An engine tuned for the backend: WAL + immediate transactions on SQLite, pre-ping on PG.
-    `pool_timeout`: how long to wait for a free pooled connection (PostgreSQL)."""
+    `pool_timeout`: how long to wait for a free pooled connection (PostgreSQL).
+    `session_settings` (PostgreSQL): settings every connection of this engine starts with
+    (libpq startup options), so no unit of work needs a SET for them."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
@@ -46,47 +50,35 @@ def make_engine(url: str, pool_timeout: float = 5.0) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
         _make_sqlite_transactional(engine)
         return engine
+    # Sessions in UTC: timestamptz values arrive as UTC, and date_trunc means UTC days.
+    settings = {"timezone": "UTC", **(session_settings or {})}
+    options = " ".join(f"-c {name}={value}" for name, value in settings.items())
     engine = create_engine(
         url,
         hide_parameters=True,
         pool_size=5,
         max_overflow=5,
         pool_timeout=pool_timeout,
-        # Sessions in UTC: timestamptz values arrive as UTC, and date_trunc means UTC days.
-        connect_args={"connect_timeout": 5, "options": "-c timezone=UTC"},
+        connect_args={"connect_timeout": 5, "options": options},
     )
     _ping_when_idle(engine)
-    _time_limit_readers(engine)
     return engine
 
 
-# Execution options: a unit of work that only reads (GET requests, health checks), and the
-# statement timeout it runs under on PostgreSQL.
+# Execution option: a unit of work that only reads (GET requests, health checks).
 READ_ONLY = "jsms_read_only"
-STATEMENT_TIMEOUT_MS = "jsms_statement_timeout_ms"
 
 
-def _time_limit_readers(engine: Engine) -> None:
-    """Run each transaction of a connection carrying STATEMENT_TIMEOUT_MS under that timeout,
-    and take the setting off the connection before the pool hands it to anyone else.
-
-    A session-level SET, not SET LOCAL: the query API also reads through autocommit connections
-    and commits between export chunks, where a SET LOCAL would not last.
-    """
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(connection: Any) -> None:
-        milliseconds = int(connection.get_execution_options().get(STATEMENT_TIMEOUT_MS) or 0)
-        if milliseconds:
-            connection.exec_driver_sql(f"SET statement_timeout = {milliseconds}")
-            connection.connection.info[STATEMENT_TIMEOUT_MS] = True
-
-    @event.listens_for(engine, "checkin")
-    def _on_checkin(dbapi_connection: Any, record: Any) -> None:
-        if dbapi_connection is not None and record.info.pop(STATEMENT_TIMEOUT_MS, False):
-            with suppress(engine.dialect.loaded_dbapi.Error):
-                dbapi_connection.execute("RESET statement_timeout")
-                dbapi_connection.commit()
+def reader_settings(statement_timeout_ms: int) -> dict[str, str]:
+    """What the readers' PostgreSQL connections start with: the statement timeout (0: none),
+    and a plan made for each execution's values. psycopg prepares a statement run 5 times, and
+    PostgreSQL may then switch to a generic plan, which cannot use the partial index on
+    undelivered reports for `delivered=false` (measured: a first page 1.5-3.7 ms instead of
+    0.5 ms, bench/README.md); planning again costs ~0.1 ms, in EXPLAIN ANALYZE's figure too."""
+    settings = {"plan_cache_mode": "force_custom_plan"}
+    if statement_timeout_ms:
+        settings["statement_timeout"] = str(int(statement_timeout_ms))
+    return settings
 
 
 # A pooled connection idle longer than this is pinged before use: it may have died meanwhile.
@@ -144,7 +136,7 @@ def _make_sqlite_transactional(engine: Engine) -> None:
 
 
 class Database:
-    """An engine and its session factory."""
+    """An engine and its session factory, and the readers' engine and session factory."""
 
     def __init__(self, url: str, pool_timeout: float = 5.0, reader_timeout_ms: int = 0) -> None:
         self.url = url
@@ -152,9 +144,14 @@ class Database:
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         # For units of work that never write (GET requests): no write lock on SQLite, and on
         # PostgreSQL a statement timeout (0: none), so no reader can hold the database for long.
-        self.reader_engine = self.engine.execution_options(
-            **{READ_ONLY: True, STATEMENT_TIMEOUT_MS: reader_timeout_ms}
-        )
+        readers = self.engine
+        if self.engine.dialect.name == "postgresql":
+            # A pool of its own whose connections start with these settings: a request pays no
+            # SET/RESET round trip, a rolled-back read cannot undo them, and a writer's
+            # connection never carries them. Disposing the engine disposes both pools.
+            readers = make_engine(url, pool_timeout, reader_settings(reader_timeout_ms))
+            event.listen(self.engine, "engine_disposed", lambda _engine: readers.dispose())
+        self.reader_engine = readers.execution_options(**{READ_ONLY: True})
         self.readers = sessionmaker(self.reader_engine, expire_on_commit=False)
 
     @contextmanager

@@ -15,6 +15,12 @@ def callback():
     return jsonify({"stored": 1, "duplicates": 0, "quarantined": 0})
 
 
+@app.get("/hello")
+def hello():
+    """The query bench's floor: the smallest JSON answer the same gunicorn line can give."""
+    return jsonify({"hello": "world"})
+
+
 @app.get("/healthz")
 def healthz():
     """The same probe the service has (the load script drains with it)."""
