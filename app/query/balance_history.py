@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement
+from sqlalchemy import bindparam
 
-from app.query import params
+from app.query import lists, params
 from app.query.lists import Walk
 from app.store.models import AppBalance
 
@@ -25,6 +25,12 @@ FIELDS = (
     "error_message",
 )
 COLUMNS = tuple(getattr(AppBalance, name) for name in FIELDS)
+# Each filter's condition, on a parameter of its name (lists.py builds each statement once).
+lists.register(AppBalance, COLUMNS, {
+    "app_key": lambda: AppBalance.app_key == bindparam("app_key"),
+    "since": lambda: AppBalance.read_at >= bindparam("since"),
+    "until": lambda: AppBalance.read_at < bindparam("until"),
+})  # fmt: skip
 _PARAMS = frozenset({"app_key", "since", "until"})
 
 
@@ -54,15 +60,8 @@ def parse_history_query(
 
 def history_walk(history_filter: HistoryFilter) -> Walk:
     """The walk over the reads matching the filter, oldest first."""
-    f, m = history_filter, AppBalance
-    conditions: list[ColumnElement[bool]] = []
-    if f.app_key is not None:
-        conditions.append(m.app_key == f.app_key)
-    if f.since is not None:
-        conditions.append(m.read_at >= f.since)
-    if f.until is not None:
-        conditions.append(m.read_at < f.until)
-    return Walk(m, COLUMNS, conditions)
+    f = history_filter
+    return lists.walk_of(AppBalance, {"app_key": f.app_key, "since": f.since, "until": f.until})
 
 
 def history_item(row: Any) -> dict[str, Any]:

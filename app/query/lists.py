@@ -86,11 +86,32 @@ REPLY_CONDITIONS: dict[str, Callable[[], ColumnElement[bool]]] = {
     "since": lambda: Reply.replied_at >= bindparam("since"),
     "until": lambda: Reply.replied_at < bindparam("until"),
 }
-_CONDITIONS: dict[ListModel, dict[str, Callable[[], ColumnElement[bool]]]] = {
+Conditions = dict[str, Callable[[], ColumnElement[bool]]]
+_CONDITIONS: dict[ListModel, Conditions] = {
     DeliveryReport: REPORT_CONDITIONS,
     Reply: REPLY_CONDITIONS,
 }
 _COLUMNS: dict[ListModel, Sequence[Any]] = {DeliveryReport: REPORT_COLUMNS, Reply: REPLY_COLUMNS}
+# Conditions every walk of a table has, whatever its filters (none for reports and replies).
+_ALWAYS: dict[ListModel, Sequence[Callable[[], ColumnElement[bool]]]] = {}
+
+
+def register(
+    model: ListModel,
+    columns: Sequence[Any],
+    conditions: Conditions,
+    always: Sequence[Callable[[], ColumnElement[bool]]] = (),
+) -> None:
+    """Make another table walkable (reviews, balance reads, opt-outs): the columns its pages
+    read, the condition each filter adds (on a bound parameter of the filter's name), and the
+    conditions every walk of it has."""
+    _COLUMNS[model], _CONDITIONS[model], _ALWAYS[model] = columns, conditions, always
+
+
+def walk_of(model: ListModel, values: dict[str, Any]) -> Walk:
+    """The walk over a registered table narrowed to `values` (a None value is no filter)."""
+    given = {name: value for name, value in values.items() if value is not None}
+    return Walk(model, tuple(name for name in _CONDITIONS[model] if name in given), given)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,9 +144,7 @@ def reply_walk(reply_filter: ReplyFilter) -> Walk:
 
 
 def _walk(model: ListModel, given: ReportFilter | ReplyFilter) -> Walk:
-    values = {name: getattr(given, name) for name in _CONDITIONS[model]}
-    values = {name: value for name, value in values.items() if value is not None}
-    return Walk(model, tuple(values), values)
+    return walk_of(model, {name: getattr(given, name) for name in _CONDITIONS[model]})
 
 
 @cache
@@ -153,6 +172,7 @@ def page_statement(model: ListModel, filters: tuple[str, ...]) -> Any:
     return (
         select(*_COLUMNS[model])
         .where(
+            *(condition() for condition in _ALWAYS.get(model, ())),
             *(_CONDITIONS[model][name]() for name in filters),
             model.id > bindparam("after"),
             model.id <= bindparam("horizon"),

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import ColumnElement, exists
+from sqlalchemy import ColumnElement, and_, bindparam, exists
 
+from app.query import lists
 from app.query.lists import Walk
 from app.query.params import OptOutFilter
 from app.store.db import Database
@@ -23,34 +24,37 @@ OPT_OUT_COLUMNS = (
 )
 
 
+def _decides_an_opt_out() -> ColumnElement[bool]:
+    """A change that opted its phone out and still decides the phone's state."""
+    m = OptOutChange
+    deciding = exists().where(
+        OptOut.app_key == m.app_key, OptOut.phone == m.phone, OptOut.change_id == m.id
+    )
+    return and_(m.opted_out.is_(True), deciding)
+
+
+# Each filter's condition, on a parameter of its name (lists.py builds each statement once).
+lists.register(OptOutChange, OPT_OUT_COLUMNS, {
+    "app_key": lambda: OptOutChange.app_key == bindparam("app_key"),
+    "since": lambda: OptOutChange.changed_at >= bindparam("since"),
+    "until": lambda: OptOutChange.changed_at < bindparam("until"),
+}, always=[_decides_an_opt_out])  # fmt: skip
+
+
 def opt_out_walk(opt_out_filter: OptOutFilter) -> Walk:
     """The walk over the phones opted out now: the changes that opted a phone out and still
     decide its state, in the order they were recorded (`since`/`until` on their time). A phone
     that opts in and out again is listed anew, after its earlier place, like a new record."""
-    f, m = opt_out_filter, OptOutChange
-    deciding = exists().where(
-        OptOut.app_key == m.app_key, OptOut.phone == m.phone, OptOut.change_id == m.id
-    )
-    conditions: list[ColumnElement[bool]] = [m.opted_out.is_(True), deciding]
-    if f.app_key is not None:
-        conditions.append(m.app_key == f.app_key)
-    if f.since is not None:
-        conditions.append(m.changed_at >= f.since)
-    if f.until is not None:
-        conditions.append(m.changed_at < f.until)
-    return Walk(m, OPT_OUT_COLUMNS, conditions)
+    f = opt_out_filter
+    return lists.walk_of(OptOutChange, {"app_key": f.app_key, "since": f.since, "until": f.until})
 
 
 def lookup(database: Database, app_key: str, phone: str) -> OptOutState | None:
-    """The phone's state for the app in one round trip, as a check before every send must be.
-
-    On PostgreSQL an autocommit connection of the writers' engine: no BEGIN, no ROLLBACK, and
-    none of the statement timeout the readers' engine sets and resets around each request (a
-    primary-key read cannot run long). On SQLite the readers' engine: no write lock.
-    """
-    engine = database.engine
+    """The phone's state for the app in one round trip, as a check before every send must be:
+    one primary-key read on the readers' engine (under the API's statement timeout), in
+    autocommit on PostgreSQL (no BEGIN, no ROLLBACK), with no write lock on SQLite."""
+    engine = database.reader_engine
     if engine.dialect.name == "postgresql":
-        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-            return state_of(connection, app_key, phone)
-    with database.reader_engine.connect() as connection:
+        engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
         return state_of(connection, app_key, phone)

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement
+from sqlalchemy import bindparam
 
-from app.query import params
+from app.query import lists, params
 from app.query.lists import Walk
 from app.store.models import ReviewResult
 
@@ -41,6 +41,14 @@ COLUMNS = (
     ReviewResult.refuse_reason,
     ReviewResult.ingested_at,
 )
+# Each filter's condition, on a parameter of its name (lists.py builds each statement once).
+lists.register(ReviewResult, COLUMNS, {
+    "app_key": lambda: ReviewResult.app_key == bindparam("app_key"),
+    "kind": lambda: ReviewResult.review_type == bindparam("kind"),
+    "statuses": lambda: ReviewResult.status.in_(bindparam("statuses", expanding=True)),
+    "since": lambda: ReviewResult.ingested_at >= bindparam("since"),
+    "until": lambda: ReviewResult.ingested_at < bindparam("until"),
+})  # fmt: skip
 _PARAMS = frozenset({"app_key", "kind", "status", "since", "until"})
 
 
@@ -84,19 +92,10 @@ def parse_review_query(
 
 def review_walk(review_filter: ReviewFilter) -> Walk:
     """The walk over review results matching the filter."""
-    f, m = review_filter, ReviewResult
-    conditions: list[ColumnElement[bool]] = []
-    if f.app_key is not None:
-        conditions.append(m.app_key == f.app_key)
-    if f.kind is not None:
-        conditions.append(m.review_type == f.kind)
-    if f.statuses is not None:
-        conditions.append(m.status.in_(f.statuses))
-    if f.since is not None:
-        conditions.append(m.ingested_at >= f.since)
-    if f.until is not None:
-        conditions.append(m.ingested_at < f.until)
-    return Walk(m, COLUMNS, conditions)
+    f = review_filter
+    values = {"app_key": f.app_key, "kind": f.kind, "statuses": f.statuses, "since": f.since,
+              "until": f.until}  # fmt: skip
+    return lists.walk_of(ReviewResult, values)
 
 
 def review_item(row: Any) -> dict[str, Any]:
