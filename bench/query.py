@@ -34,6 +34,7 @@ import psycopg
 from app import create_app
 from app.config import DEFAULT_BUSINESS_TIMEZONE, Settings
 from app.query import lists, params, stats
+from app.store.opt_outs import STATE
 from app.store.schema import upgrade_to_head
 from app.timezones import zone_named
 from bench.served import Served, served
@@ -146,8 +147,13 @@ def _measure(url: str, dsn: str, samples: int) -> bool:
         served(url, TOKEN, Path(logs)) as servers,
     ):
         horizon = _one(conn.execute("SELECT max(id) FROM delivery_reports").fetchone())
+        _load_opt_outs(conn)
+        conn.execute("VACUUM ANALYZE opt_outs")
 
         def api(query: dict[str, str], path: str = "/reports") -> tuple[float, Any]:
+            if "{phone}" in path:  # the opt-out check names its phone in the path
+                query = dict(query)
+                path = path.replace("{phone}", query.pop("phone"))
             return servers.api.get(f"/api/v1{path}", query)
 
         def explain(statement: Any) -> float:
@@ -184,9 +190,32 @@ def _scenarios(rng: random.Random, samples: int, page_sql: Any) -> list[Scenario
     return [
         Scenario("msg_id lookup", "/reports", [{"msg_id": m} for m in msg_ids], page_sql),
         Scenario("filtered first page", "/reports", [filtered() for _ in range(samples)], page_sql),
-        # The opt-out check (`GET /api/v1/opt-outs/{phone}?app_key=K`) joins here as one more
-        # Scenario: its path, sampled phones, and the statement its view runs.
-    ]
+        # The check a sender makes before every message: half the phones have a state.
+        Scenario("opt-out check", "/opt-outs/{phone}", [
+            {"app_key": rng.choice(APPS), "phone": _opt_out_phone(rng.randrange(2 * OPT_OUTS))}
+            for _ in range(samples)
+        ], lambda query: STATE.params(app_key=query["app_key"], phone=query["phone"])),
+    ]  # fmt: skip
+
+
+# Phones with an opt-out state per app, written straight into `opt_outs` (the lookup reads no
+# other table).
+OPT_OUTS = 10_000
+
+
+def _opt_out_phone(n: int) -> str:
+    return f"137{n:08d}"
+
+
+def _load_opt_outs(conn: psycopg.Connection[Any]) -> None:
+    """OPT_OUTS phones opted out of each app (the first OPT_OUTS of `_opt_out_phone`)."""
+    for app_key in APPS:
+        conn.execute(
+            "INSERT INTO opt_outs (app_key, phone, opted_out, since, keyword, source, change_id) "
+            "SELECT %s, '137' || lpad(n::text, 8, '0'), true, now(), 'TD', 'callback', n "
+            "FROM generate_series(0, %s - 1) AS n",
+            (app_key, OPT_OUTS),
+        )
 
 
 def _overheads(scenarios: list[Scenario], api: Any, explain: Any, servers: Served) -> bool:
