@@ -2,6 +2,7 @@
 path with the triggers on and off, alternating rounds on one PostgreSQL database.
 
     .venv/bin/python -m bench.rollup_cost [--admin-url …/postgres] [--callbacks 4000] [--rounds 2]
+                                          [--smoke]
 
 Creates a throwaway database, loads 1,000,000 reports (bench/query.py's loader: realistic
 index depth), then per round and per setting (`ALTER TABLE delivery_reports DISABLE/ENABLE
@@ -12,7 +13,12 @@ TRIGGER USER`) stores callbacks through `ingest_many`, two ways:
   serialize on. Lock waits and deadlocks would show as lower throughput and errors.
 One callback in 5 carries a later status for an earlier report (the upsert replaces the row).
 Prints, per setting, the PostgreSQL backends' CPU per callback (from /proc, so the server must
-run on this machine), WAL bytes and wall time per callback, and the ratio on/off.
+run on this machine), WAL bytes and wall time per callback, and the ratio on/off. Then the
+accounting: every callback's raw event committed once with its record stored, and one report row
+per message (the later statuses replaced theirs); exit 1 if it does not add up.
+
+`--smoke` (CI): 3,000 reports, 256 callbacks a measurement, one round; the figures mean nothing
+at that size, the accounting decides the exit status as always.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import functools
 import json
 import os
 import statistics
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -41,17 +48,27 @@ TICK = os.sysconf("SC_CLK_TCK")
 THREADS, GROUP = 4, 8
 # 2026-12-01 00:00Z: the callbacks land in a handful of buckets, as a live minute does.
 BASE_MS = 1_796_083_200_000
+REPORTS = 1_000_000
+# --smoke: reports loaded, callbacks a measurement (a multiple of THREADS * GROUP), rounds.
+SMOKE = (3_000, 256, 1)
 
 
-def main() -> None:
+def main() -> int:
+    """Load, measure each setting and mode per round, print; exit 1 if the accounting fails."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--admin-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--callbacks", type=int, default=4000)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument(
+        "--smoke", action="store_true", help="tiny sizes, one round; only the accounting counts"
+    )
     args = parser.parse_args()
+    reports, args.callbacks, args.rounds = (
+        SMOKE if args.smoke else (REPORTS, args.callbacks, args.rounds)
+    )
     with throwaway_postgres(args.admin_url, prefix="jsms_rollup_cost") as url:
         plain = url.replace("postgresql+psycopg://", "postgresql://", 1)
-        _load(plain, 1_000_000)
+        _load(plain, reports)
         database = Database(url)
         results: dict[tuple[str, str], list[tuple[float, float, int]]] = {}
         serial = 0
@@ -67,6 +84,10 @@ def main() -> None:
         finally:
             database.engine.dispose()
         _report(results, args.callbacks)
+        balanced = _accounts(plain, reports, serial)
+    if args.smoke:
+        print("smoke run: the code paths ran; the figures mean nothing at this size")
+    return 0 if balanced else 1
 
 
 def _triggers(dsn: str, setting: str) -> None:
@@ -75,9 +96,14 @@ def _triggers(dsn: str, setting: str) -> None:
         conn.execute(f"ALTER TABLE delivery_reports {verb} TRIGGER USER")
 
 
+def _message(n: int) -> int:
+    """The report callback n is about: its own, or (one in 5) report n - 3's."""
+    return n - 3 if n % 5 == 4 else n
+
+
 def _callback(n: int) -> tuple[RawPayload, Any]:
     """Callback n: a new report, or (one in 5) a later failure for report n - 3."""
-    msg = n - 3 if n % 5 == 4 else n
+    msg = _message(n)
     status, later = (4004, 60_000) if msg != n else (4001, 0)
     data = (
         f'[{{"msgId": "r{msg}", "phone": "138{msg % 10**8:08d}", "status": {status},'
@@ -101,8 +127,9 @@ def _grouped(database: Database, first: int, count: int) -> None:
         try:
             with database.session() as session:
                 for g in range(start, first + count, THREADS * GROUP):
+                    group = range(g, min(g + GROUP, first + count))  # not past this measurement
                     with session.begin():
-                        ingest_many(session, [_callback(n) for n in range(g, g + GROUP)])
+                        ingest_many(session, [_callback(n) for n in group])
         except BaseException as exc:  # a deadlock would land here
             errors.append(exc)
 
@@ -147,6 +174,31 @@ def _backend_cpu(conn: psycopg.Connection[Any]) -> float:
     return total
 
 
+def _accounts(dsn: str, loaded: int, sent: int) -> bool:
+    """Every callback sent (0 … sent-1) has one raw event whose one record was stored (a later
+    status replaces its report: stored too), none quarantined; the reports table holds the
+    loaded rows plus one per message. Print the tally; whether it adds up."""
+    with psycopg.connect(dsn) as conn:
+        events, records, stored, other = conn.execute(
+            "SELECT count(*), coalesce(sum(records), 0), coalesce(sum(stored), 0),"
+            " coalesce(sum(duplicates + quarantined), 0) FROM raw_events"
+        ).fetchone() or (0, 0, 0, 0)
+        rows = _one(conn.execute("SELECT count(*) FROM delivery_reports").fetchone())
+    expected_rows = loaded + len({_message(n) for n in range(sent)})
+    balanced = (events, records, stored, other, rows) == (sent, sent, sent, 0, expected_rows)
+    print(
+        f"accounting: {sent:,} callbacks sent, {events:,} raw events, {stored:,} records stored,"
+        f" {other:,} duplicates or quarantined; {rows:,} report rows of {expected_rows:,}"
+        f" expected: {'adds up' if balanced else 'DOES NOT ADD UP'}"
+    )
+    return balanced
+
+
+def _ratio(after: float, before: float) -> str:
+    """after / before, or n/a when nothing was measured before (CPU ticks at tiny sizes)."""
+    return f"{after / before:.2f}x" if before else "n/a"
+
+
 def _report(results: dict[tuple[str, str], list[tuple[float, float, int]]], count: int) -> None:
     for mode in ("alone", "grouped"):
         per: dict[str, tuple[float, float, float]] = {}
@@ -163,10 +215,10 @@ def _report(results: dict[tuple[str, str], list[tuple[float, float, int]]], coun
             )
         (c0, w0, l0), (c1, w1, l1) = per["off"], per["on"]
         print(
-            f"{mode:<8} ratio on/off: backend CPU {c1 / c0:.2f}x, wall {w1 / w0:.2f}x, "
-            f"WAL {l1 / l0:.2f}x"
+            f"{mode:<8} ratio on/off: backend CPU {_ratio(c1, c0)}, wall {_ratio(w1, w0)}, "
+            f"WAL {_ratio(l1, l0)}"
         )
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

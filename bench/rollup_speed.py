@@ -1,7 +1,7 @@
 """The status page and the stats API over the delivery rollup (migration 0013), at 1 M and at
 10 M reports: flat in the table's size, against the reports-scanning path in the same run.
 
-    .venv/bin/python -m bench.rollup_speed [--admin-url …/postgres] [--millions 1,10] [--keep]
+    .venv/bin/python -m bench.rollup_speed [--admin-url …/postgres] [--millions 1,10] [--smoke]
 
 Creates a throwaway PostgreSQL database and, stage by stage, fills it to each size in
 `--millions`: reports spread over the last 30 days (3 apps, 92 % delivered and a tail of
@@ -18,7 +18,12 @@ SQL, rendering, JSON):
 median and max of 15 (the target is on the median, as issue 28 measured: on a shared 2-core
 machine the max is whoever else ran then), each also with the rollup bypassed (median of 5,
 the stats counted from `delivery_reports` as before migration 0013): the ratio is what the
-rollup saves. Then the BI view `daily_delivery_rate` whole. Exit 1 when a target is missed.
+rollup saves. Then the BI view `daily_delivery_rate` whole. Every stats answer through the
+rollup (with changes pending) must equal the reports-scanning one. Exit 1 when an answer differs
+or a target is missed.
+
+`--smoke` (CI): 2,000 then 4,000 reports, 300 callbacks, 100 pending, 3 samples; only the
+answers' exactness decides the exit status, the timings mean nothing at that size.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from unittest import mock
@@ -45,8 +51,22 @@ from tests.support import throwaway_postgres
 
 TOKEN = "bench-token"
 DAYS = 30
-CALLBACKS_LAST_DAY = 300_000
 CHUNK = 1_000_000
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How much to load and how often to sample: the measurement's, or the smoke run's."""
+
+    callbacks: int = 300_000  # in `raw_events` over the last 24 hours
+    pending: int = 1_000  # reports through the triggers, left unfolded
+    samples: int = 15  # per scenario, through the rollup
+    bypassed: int = 5  # per scenario, the rollup bypassed
+    parts: int = 7  # per reader of the status page
+
+
+SMOKE_STAGES = [2_000, 4_000]
+SMOKE = Sizes(callbacks=300, pending=100, samples=3, bypassed=3, parts=2)
 # One reports row per generate_series value: the status mix of bench/query.py.
 REPORTS_SQL = """
 INSERT INTO delivery_reports
@@ -59,7 +79,7 @@ FROM (
            CASE WHEN r < 0.920 THEN 4001 WHEN r < 0.945 THEN 4003 WHEN r < 0.965 THEN 4004
                 WHEN r < 0.975 THEN 4002 WHEN r < 0.983 THEN 4006 WHEN r < 0.988 THEN 4010
                 ELSE 4100 END AS status
-    FROM (SELECT n, random() AS r FROM generate_series(%(low)s, %(high)s) AS n) AS s
+    FROM (SELECT n, random() AS r FROM generate_series(%(low)s::bigint, %(high)s::bigint) AS n) AS s
 ) AS g
 ON CONFLICT DO NOTHING
 """
@@ -71,33 +91,43 @@ SELECT (ARRAY['app-alpha', 'app-beta', 'app-gamma'])[n %% 3 + 1], 'callback',
        '[{"msgId": ' || n || ', "status": 4001, "phone": "13800138000"}]', to_hex(n),
        (extract(epoch FROM at) * 1000)::bigint, at, 1, 1, 0, 0
 FROM (SELECT n, now() - n * interval '86 seconds' / 300 AS at
-      FROM generate_series(1, %(count)s) AS n) AS g
+      FROM generate_series(1, %(count)s::integer) AS n) AS g
 """
 
 
 def main() -> int:
+    """Load stage by stage, measure at each; exit 1 if an answer differs or (unless --smoke) a
+    target is missed."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--admin-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--millions", default="1,10", help="sizes to measure at, ascending")
+    parser.add_argument(
+        "--smoke", action="store_true", help="tiny sizes; only exact answers decide the exit (CI)"
+    )
     args = parser.parse_args()
-    sizes = [int(float(m) * 1_000_000) for m in args.millions.split(",")]
-    met = True
+    stages = [int(float(m) * 1_000_000) for m in args.millions.split(",")]
+    stages, sizes = (SMOKE_STAGES, SMOKE) if args.smoke else (stages, Sizes())
+    met, exact = True, True
     with throwaway_postgres(args.admin_url, prefix="jsms_rollup_speed") as url:
         plain = url.replace("postgresql+psycopg://", "postgresql://", 1)
-        _load_callbacks(plain)
+        _load_callbacks(plain, sizes.callbacks)
         loaded = 0
-        for size in sizes:
+        for size in stages:
             seconds = _timed(lambda: _load_reports(plain, loaded, size))  # noqa: B023
             loaded = size
             print(f"--- {size:,} reports: loaded (+ VACUUM ANALYZE) in {seconds:.0f} s")
-            met = _measure(url, plain, size) and met
+            stage_met, stage_exact = _measure(url, plain, size, sizes)
+            met, exact = met and stage_met, exact and stage_exact
     print("all targets met" if met else "a target was MISSED")
-    return 0 if met else 1
+    print("rollup answers exact" if exact else "a rollup answer DIFFERS from the reports' count")
+    if args.smoke:
+        print("smoke run: the code paths ran; the figures mean nothing at this size")
+    return 0 if exact and (met or args.smoke) else 1
 
 
-def _load_callbacks(dsn: str) -> None:
+def _load_callbacks(dsn: str, count: int) -> None:
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(CALLBACKS_SQL, {"count": CALLBACKS_LAST_DAY})
+        conn.execute(CALLBACKS_SQL, {"count": count})
         conn.execute("VACUUM ANALYZE raw_events")
 
 
@@ -117,8 +147,8 @@ def _load_reports(dsn: str, first: int, last: int) -> None:
         conn.execute("ALTER TABLE delivery_reports ENABLE TRIGGER USER")
 
 
-def _rebuild_and_leave_pending(url: str, dsn: str, serial: int) -> float:
-    """Rebuild the rollup (timed), then 1,000 reports through the triggers, not folded."""
+def _rebuild_and_leave_pending(url: str, dsn: str, serial: int, pending: int) -> float:
+    """Rebuild the rollup (timed), then `pending` reports through the triggers, not folded."""
     from app.store.db import make_engine
 
     engine = make_engine(url)
@@ -131,18 +161,80 @@ def _rebuild_and_leave_pending(url: str, dsn: str, serial: int) -> float:
         conn.execute(
             REPORTS_SQL,
             {"start": now - timedelta(minutes=5), "origin": serial, "low": serial,
-             "high": serial + 999, "step": 0.3},
+             "high": serial + pending - 1, "step": 0.3},
         )  # fmt: skip
         conn.execute("VACUUM ANALYZE delivery_rollup")  # as autovacuum would after a rebuild
     return seconds
 
 
-def _measure(url: str, dsn: str, size: int) -> bool:
-    """Every scenario with the rollup and with it bypassed; print; whether targets were met."""
-    rebuilt = _rebuild_and_leave_pending(url, dsn, size + 1)
+def _measure(url: str, dsn: str, size: int, sizes: Sizes) -> tuple[bool, bool]:
+    """Every scenario with the rollup and with it bypassed; print; whether the targets were met
+    and whether every stats answer through the rollup equals the reports-scanning one."""
+    rebuilt = _rebuild_and_leave_pending(url, dsn, size + 1, sizes.pending)
     print(f"rebuild-stats at {size:,} reports: {rebuilt:.1f} s")
     settings = Settings(_env_file=None, database_url=url, api_tokens=(TOKEN,))  # type: ignore[call-arg]
     app = create_app(settings)
+    met, exact = True, True
+    for label, request, target in _scenarios(app, settings):
+        rolled_body, rolled = _latencies(request, sizes.samples)
+        with mock.patch.object(stats, "slot_rows", _reports_only):
+            scanned_body, scanned = _latencies(request, sizes.bypassed)
+        median, worst = statistics.median(rolled), max(rolled)
+        ok, same = median <= target, rolled_body == scanned_body
+        same = same and (rolled_body is None or bool(rolled_body["items"]))  # not vacuous
+        met, exact = met and ok, exact and same
+        before = statistics.median(scanned)
+        print(
+            f"{label:<36} rollup p50 {median:7.1f} ms  max {worst:7.1f} ms | reports scanned"
+            f" p50 {before:7.1f} ms | ratio {before / median:5.1f}x"
+            f" | target p50 <= {target:g} ms: {'yes' if ok else 'NO'}"
+            + ("" if same else " | answer DIFFERS from the reports' count")
+        )
+    exact = _every_report_counted(app, dsn) and exact
+    _status_page_parts(app, settings, sizes.parts)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        rows = _one(conn.execute("SELECT count(*) FROM delivery_rollup").fetchone())
+        views = [_timed(lambda: conn.execute("SELECT * FROM daily_delivery_rate").fetchall())]
+        views += [_timed(lambda: conn.execute("SELECT * FROM daily_delivery_rate").fetchall())]
+    print(f"rollup rows {rows:,}; SELECT * FROM daily_delivery_rate: {min(views) * 1000:.1f} ms")
+    app.extensions["database"].engine.dispose()
+    return met, exact
+
+
+def _every_report_counted(app: Any, dsn: str) -> bool:
+    """The stats through the rollup equal the reports-scanning ones over ranges that hold the
+    pending changes (the timed ones end at midnight, before them): by day in the business zone
+    over every report, whose totals must add up to the table's count, and by hour in UTC over
+    the last 2 days from an instant that cuts a bucket (the edges then come from the reports)."""
+    client, headers = app.test_client(), {"Authorization": f"Bearer {TOKEN}"}
+    now = datetime.now(UTC).replace(microsecond=0)
+    queries = [
+        {"since": (now - timedelta(days=DAYS + 2)).date().isoformat(),
+         "until": (now + timedelta(days=2)).date().isoformat(), "bucket": "day"},
+        {"since": (now - timedelta(days=2, seconds=7)).isoformat(),
+         "until": (now + timedelta(hours=1)).isoformat(), "bucket": "hour", "tz": "UTC"},
+    ]  # fmt: skip
+    answers = []
+    for query in queries:
+        answer = client.get("/api/v1/stats/delivery", query_string=query, headers=headers)
+        with mock.patch.object(stats, "slot_rows", _reports_only):
+            scanned = client.get("/api/v1/stats/delivery", query_string=query, headers=headers)
+        assert answer.status_code == scanned.status_code == 200, answer.get_data(as_text=True)
+        answers.append((answer.get_json()["items"], scanned.get_json()["items"]))
+    with psycopg.connect(dsn) as conn:
+        stored = _one(conn.execute("SELECT count(*) FROM delivery_reports").fetchone())
+    counted = sum(item["total"] for item in answers[0][0])
+    same = all(rolled == scanned and rolled for rolled, scanned in answers)
+    print(
+        f"every report counted: {counted:,} of {stored:,} through the rollup; answers equal to"
+        f" the reports-scanning ones: {'yes' if same else 'NO'}"
+    )
+    return same and counted == stored
+
+
+def _scenarios(app: Any, settings: Settings) -> list[tuple[str, Callable[[], Any], float]]:
+    """(label, request, target ms): the status page (logged in), and the stats API over 30 days
+    by day in the business zone and in UTC, and over 7 days by hour, all apps."""
     client = app.test_client()
     assert client.post("/login", data={"token": TOKEN}).status_code == 302
     headers = {"Authorization": f"Bearer {TOKEN}"}
@@ -150,45 +242,20 @@ def _measure(url: str, dsn: str, size: int) -> bool:
     today = datetime.now(UTC).astimezone(zone).date()
     month = {"since": (today - timedelta(days=DAYS)).isoformat(), "until": today.isoformat()}
     week = {"since": (today - timedelta(days=7)).isoformat(), "until": today.isoformat()}
-    scenarios: list[tuple[str, Callable[[], Any], int, float]] = [
-        ("status page", lambda: client.get("/"), 15, 300.0),
-        ("30-day stats by day, " + zone.key, lambda: client.get(
-            "/api/v1/stats/delivery", query_string=month | {"bucket": "day"}, headers=headers
-        ), 15, 100.0),
-        ("30-day stats by day, UTC", lambda: client.get(
-            "/api/v1/stats/delivery", query_string=month | {"bucket": "day", "tz": "UTC"},
-            headers=headers,
-        ), 15, 100.0),
-        ("7-day stats by hour", lambda: client.get(
-            "/api/v1/stats/delivery", query_string=week | {"bucket": "hour"}, headers=headers
-        ), 15, 100.0),
-    ]  # fmt: skip
-    met = True
-    for label, request, times, target in scenarios:
-        rolled = _latencies(request, times)
-        with mock.patch.object(stats, "slot_rows", _reports_only):
-            scanned = _latencies(request, 5)
-        median, worst = statistics.median(rolled), max(rolled)
-        ok = median <= target
-        met = met and ok
-        before = statistics.median(scanned)
-        print(
-            f"{label:<36} rollup p50 {median:7.1f} ms  max {worst:7.1f} ms | reports scanned"
-            f" p50 {before:7.1f} ms | ratio {before / median:5.1f}x"
-            f" | target p50 <= {target:g} ms: {'yes' if ok else 'NO'}"
-        )
-    _status_page_parts(app, settings)
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        rows = _one(conn.execute("SELECT count(*) FROM delivery_rollup").fetchone())
-        views = [_timed(lambda: conn.execute("SELECT * FROM daily_delivery_rate").fetchall())]
-        views += [_timed(lambda: conn.execute("SELECT * FROM daily_delivery_rate").fetchall())]
-    print(f"rollup rows {rows:,}; SELECT * FROM daily_delivery_rate: {min(views) * 1000:.1f} ms")
-    app.extensions["database"].engine.dispose()
-    return met
+
+    def stats_api(query: dict[str, str]) -> Callable[[], Any]:
+        return lambda: client.get("/api/v1/stats/delivery", query_string=query, headers=headers)
+
+    return [
+        ("status page", lambda: client.get("/"), 300.0),
+        ("30-day stats by day, " + zone.key, stats_api(month | {"bucket": "day"}), 100.0),
+        ("30-day stats by day, UTC", stats_api(month | {"bucket": "day", "tz": "UTC"}), 100.0),
+        ("7-day stats by hour", stats_api(week | {"bucket": "hour"}), 100.0),
+    ]
 
 
-def _status_page_parts(app: Any, settings: Settings) -> None:
-    """Where the status page's time goes: each of its readers alone (median of 7)."""
+def _status_page_parts(app: Any, settings: Settings, times: int) -> None:
+    """Where the status page's time goes: each of its readers alone (median of `times`)."""
     zone, apps = settings.business_zone(), settings.jsms_apps
     database = app.extensions["database"]
     parts: dict[str, Callable[[Any, datetime], Any]] = {
@@ -202,8 +269,8 @@ def _status_page_parts(app: Any, settings: Settings) -> None:
     with database.session() as session:
         for label, part in parts.items():
             part(session, datetime.now(UTC))
-            times = [_timed(lambda: part(session, datetime.now(UTC))) for _ in range(7)]  # noqa: B023
-            shares.append(f"{label} {statistics.median(times) * 1000:.1f} ms")
+            seconds = [_timed(lambda: part(session, datetime.now(UTC))) for _ in range(times)]  # noqa: B023
+            shares.append(f"{label} {statistics.median(seconds) * 1000:.1f} ms")
     print("status page parts (p50): " + ", ".join(shares))
 
 
@@ -213,15 +280,17 @@ def _reports_only(session: Any, query: Any, slot: Any) -> list[tuple[Any, int, i
     return [tuple(row) for row in session.execute(stats.stats_statement(dialect, query, slot))]
 
 
-def _latencies(request: Callable[[], Any], times: int) -> list[float]:
-    response = request()  # warm up: caches, plans
+def _latencies(request: Callable[[], Any], times: int) -> tuple[Any, list[float]]:
+    """The first answer's JSON body (None for a page) and the milliseconds of `times` more."""
+    response = request()  # also warms up: caches, plans
     assert response.status_code == 200, response.status_code
+    body = response.get_json(silent=True)
     elapsed = []
     for _ in range(times):
         start = time.perf_counter()
         request()
         elapsed.append((time.perf_counter() - start) * 1000)
-    return elapsed
+    return body, elapsed
 
 
 def _timed(action: Callable[[], Any]) -> float:

@@ -1,9 +1,9 @@
 """Every bench runs end to end at its smallest size, so none can rot between measurements.
 
 Each runs as CI and bench/README.md run it, `python -m bench.<name>` from the repository's root,
-with `--smoke`: tiny sizes, and only its accounting checks (every record stored once, no non-2xx)
-decide the exit status; the timings mean nothing here. The figures themselves live in
-bench/README.md.
+with `--smoke`: tiny sizes, and only its accounting checks (every record stored once, no non-2xx;
+the rollup's answers equal the reports-scanning ones) decide the exit status; the timings mean
+nothing here. The figures themselves live in bench/README.md.
 """
 
 from __future__ import annotations
@@ -60,6 +60,18 @@ def test_drain_bench_runs(postgres: None) -> None:
         "bench.drain", "--apps", "1", "2", "--reports", "20", "--window", "0.1", "--smoke"
     ).stdout
     assert "postgresql" in out and "sqlite" in out
+
+
+@pytest.mark.slow
+def test_rollup_speed_bench_runs(postgres: None) -> None:
+    out = run_bench("bench.rollup_speed", "--smoke").stdout
+    assert "rollup answers exact" in out and "4,000 reports" in out
+
+
+@pytest.mark.slow
+def test_rollup_cost_bench_runs(postgres: None) -> None:
+    out = run_bench("bench.rollup_cost", "--smoke").stdout
+    assert "adds up" in out and "grouped  ratio on/off" in out
 
 
 @pytest.mark.slow
