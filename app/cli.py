@@ -51,7 +51,8 @@ def migrate() -> None:
 @click.option("--batch-size", default=100, show_default=True, help="Raw events per transaction.")
 def reprocess_quarantined(batch_size: int) -> None:
     """Store batches spooled to disk while the database was down, then normalize quarantined
-    raw events again (after an upgrade); safe to run repeatedly."""
+    raw events again (after an upgrade); safe to run repeatedly. Suspect callbacks (a reused
+    or out-of-window signature) are left alone: only `jsms trust` stores their records."""
     totals = {"events": 0, "stored": 0, "still_quarantined": 0}
     after = 0
     for leftover in spool.leftovers(spool_dir()):
@@ -67,7 +68,9 @@ def reprocess_quarantined(batch_size: int) -> None:
             with session.begin():
                 events = session.scalars(
                     select(RawEvent)
-                    .where(RawEvent.quarantined > 0, RawEvent.id > after)
+                    .where(
+                        RawEvent.quarantined > 0, RawEvent.suspect.is_(None), RawEvent.id > after
+                    )
                     .order_by(RawEvent.id)
                     .limit(batch_size)
                 ).all()

@@ -103,14 +103,20 @@ def test_dedup_keys_never_change_between_releases() -> None:
     )
 
 
-def test_a_signature_reused_in_a_group_is_refused_and_its_neighbours_stored(
+def test_a_signature_reused_in_a_group_is_kept_quarantined_and_its_neighbours_stored(
     store: Database,
 ) -> None:
     group = [pending("n", [report("m1")]), pending("n", [report("other")]), pending("x", [])]
     outcomes = write_group(store, group)
-    assert isinstance(outcomes[1], SignatureReused)
+    assert [o.as_json() for o in outcomes] == [  # type: ignore[union-attr]
+        {"stored": 1, "duplicates": 0, "quarantined": 0},
+        {"stored": 0, "duplicates": 0, "quarantined": 1},
+        {"stored": 0, "duplicates": 0, "quarantined": 0},
+    ]
+    assert not any(isinstance(o, SignatureReused) for o in outcomes)
     assert row_count(store, CallbackSignature) == 2
-    assert row_count(store, RawEvent) == 2 and row_count(store, DeliveryReport) == 1
+    assert row_count(store, RawEvent) == 3 and row_count(store, DeliveryReport) == 1
+    assert row_count(store, RawEvent, RawEvent.suspect == "signature_reused") == 1
 
 
 @pytest.fixture

@@ -9,7 +9,11 @@ per group instead of once per callback.
 
 - The outcome of each callback is what it would have been alone, in arrival order: two
   callbacks in one group carrying the same record store it once (the first), and the second
-  counts it a duplicate; the same signature twice is stored once and retried once.
+  counts it a duplicate; the same signature twice is stored once and retried once; the same
+  signature with other data is kept quarantined (`signature_reused`), or refused past the
+  replay memory's bound.
+- A callback the reader found suspect (`signature_time`) or the replay memory reused is kept
+  raw with every item quarantined; its records wait for `jsms trust`.
 - A group that fails for any reason but the database being unavailable is rolled back, and each
   of its callbacks is then written alone (with the single path's SAVEPOINT and quarantine), so
   one odd callback never fails its neighbours.
@@ -31,12 +35,18 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from app.jsms.callback import SignatureReused, SignedUse
+from app.jsms.callback import SignatureReused, SignedUse, Suspect, reused_suspect
 from app.jsms.records import ParsedBatch
 from app.metrics import GROUP_SIZE
 from app.store import replay
 from app.store.db import DATABASE_UNAVAILABLE, Database, DatabaseUnavailable
-from app.store.ingest import IngestResult, RawPayload, ingest_many, ingest_or_quarantine
+from app.store.ingest import (
+    IngestResult,
+    RawPayload,
+    as_suspect,
+    ingest_many,
+    ingest_or_quarantine,
+)
 from app.store.models import utcnow
 from app.store.replay import Verdict
 
@@ -56,6 +66,7 @@ class Pending:
     use: SignedUse
     raw: RawPayload
     batch: ParsedBatch
+    suspect: Suspect | None = None  # the reader's (signature_time)
     done: threading.Event = field(default_factory=threading.Event)
     result: IngestResult | None = None
     error: BaseException | None = None
@@ -77,10 +88,12 @@ class GroupWriter:
         self._running = False
         self._pid = os.getpid()
 
-    def store(self, use: SignedUse, raw: RawPayload, batch: ParsedBatch) -> IngestResult:
+    def store(
+        self, use: SignedUse, raw: RawPayload, batch: ParsedBatch, suspect: Suspect | None = None
+    ) -> IngestResult:
         """Store one callback with whatever arrives with it; return once it is committed.
         Raises what storing it alone would have: `SignatureReused`, or a database error."""
-        pending = Pending(use, raw, batch)
+        pending = Pending(use, raw, batch, suspect)
         with self._wake:
             if self._pid != os.getpid():  # forked with a writer: it did not come along
                 self._pid, self._running, self._waiting = os.getpid(), False, []
@@ -161,8 +174,10 @@ def write_group(database: Database, group: Sequence[Pending]) -> list[Outcome]:
     now = utcnow()
     with database.session() as session, session.begin():
         verdicts = replay.first_uses(session, [p.use for p in group], now)
-        fresh = [p for p, verdict in zip(group, verdicts, strict=True) if verdict is Verdict.FIRST]
-        stored = ingest_many(session, [(p.raw, p.batch) for p in fresh])
+        stored = ingest_many(session, [
+            _payload(p, verdict) for p, verdict in zip(group, verdicts, strict=True)
+            if verdict in KEPT
+        ])  # fmt: skip
     return _outcomes(group, verdicts, stored)
 
 
@@ -173,21 +188,33 @@ def write_alone(database: Database, pending: Pending) -> Outcome:
     with database.session() as session, session.begin():
         (verdict,) = replay.first_uses(session, [pending.use], now)
         stored = []
-        if verdict is Verdict.FIRST:
-            stored.append(ingest_or_quarantine(session, pending.raw, pending.batch))
+        if verdict in KEPT:
+            stored.append(ingest_or_quarantine(session, *_payload(pending, verdict)))
     (outcome,) = _outcomes([pending], [verdict], stored)
     return outcome
+
+
+# The verdicts whose callback is written (the others were written before, or are refused).
+KEPT = frozenset({Verdict.FIRST, Verdict.REUSED})
+
+
+def _payload(pending: Pending, verdict: Verdict) -> tuple[RawPayload, ParsedBatch]:
+    """What is written for a kept callback: its records, or, suspect, its raw text alone."""
+    suspect = reused_suspect() if verdict is Verdict.REUSED else pending.suspect
+    if suspect is None:
+        return pending.raw, pending.batch
+    return as_suspect(pending.raw, pending.batch, suspect)
 
 
 def _outcomes(
     group: Sequence[Pending], verdicts: Sequence[Verdict], stored: Sequence[IngestResult]
 ) -> list[Outcome]:
-    """Each callback's outcome: its stored result (`stored` holds the FIRST ones, in order),
-    a retry's duplicates, or the refusal of a reused signature."""
+    """Each callback's outcome: its stored result (`stored` holds the KEPT ones, in order),
+    a retry's duplicates, or the refusal of a flood past the replay memory's bound."""
     results = iter(stored)
     return [
-        next(results) if verdict is Verdict.FIRST
-        else SignatureReused() if verdict is Verdict.REUSED
+        next(results) if verdict in KEPT
+        else SignatureReused() if verdict is Verdict.FLOODED
         else replay.retry_result(pending.batch)
         for pending, verdict in zip(group, verdicts, strict=True)
     ]  # fmt: skip

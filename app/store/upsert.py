@@ -19,7 +19,13 @@ from sqlalchemy import Connection, Table, TextClause, bindparam
 from sqlalchemy import text as sql_text
 
 from app.jsms.records import ParsedBatch, ReplyMessage, Report, Review, encode_extra
-from app.store.models import CallbackSignature, DeliveryReport, Reply, ReviewResult
+from app.store.models import (
+    CallbackSignature,
+    DeliveryReport,
+    Reply,
+    ReviewResult,
+    SignatureReuse,
+)
 
 # Rows per INSERT statement: well under SQLite's 32,766 bound parameters.
 CHUNK = 500
@@ -93,6 +99,10 @@ REVIEWS = _conflict_insert(ReviewResult, ("dedup_key",), "DO NOTHING")
 # Replay memory (`replay.py`): a signature's triple is remembered once.
 SIGNATURES = _conflict_insert(
     CallbackSignature, ("app_key", "nonce", "callback_timestamp"), "DO NOTHING"
+)
+# ... and each other payload it carried since.
+REUSES = _conflict_insert(
+    SignatureReuse, ("app_key", "nonce", "callback_timestamp", "digest"), "DO NOTHING"
 )
 
 
