@@ -19,7 +19,7 @@ from app.pull.clock import CLOCK_POOL_TIMEOUT_SECONDS, run_clock, stop_on_signal
 from app.pull.puller import BatchNotStored, Puller, StoreUnavailable
 from app.pull.state import SyncPolicy
 from app.store.db import Database
-from app.store.ingest import reprocess
+from app.store.ingest import reprocess, trust
 from app.store.models import RawEvent, utcnow
 from app.store.readonly import READABLE_TABLES, READABLE_VIEWS, GrantRefused, grant_readonly
 from app.store.retention import purge, retention_policy
@@ -86,6 +86,35 @@ def reprocess_quarantined(batch_size: int) -> None:
         f"reprocessed {totals['events']} quarantined raw events: {totals['stored']} records "
         f"stored, {totals['still_quarantined']} still quarantined"
     )
+
+
+@jsms.command("trust")
+@click.argument("event_ids", nargs=-1, required=True, type=click.IntRange(min=1))
+def trust_checked(event_ids: tuple[int, ...]) -> None:
+    """Store the records of quarantined callbacks you have checked (a reused or out-of-window
+    signature: GET /api/v1/quarantine?reason=signature_reused), each in its own transaction,
+    and print what was stored. Exits 1 if an id is not such a callback."""
+    refused = 0
+    with get_database().session() as session:
+        for event_id in event_ids:
+            with session.begin():
+                event = session.get(RawEvent, event_id)
+                was = event.suspect if event is not None else None
+                if event is None or was is None:
+                    refused += 1
+                    click.echo(
+                        f"raw event {event_id}: not a suspect callback; nothing stored "
+                        "(jsms reprocess reads other quarantined events)",
+                        err=True,
+                    )
+                    continue
+                result = trust(session, event)
+            click.echo(
+                f"raw event {event_id} ({event.type[:64]}, was {was}): {result.stored} records "
+                f"stored, {result.duplicates} duplicates, {result.quarantined} still quarantined"
+            )
+    if refused:
+        raise SystemExit(1)
 
 
 @jsms.command("purge")

@@ -23,6 +23,19 @@ REPORT_FIELDS = (
     "ingested_at",
 )
 REPLY_FIELDS = ("id", "app_key", "phone", "content", "replied_at", "source", "ingested_at")
+QUARANTINE_FIELDS = (
+    "id",
+    "app_key",
+    "source",
+    "type",
+    "received_at",
+    "reason",
+    "suspect",
+    "records",
+    "quarantined",
+    "payload_excerpt",
+    "payload_length",
+)
 # A spreadsheet runs a cell that starts with one of these as a formula (CSV injection).
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
@@ -65,6 +78,24 @@ def reply_item(row: Any) -> dict[str, Any]:
         "replied_at": row.replied_at,
         "source": row.source,
         "ingested_at": row.ingested_at,
+    }
+
+
+def quarantine_item(row: Any) -> dict[str, Any]:
+    """A quarantined raw event as the API's item: why (`reason`, its start; `suspect` names a
+    signature the operator must check before `jsms trust`), and the start of its payload."""
+    return {
+        "id": row.id,
+        "app_key": row.app_key,
+        "source": row.source,
+        "type": row.type,
+        "received_at": row.received_at,
+        "reason": row.reason,
+        "suspect": row.suspect,
+        "records": row.records,
+        "quarantined": row.quarantined,
+        "payload_excerpt": row.payload_excerpt,
+        "payload_length": row.payload_length,
     }
 
 

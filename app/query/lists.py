@@ -1,4 +1,5 @@
-"""Keyset walks over reports and replies, ordered by `id`, never by OFFSET.
+"""Keyset walks over reports, replies and quarantined raw events, ordered by `id`, never by
+OFFSET.
 
 A walk only ever returns ids at or below a *committed horizon*: an id below which no insert is
 still in flight. On PostgreSQL, sequence values can commit out of order (a transaction holding
@@ -20,13 +21,16 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Row, func, literal_column, select
 
-from app.query.params import ReplyFilter, ReportFilter
-from app.store.models import DeliveryReport, Reply
+from app.query.params import QuarantineFilter, ReplyFilter, ReportFilter
+from app.store.models import DeliveryReport, RawEvent, Reply
 
 # Rows per query when streaming a whole export.
 STREAM_CHUNK = 1000
 
-ListModel = type[DeliveryReport] | type[Reply]
+ListModel = type[DeliveryReport] | type[Reply] | type[RawEvent]
+# A quarantined event's payload may be 1 MiB and its reason long: items carry their start.
+PAYLOAD_EXCERPT = 1000
+REASON_EXCERPT = 2000
 
 REPORT_COLUMNS = (
     DeliveryReport.id,
@@ -47,6 +51,21 @@ REPLY_COLUMNS = (
     Reply.replied_at,
     Reply.source,
     Reply.ingested_at,
+)
+
+
+QUARANTINE_COLUMNS = (
+    RawEvent.id,
+    RawEvent.app_key,
+    RawEvent.source,
+    RawEvent.type,
+    RawEvent.received_at,
+    RawEvent.suspect,
+    func.substr(RawEvent.quarantine_reason, 1, REASON_EXCERPT).label("reason"),
+    RawEvent.records,
+    RawEvent.quarantined,
+    func.substr(RawEvent.payload, 1, PAYLOAD_EXCERPT).label("payload_excerpt"),
+    func.length(RawEvent.payload).label("payload_length"),
 )
 
 
@@ -105,6 +124,24 @@ def reply_walk(reply_filter: ReplyFilter) -> Walk:
     if f.until is not None:
         conditions.append(m.replied_at < f.until)
     return Walk(m, REPLY_COLUMNS, conditions)
+
+
+def quarantine_walk(quarantine_filter: QuarantineFilter) -> Walk:
+    """The walk over quarantined raw events matching the filter (`since`/`until` on
+    received_at); `quarantined > 0` reads the partial index over the quarantined few."""
+    f, m = quarantine_filter, RawEvent
+    conditions: list[ColumnElement[bool]] = [m.quarantined > 0]
+    if f.app_key is not None:
+        conditions.append(m.app_key == f.app_key)
+    if f.reason == "records":
+        conditions.append(m.suspect.is_(None))
+    elif f.reason is not None:
+        conditions.append(m.suspect == f.reason)
+    if f.since is not None:
+        conditions.append(m.received_at >= f.since)
+    if f.until is not None:
+        conditions.append(m.received_at < f.until)
+    return Walk(m, QUARANTINE_COLUMNS, conditions)
 
 
 def horizon_statement(dialect: str, model: ListModel) -> Any:

@@ -30,6 +30,7 @@ from app.query.openapi_components import (
 from app.query.params import (
     BUCKETS,
     MAX_STATUSES,
+    QUARANTINE_REASONS,
     SOURCES,
     STATUS_LIST,
 )
@@ -230,6 +231,25 @@ PATHS: dict[str, Any] = {
             "Uplink replies, keyset-paginated by id (`since`/`until` on replied_at).",
             [APP_KEY, PHONE, SINCE, UNTIL],
             "#/components/schemas/Reply",
+        )
+    },
+    "/api/v1/quarantine": {
+        "get": _list_operation(
+            "Quarantined raw events (`since`/`until` on received_at), keyset-paginated by id: "
+            "callbacks whose signature the service cannot vouch for (`signature_reused`, "
+            "`signature_time`: check them, then `jsms trust ID`) and payloads holding records "
+            "that could not be stored (`records`: `jsms reprocess`).",
+            [
+                APP_KEY,
+                param(
+                    "reason",
+                    "Only this reason.",
+                    {"type": "string", "enum": list(QUARANTINE_REASONS)},
+                ),
+                SINCE,
+                UNTIL,
+            ],
+            "#/components/schemas/QuarantinedEvent",
         )
     },
     "/api/v1/stats/delivery": {

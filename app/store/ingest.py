@@ -201,6 +201,17 @@ def reprocess(session: Session, event: RawEvent) -> IngestResult:
     return IngestResult(event.id, event.stored - before, event.duplicates, event.quarantined)
 
 
+def trust(session: Session, event: RawEvent) -> IngestResult:
+    """Store the records of a suspect callback an operator has checked (`jsms trust`): it is no
+    longer suspect, and its payload is read and stored as `reprocess` reads any quarantined
+    event, by the statements every callback's records go through (`store_records`). The
+    caller commits; raises ValueError for an event that is not suspect."""
+    if event.suspect is None:
+        raise ValueError(f"raw event {event.id} is not a suspect callback")
+    event.suspect = None
+    return reprocess(session, event)
+
+
 def storable_text(text: str) -> str:
     """Raw text as close to what arrived as a database can hold: NUL and lone surrogates become
     U+FFFD (PostgreSQL text cannot hold NUL; UTF-8 cannot hold a lone surrogate)."""
