@@ -22,11 +22,14 @@ from datetime import datetime, timedelta
 
 from app.jsms.records import MAX_CALLBACK_ITEMS, ParsedBatch, parse_payload
 from app.jsms.signature import find_signer
+from app.spans import span_text
 
 # JSMS's clock and ours may disagree a little; a signature from further ahead is suspect.
 MAX_AHEAD = timedelta(hours=1)
 MAX_NONCE_LENGTH = 64
 DAY_MS = 86_400_000
+# The longest span a timedelta holds, in ms (a signed BIGINT timestamp may lie further off).
+_MAX_SPAN_MS = 999_999_999 * DAY_MS
 # What a text column cannot hold (PostgreSQL: NUL; UTF-8: a lone surrogate).
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 # A timestamp the replay memory can hold: epoch milliseconds in a BIGINT.
@@ -210,11 +213,9 @@ def window_suspect(timestamp: int, *, now: datetime, memory_days: int) -> Suspec
 
 
 def _span(milliseconds: int) -> str:
-    """A skew as people read it: `2 h 0 min 5 s`, `3 days 4 h`."""
-    days, rest = divmod(round(milliseconds / 1000), 86_400)
-    if days:
-        return f"{days} days {rest // 3600} h"
-    return f"{rest // 3600} h {rest % 3600 // 60} min {rest % 60} s"
+    """A skew as people read it (`2 h 0 min 5 s`, `91 d 0 h 0 min`), however large."""
+    span = timedelta(milliseconds=min(milliseconds, _MAX_SPAN_MS))
+    return span_text(span, parts=3, smallest="s")
 
 
 def digest_of(record_type: str, data: str) -> str:

@@ -23,6 +23,7 @@ from app.auth import digest_is_known, token_digest, token_is_valid
 from app.config import Settings, get_settings
 from app.errors import Unauthenticated
 from app.ops.risk import receipts_at_risk
+from app.ops.skew import clock_skew
 from app.query import stats, sync_items
 from app.query.params import StatsQuery
 from app.spans import span_text
@@ -64,6 +65,7 @@ def status_page() -> Response:
         daily_rates = _daily_rates(db, now, zone)
         quarantined = _quarantined(db)
         at_risk = receipts_at_risk(db, settings.jsms_apps, now)
+        skew = clock_skew(db, now)
     page = render_template(
         "status.html",
         now=now.astimezone(zone),
@@ -73,6 +75,7 @@ def status_page() -> Response:
         chart=delivery_chart(daily_rates, now, zone),
         quarantined=quarantined,
         at_risk=at_risk,
+        skew=skew,
     )
     response = make_response(page)
     response.headers["Cache-Control"] = "no-store"
