@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +34,49 @@ class DatabaseUnavailable(Exception):
             self.code = code
 
 
-def make_engine(url: str, pool_timeout: float = 5.0) -> Engine:
+@dataclass(frozen=True, slots=True)
+class ConnectionLimits:
+    """How long one statement may run, and wait for a lock, on a PostgreSQL connection; and
+    after how long unacknowledged data declares the connection dead (TCP_USER_TIMEOUT), with
+    keepalive probes finding a half-open one while it idles. All in milliseconds."""
+
+    statement_timeout_ms: int
+    lock_timeout_ms: int
+    tcp_user_timeout_ms: int
+
+    @classmethod
+    def below(cls, wait_seconds: float) -> ConnectionLimits:
+        """Limits that fail a stuck statement before a request waiting `wait_seconds` for it
+        gives up (the group writer's wait): the worker answers 503 and moves on."""
+        wait_ms = int(wait_seconds * 1000)
+        return cls(wait_ms * 3 // 4, wait_ms // 2, wait_ms * 3 // 4)
+
+
+def postgres_connect_args(limits: ConnectionLimits | None) -> dict[str, Any]:
+    """libpq parameters of every service connection: sessions in UTC; commits durable whatever
+    the server's or database's default (`synchronous_commit = on`: a callback answered 200 is
+    on disk, not in a WAL buffer); with `limits`, the statement and lock timeouts, TCP
+    keepalives and TCP_USER_TIMEOUT."""
+    options = "-c timezone=UTC -c synchronous_commit=on"
+    args: dict[str, Any] = {"connect_timeout": 5}
+    if limits is not None:
+        options += (
+            f" -c statement_timeout={limits.statement_timeout_ms}"
+            f" -c lock_timeout={limits.lock_timeout_ms}"
+        )
+        args |= {
+            "keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2,
+            "keepalives_count": 3, "tcp_user_timeout": limits.tcp_user_timeout_ms,
+        }  # fmt: skip
+    return args | {"options": options}
+
+
+def make_engine(
+    url: str, pool_timeout: float = 5.0, limits: ConnectionLimits | None = None
+) -> Engine:
     """An engine tuned for the backend: WAL + immediate transactions on SQLite, pre-ping on PG.
-    `pool_timeout`: how long to wait for a free pooled connection (PostgreSQL)."""
+    `pool_timeout`: how long to wait for a free pooled connection (PostgreSQL); `limits`: the
+    PostgreSQL connections' timeouts (`postgres_connect_args`)."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
@@ -53,7 +94,7 @@ def make_engine(url: str, pool_timeout: float = 5.0) -> Engine:
         max_overflow=5,
         pool_timeout=pool_timeout,
         # Sessions in UTC: timestamptz values arrive as UTC, and date_trunc means UTC days.
-        connect_args={"connect_timeout": 5, "options": "-c timezone=UTC"},
+        connect_args=postgres_connect_args(limits),
     )
     _ping_when_idle(engine)
     _time_limit_readers(engine)
@@ -146,9 +187,15 @@ def _make_sqlite_transactional(engine: Engine) -> None:
 class Database:
     """An engine and its session factory."""
 
-    def __init__(self, url: str, pool_timeout: float = 5.0, reader_timeout_ms: int = 0) -> None:
+    def __init__(
+        self,
+        url: str,
+        pool_timeout: float = 5.0,
+        reader_timeout_ms: int = 0,
+        limits: ConnectionLimits | None = None,
+    ) -> None:
         self.url = url
-        self.engine = make_engine(url, pool_timeout)
+        self.engine = make_engine(url, pool_timeout, limits)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         # For units of work that never write (GET requests): no write lock on SQLite, and on
         # PostgreSQL a statement timeout (0: none), so no reader can hold the database for long.
