@@ -18,6 +18,7 @@ from flask import Blueprint, Response, current_app, g, jsonify, request
 from flask.blueprints import BlueprintSetupState
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.datastructures import MultiDict
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from app.config import get_settings
 from app.errors import BadInput, Forbidden, NotFound
@@ -59,11 +60,23 @@ def read_form() -> MultiDict[str, str]:
     a 413. Multipart goes through `request.form`."""
     if request.mimetype != URLENCODED:
         return request.form
+    body = request.get_data()
+    _refuse_cut_body(len(body))
     try:
-        text = request.get_data().decode()
+        text = body.decode()
     except UnicodeDecodeError:
         return MultiDict()
     return MultiDict(parse_qsl(text, keep_blank_values=True, errors="werkzeug.url_quote"))
+
+
+def _refuse_cut_body(read: int) -> None:
+    """A chunked body (no Content-Length) is read only up to MAX_CONTENT_LENGTH: if more is
+    still coming, the body is over the limit (413), not the part that was read."""
+    limit = current_app.config.get("MAX_CONTENT_LENGTH")
+    if request.content_length is not None or limit is None or read < limit:
+        return
+    if request.environ["wsgi.input"].read(1):
+        raise RequestEntityTooLarge()
 
 
 @bp.before_request
