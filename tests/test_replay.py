@@ -8,7 +8,7 @@ import hashlib
 import logging
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from flask import Flask
@@ -18,7 +18,7 @@ from sqlalchemy import select
 from app.jsms import callback
 from app.store import replay
 from app.store.db import Database
-from app.store.models import CallbackSignature, DeliveryReport, RawEvent
+from app.store.models import CallbackSignature, DeliveryReport, RawEvent, SignatureReuse
 from app.store.replay import Verdict
 from app.store.retention import RetentionPolicy, purge
 from tests.support import APPS, row_count, sample
@@ -242,13 +242,21 @@ def test_second_writer_of_a_triple_waits_for_the_first_and_is_a_reuse(store: Dat
 
 
 def test_retention_forgets_signatures_with_the_raw_events(store: Database) -> None:
+    """A triple goes once its timestamp and its receipt are both past the age: an old
+    signature replayed now is remembered (and its payloads bounded) for the whole age again."""
     now = datetime.now(UTC)
+    forty_days_ago = now - timedelta(days=40)
     old = callback.SignedUse(ONE, "1", now_ms() - 40 * 24 * HOUR_MS, "a" * 64)
     recent = callback.SignedUse(ONE, "2", now_ms() - 24 * HOUR_MS, "a" * 64)
+    replayed = callback.SignedUse(ONE, "3", now_ms() - 40 * 24 * HOUR_MS, "a" * 64)
     with store.session() as session, session.begin():
-        replay.first_uses(session, [old, recent], now)
+        replay.first_uses(session, [old], forty_days_ago)
+        replay.first_uses(session, [recent, replayed], now)
+        replay.first_uses(session, [callback.SignedUse(ONE, "3", replayed.timestamp, "b" * 64)],
+                          now)  # fmt: skip
     with store.session() as session:
         deleted = purge(session, RetentionPolicy(raw_event_days=30, record_days=0), now)
-    assert deleted["callback_signatures"] == 1
+    assert (deleted["callback_signatures"], deleted["signature_reuses"]) == (1, 0)
     with store.session() as session:
-        assert session.scalars(select(CallbackSignature.nonce)).all() == ["2"]
+        assert sorted(session.scalars(select(CallbackSignature.nonce))) == ["2", "3"]
+        assert session.scalars(select(SignatureReuse.nonce)).all() == ["3"]
