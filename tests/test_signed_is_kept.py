@@ -7,10 +7,12 @@ HTTP, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import json
+import threading
 
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
+from app import create_app
 from app.jsms.signature import sign
 from app.store.db import Database
 from app.store.models import (
@@ -22,7 +24,7 @@ from app.store.models import (
     SignatureReuse,
 )
 from app.store.replay import MAX_PAYLOADS_PER_SIGNATURE
-from tests.support import APPS, row_count, sample
+from tests.support import APPS, make_settings, row_count, sample
 from tests.wire import report, signed_form
 
 ONE, SECRET = "app-one", APPS["app-one"]
@@ -154,3 +156,31 @@ def test_every_refusal_of_a_signed_callback_is_counted_with_its_reason(
     unsigned = signed | {"signature": ""}  # a stranger without a signature: not counted
     assert post(client, unsigned).status_code == 401
     assert refusals(database, "missing_signature") == 0
+
+
+def test_the_bound_holds_across_workers_flooding_at_once(
+    database_url: str, database: Database
+) -> None:
+    """Two apps (two workers, two writers) flood one triple at once: still 16 kept."""
+    apps = [create_app(make_settings(database_url)) for _ in range(2)]
+    first = signed_form(ONE, SECRET, "SMS_REPORT", [report("m0")])
+    forms = [first | {"data": json.dumps([report(f"m{i}")])} for i in range(40)]
+    start = threading.Barrier(len(forms))
+    statuses: list[int] = []
+
+    def send(n: int) -> None:
+        client = apps[n % 2].test_client()
+        start.wait()
+        statuses.append(client.post("/callbacks/jsms", data=forms[n]).status_code)
+
+    threads = [threading.Thread(target=send, args=(n,)) for n in range(len(forms))]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+    finally:
+        for app in apps:
+            app.extensions["database"].engine.dispose()
+    assert sorted(statuses) == [200] * 16 + [401] * 24
+    assert row_count(database, RawEvent) == 16
