@@ -20,8 +20,11 @@ from app import create_app
 from app.store.db import Database
 from app.store.group import write_alone, write_group
 from app.store.models import RawEvent
+from app.store.schema import upgrade_to_head
+from tests.postgres_cluster import OwnPostgres
 from tests.servers import running_gunicorn, service_env
 from tests.support import ADMIN_URL, APPS, make_settings, row_count, throwaway_postgres
+from tests.test_faults import Senders, counts, own_postgres  # noqa: F401 (a fixture)
 from tests.test_group_commit import pending
 from tests.wire import report, signed_form
 
@@ -153,3 +156,27 @@ def test_a_repeat_in_a_group_after_a_higher_version_is_stored_as_alone(store: Da
     v1, v3 = VERSIONS[0], VERSIONS[2]
     grouped = write_group(store, [pending("x", [v1]), pending("y", [v3]), pending("z", [v1])])
     assert [o.as_json()["stored"] for o in grouped] == [1, 1, 1]  # type: ignore[union-attr]
+
+
+@pytest.mark.slow
+def test_an_immediate_stop_under_load_loses_no_acknowledged_callback(
+    own_postgres: OwnPostgres,  # noqa: F811 (the imported fixture)
+) -> None:
+    """With `synchronous_commit = off` set on the database, PostgreSQL stopped at once under
+    load (no checkpoint, no WAL flush): every callback ever answered 200 is still stored."""
+    upgrade_to_head(own_postgres.url)
+    admin = make_url(own_postgres.url).set(drivername="postgresql")
+    with psycopg.connect(admin.render_as_string(hide_password=False), autocommit=True) as conn:
+        conn.execute("ALTER DATABASE postgres SET synchronous_commit = off")
+    env = service_env(own_postgres.url, JSMS_APPS=f"{ONE}:{SECRET}")
+    with running_gunicorn(env, workers=2) as server:
+        senders = Senders(server.url, count=400, pace=0).start()
+        senders.wait_for_acks(100)
+        own_postgres.crash()
+        own_postgres.start()
+        senders.join()
+    assert all(d.acked for d in senders.deliveries)
+    reports, raw, msg_ids = counts(own_postgres.url)
+    # A report answered 200 and then lost would never be sent again: its msg_id would be missing.
+    assert msg_ids == {d.msg_id for d in senders.deliveries} and reports == 400
+    assert raw >= senders.answers().count(200)
