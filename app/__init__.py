@@ -12,8 +12,8 @@ from app.config import Settings, load_settings
 from app.logs import configure_logging
 from app.ops import health, scrape, status
 from app.query import api
-from app.store import opt_outs
-from app.store.db import Database
+from app.store import group, opt_outs
+from app.store.db import ConnectionLimits, Database
 
 MAX_BODY_BYTES = 1024 * 1024
 
@@ -36,7 +36,11 @@ def create_app(settings: Settings | None = None) -> Flask:
     configure_logging(settings.log_level)
     opt_outs.use_keywords(settings.keywords())
     url = settings.sqlalchemy_url(app.instance_path)
-    web_db.init_app(app, Database(url, reader_timeout_ms=settings.api_statement_timeout_ms))
+    # Every statement of the web process (the group writer's above all) fails before a callback
+    # request stops waiting for its commit: a lock or a dead connection is a 503, not a hang.
+    limits = ConnectionLimits.below(group.WAIT_SECONDS)
+    database = Database(url, reader_timeout_ms=settings.api_statement_timeout_ms, limits=limits)
+    web_db.init_app(app, database)
     errors.register(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(callbacks.bp)

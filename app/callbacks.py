@@ -18,12 +18,13 @@ from flask import Blueprint, Response, current_app, g, jsonify, request
 from flask.blueprints import BlueprintSetupState
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.datastructures import MultiDict
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from app.config import get_settings
 from app.errors import BadInput, Forbidden, NotFound
-from app.jsms.callback import Callback, CallbackRefused, SignatureExpired, read_callback
+from app.jsms.callback import Callback, CallbackRefused, read_callback
 from app.jsms.records import KNOWN_TYPES
-from app.metrics import CALLBACKS, INGEST_SECONDS, RECORDS, SIGNATURES_REFUSED
+from app.metrics import CALLBACKS, INGEST_SECONDS, RECORDS
 from app.network import client_address, is_allowed
 from app.store.alarms import count_refusal
 from app.store.group import GroupWriter
@@ -32,8 +33,10 @@ from app.store.models import Source, utcnow
 from app.web_db import get_database
 
 log = logging.getLogger(__name__)
-# Refusals JSMS answers with a retry (and that are JSMS's, not a stranger's missing signature):
-# counted durably, because the retries run out ~13 h after the first attempt.
+# Refusals counted durably (JSMS's retries run out ~13 h after the first attempt): a bad
+# signature (JSMS's, or a wrong secret here), the database unavailable, and every refusal of a
+# correctly signed callback whatever its reason (`_count_refusal`); never a stranger's missing
+# signature.
 COUNTED_REFUSALS = {"bad_signature", "database_unavailable"}
 # What JSMS posts (form-encoded); multipart is a form too and reads the same.
 URLENCODED = "application/x-www-form-urlencoded"
@@ -57,11 +60,23 @@ def read_form() -> MultiDict[str, str]:
     a 413. Multipart goes through `request.form`."""
     if request.mimetype != URLENCODED:
         return request.form
+    body = request.get_data()
+    _refuse_cut_body(len(body))
     try:
-        text = request.get_data().decode()
+        text = body.decode()
     except UnicodeDecodeError:
         return MultiDict()
     return MultiDict(parse_qsl(text, keep_blank_values=True, errors="werkzeug.url_quote"))
+
+
+def _refuse_cut_body(read: int) -> None:
+    """A chunked body (no Content-Length) is read only up to MAX_CONTENT_LENGTH: if more is
+    still coming, the body is over the limit (413), not the part that was read."""
+    limit = current_app.config.get("MAX_CONTENT_LENGTH")
+    if request.content_length is not None or limit is None or read < limit:
+        return
+    if request.environ["wsgi.input"].read(1):
+        raise RequestEntityTooLarge()
 
 
 @bp.before_request
@@ -105,7 +120,7 @@ def receive(app_key: str | None) -> Response:
         # Stored with whatever else this worker received meanwhile, in one transaction (the
         # raw `data` whatever the store makes of its records); returns once that committed.
         # A retry of a stored callback counts its records as duplicates.
-        result = _writer().store(callback.use, raw, callback.batch)
+        result = _writer().store(callback.use, raw, callback.batch, callback.suspect)
     # Committed: only now may JSMS be told the records are safe.
     g.callback_result = result
     return jsonify(result.as_json())
@@ -120,13 +135,12 @@ def _read(form: Mapping[str, str], apps: Mapping[str, str]) -> Callback:
         )
     except CallbackRefused as refused:
         if refused.app_key is not None:
-            g.callback_app = refused.app_key
+            g.callback_app, g.callback_signed = refused.app_key, True
         if refused.record_type is not None:
             g.callback_type = refused.record_type
-        if isinstance(refused, SignatureExpired):
-            SIGNATURES_REFUSED.labels("expired").inc()
         raise
     g.callback_app, g.callback_type = callback.app_key, callback.record_type
+    g.callback_signed = True
     return callback
 
 
@@ -175,18 +189,21 @@ def _records_counters(type_label: str) -> tuple[Any, ...]:
 
 
 def _count_refusal(response: Response, kind: str) -> None:
-    """Count a refusal JSMS will retry, against the app that signed it or the app its URL
+    """Count a refusal JSMS will retry (any refusal of a signed callback, a bad signature, the
+    database unavailable), with its reason, against the app that signed it or the app its URL
     names ("" on the shared URL, where a bad signature names none). Best effort: with the
     database down, the 503 itself cannot be counted (the metrics and /readyz still show it)."""
     reason = str(g.get("error_code", ""))
-    if reason not in COUNTED_REFUSALS:
+    if response.status_code < 400:
+        return
+    if reason not in COUNTED_REFUSALS and not g.get("callback_signed"):
         return
     app_key = g.get("callback_app") or (request.view_args or {}).get("app_key") or ""
     if kind == "-":
         kind = _kind_of(read_form().get("type", ""))
     try:
         with get_database().session() as session, session.begin():
-            count_refusal(session, app_key, kind, reason, utcnow())
+            count_refusal(session, app_key, kind, reason[:32], utcnow())
     except SQLAlchemyError as exc:
         log.warning("refused callback not counted: %s", type(exc).__name__)
 

@@ -23,7 +23,7 @@ from app.pull.puller import BatchNotStored, Puller, StoreUnavailable
 from app.pull.resume import resume
 from app.pull.state import SyncPolicy
 from app.store.db import Database
-from app.store.ingest import reprocess
+from app.store.ingest import reprocess, trust
 from app.store.models import RawEvent, utcnow
 from app.store.opt_outs import MANUAL, change_by_hand, follow_stored_replies
 from app.store.reachable import database_problem
@@ -89,7 +89,8 @@ def migrate() -> None:
 def reprocess_quarantined(batch_size: int) -> None:
     """Store batches spooled to disk while the database was down, normalize quarantined raw
     events again (after an upgrade), then read stored replies for opt-out keywords; safe to run
-    repeatedly."""
+    repeatedly. Suspect callbacks (a reused or out-of-window signature) are left alone: only
+    `jsms trust` stores their records."""
     totals = {"events": 0, "stored": 0, "still_quarantined": 0}
     after = 0
     for leftover in spool.leftovers(spool_dir()):
@@ -105,7 +106,9 @@ def reprocess_quarantined(batch_size: int) -> None:
             with session.begin():
                 events = session.scalars(
                     select(RawEvent)
-                    .where(RawEvent.quarantined > 0, RawEvent.id > after)
+                    .where(
+                        RawEvent.quarantined > 0, RawEvent.suspect.is_(None), RawEvent.id > after
+                    )
                     .order_by(RawEvent.id)
                     .limit(batch_size)
                 ).all()
@@ -136,6 +139,35 @@ def _follow_stored_replies(chunk: int = 1000) -> int:
             if last == after:
                 return changes
             after = last
+
+
+@jsms.command("trust")
+@click.argument("event_ids", nargs=-1, required=True, type=click.IntRange(min=1))
+def trust_checked(event_ids: tuple[int, ...]) -> None:
+    """Store the records of quarantined callbacks you have checked (a reused or out-of-window
+    signature: GET /api/v1/quarantine?reason=signature_reused), each in its own transaction,
+    and print what was stored. Exits 1 if an id is not such a callback."""
+    refused = 0
+    with get_database().session() as session:
+        for event_id in event_ids:
+            with session.begin():
+                event = session.get(RawEvent, event_id)
+                was = event.suspect if event is not None else None
+                if event is None or was is None:
+                    refused += 1
+                    click.echo(
+                        f"raw event {event_id}: not a suspect callback; nothing stored "
+                        "(jsms reprocess reads other quarantined events)",
+                        err=True,
+                    )
+                    continue
+                result = trust(session, event)
+            click.echo(
+                f"raw event {event_id} ({event.type[:64]}, was {was}): {result.stored} records "
+                f"stored, {result.duplicates} duplicates, {result.quarantined} still quarantined"
+            )
+    if refused:
+        raise SystemExit(1)
 
 
 @jsms.command("purge")

@@ -13,7 +13,6 @@ from app.jsms.callback import (
     BadSignature,
     CallbackRefused,
     MissingSignature,
-    SignatureExpired,
     SignatureReused,
 )
 from app.store.db import DATABASE_UNAVAILABLE, DatabaseUnavailable
@@ -72,11 +71,10 @@ class NotFound(ServiceError):
 # The domain's named errors (plain exceptions carrying a `code`) and the status each answers;
 # a subclass not listed answers its nearest listed ancestor's.
 DOMAIN_STATUSES: dict[type[Exception], int] = {
-    CallbackRefused: 400,  # a missing field, an invalid nonce, data that is not JSON
+    CallbackRefused: 400,  # a missing field, an invalid nonce or timestamp, data not JSON
     MissingSignature: 401,
     BadSignature: 401,
-    SignatureExpired: 401,
-    SignatureReused: 401,
+    SignatureReused: 401,  # past the replay memory's bound of payloads per signature
     DatabaseUnavailable: 503,  # nothing was stored; JSMS and API clients retry
 }
 

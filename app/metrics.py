@@ -33,7 +33,8 @@ RECORDS = Counter(
 )
 SIGNATURES_REFUSED = Counter(
     "jsms_callback_signatures_refused_total",
-    "Signed callbacks refused by the replay check: reused (other data) or expired.",
+    "Uses of a signature with other data: reused (kept, quarantined) or flooded (past the "
+    "payloads one signature keeps, refused).",
     ["reason"],
 )
 

@@ -44,13 +44,15 @@ def test_refusals_jsms_retries_are_counted_per_app_kind_and_reason(
     assert client.post(f"/callbacks/jsms/{ONE}", data=bad).status_code == 401
     assert client.post(f"/callbacks/jsms/{ONE}", data=bad).status_code == 401
     assert client.post("/callbacks/jsms", data=bad | {"type": "SMS_STATE"}).status_code == 401
-    # Not JSMS's (no signature at all), not a retry (a bad form), not refused: not counted.
+    # Not JSMS's (no signature at all), or not refused: not counted.
     assert client.post("/callbacks/jsms", data={"type": "SMS_REPORT"}).status_code == 401
-    assert client.post("/callbacks/jsms", data=form | {"data": "{"}).status_code == 400
     assert client.post("/callbacks/jsms", data=form).status_code == 200
-    assert refusals(database) == [
+    # Signed but refused (a bad form): counted with its reason, like every signed refusal.
+    assert client.post("/callbacks/jsms", data=form | {"data": "{"}).status_code == 400
+    assert sorted(refusals(database)) == [
         ("", "other", "bad_signature", 1),
         (ONE, "reply", "bad_signature", 2),
+        (ONE, "reply", "invalid_data", 1),
     ]
 
 

@@ -81,8 +81,10 @@ def test_a_refusal_after_the_signature_names_the_app_and_the_type() -> None:
     assert refusal(form(TWO, type="")).app_key == TWO
 
 
-def test_data_nested_deeper_than_json_reads_is_invalid_not_a_crash() -> None:
-    assert refusal(form(data="[" * 100_000)).code == "invalid_data"
+def test_data_nested_deeper_than_json_reads_is_kept_whole_not_a_crash() -> None:
+    got = read(form(data="[" * 100_000))
+    assert (got.batch.records, got.batch.unread) == ([], 1)
+    assert "nested deeper" in (got.batch.unread_reason or "")
 
 
 def test_unreadable_records_are_parsed_into_quarantine_not_refused() -> None:
@@ -95,12 +97,15 @@ def test_the_nonce_bound_and_the_time_window_are_the_readers() -> None:
     refused = refusal(form(**resigned(nonce="n" * 65)))
     assert (type(refused), refused.code) == (callback.InvalidNonce, "invalid_nonce")
     oldest = NOW_MS - 90 * DAY_MS
-    assert read(form(**resigned(timestamp=oldest))).use.timestamp == oldest
-    for outside in (oldest - 1, NOW_MS + 3_600_000 + 1, "soon"):
-        refused = refusal(form(**resigned(timestamp=outside)))
-        assert (type(refused), refused.code) == (callback.SignatureExpired, "signature_expired")
-        assert refused.app_key == ONE
-    assert read(form(**resigned(timestamp=1)), memory_days=0).use.timestamp == 1
+    inside = read(form(**resigned(timestamp=oldest)))
+    assert (inside.use.timestamp, inside.suspect) == (oldest, None)
+    for outside in (oldest - 1, NOW_MS + 3_600_000 + 1):
+        suspect = read(form(**resigned(timestamp=outside))).suspect
+        assert suspect is not None and suspect.code == "signature_time"
+    refused = refusal(form(**resigned(timestamp="soon")))
+    assert (type(refused), refused.code) == (callback.InvalidTimestamp, "invalid_timestamp")
+    assert refused.app_key == ONE
+    assert read(form(**resigned(timestamp=1)), memory_days=0).suspect is None
 
 
 def test_the_first_of_repeated_fields_counts() -> None:

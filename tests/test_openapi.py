@@ -56,6 +56,7 @@ def test_documented_parameters_are_the_accepted_ones(client: FlaskClient) -> Non
         "delivered": "true",
         "source": "pull",
         "bucket": "day",
+        "reason": "signature_reused",
         # Recent: a stats range reaches back at most 31 (hour) / 366 (day) days from now.
         "since": (datetime.now(UTC) - timedelta(days=1)).date().isoformat(),
         "until": datetime.now(UTC).date().isoformat(),

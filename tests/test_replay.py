@@ -1,5 +1,6 @@
-"""A callback's signature is good once: retries pass, replays with other data and stale or
-future timestamps are refused, on SQLite and PostgreSQL."""
+"""A callback's signature is good once: retries pass; replays with other data and stale or
+future timestamps are kept raw but quarantined (signed is kept), on SQLite and PostgreSQL.
+The bound on one signature's payloads and JSMS's shared-triple sample: test_signed_is_kept.py."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import hashlib
 import logging
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from flask import Flask
@@ -17,7 +18,7 @@ from sqlalchemy import select
 from app.jsms import callback
 from app.store import replay
 from app.store.db import Database
-from app.store.models import CallbackSignature, DeliveryReport, RawEvent
+from app.store.models import CallbackSignature, DeliveryReport, RawEvent, SignatureReuse
 from app.store.replay import Verdict
 from app.store.retention import RetentionPolicy, purge
 from tests.support import APPS, row_count, sample
@@ -40,7 +41,7 @@ def error_code(response) -> str:  # type: ignore[no-untyped-def]
     return str(response.get_json()["error"]["code"])
 
 
-def test_same_signature_other_data_is_401_and_stores_nothing(
+def test_same_signature_other_data_is_kept_quarantined_and_never_stored(
     client: FlaskClient, database: Database, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="app.store.replay")
@@ -51,20 +52,22 @@ def test_same_signature_other_data_is_401_and_stores_nothing(
     forged = genuine | {"data": '[{"msgId":"m1","phone":"13800138000","status":4002,'
                                 '"receiveTime":4102444800000}]'}  # fmt: skip
     response = post(client, forged)
-    assert response.status_code == 401
-    assert error_code(response) == "signature_reused"
-    assert row_count(database, RawEvent) == 1
+    assert response.status_code == 200
+    assert response.get_json() == {"stored": 0, "duplicates": 0, "quarantined": 1}
+    assert row_count(database, RawEvent) == 2
     with database.session() as session:
         assert session.scalars(select(DeliveryReport.status)).all() == [4001]
+        kept = session.scalars(select(RawEvent).where(RawEvent.suspect.is_not(None))).one()
+    assert (kept.suspect, kept.payload, kept.stored) == ("signature_reused", forged["data"], 0)
+    assert (kept.quarantine_reason or "").startswith("signature_reused: ")
     after = sample(client.get("/metrics").text, "jsms_callback_signatures_refused_total",
                    reason="reused")  # fmt: skip
     assert after == before + 1
-    assert response.get_json()["error"]["message"] == (
-        "this signature was already used for another callback"
-    )
-    [line] = [r for r in caplog.records if r.name == "app.store.replay"]
+    assert post(client, forged).get_json() == {"stored": 0, "duplicates": 1, "quarantined": 0}
+    assert row_count(database, RawEvent) == 2  # its retry is a retry
+    [line, *_] = [r for r in caplog.records if r.name == "app.store.replay"]
     assert line.levelno == logging.WARNING
-    assert line.getMessage() == "callback signature reused with other data"
+    assert line.getMessage() == "callback signature reused with other data: kept, quarantined"
     assert line.__dict__["event"] == "signature_reused"
     assert line.__dict__["app_key"] == ONE and line.__dict__["nonce"] == genuine["nonce"]
     assert "4102444800000" not in caplog.text and "13800138000" not in caplog.text
@@ -102,62 +105,78 @@ def test_jsms_retry_hours_later_unchanged_is_accepted(client: FlaskClient) -> No
 
 
 @pytest.mark.parametrize(
-    "timestamp",
+    ("timestamp", "skew"),
     [
-        lambda: str(now_ms() - 91 * 24 * HOUR_MS),  # older than the 90-day raw-event retention
-        lambda: str(now_ms() + 2 * HOUR_MS),  # more than an hour ahead
-        lambda: "not-a-time",
-        lambda: str(2**70),
+        (lambda: str(now_ms() - 91 * 24 * HOUR_MS), "91 d 0 h 0 min behind"),  # past the retention
+        (lambda: str(now_ms() + 2 * HOUR_MS + 30_000), "2 h 0 min"),  # over an hour ahead
     ],
-    ids=["too-old", "too-far-ahead", "not-a-number", "huge"],
+    ids=["too-old", "too-far-ahead"],
 )
-def test_timestamp_outside_the_memory_is_401_expired(
-    client: FlaskClient, database: Database, timestamp
+def test_timestamp_outside_the_memory_is_kept_quarantined_as_signature_time(
+    client: FlaskClient, database: Database, timestamp, skew: str
 ) -> None:  # type: ignore[no-untyped-def]
     form = signed_form(ONE, SECRET, "SMS_REPORT", [report("m1")], timestamp=timestamp())
     response = post(client, form)
-    assert response.status_code == 401
-    assert error_code(response) == "signature_expired"
+    assert response.status_code == 200
+    assert response.get_json() == {"stored": 0, "duplicates": 0, "quarantined": 1}
+    assert row_count(database, DeliveryReport) == 0
+    with database.session() as session:
+        kept = session.scalars(select(RawEvent)).one()
+    assert kept.suspect == "signature_time" and kept.payload == form["data"]
+    assert skew in (kept.quarantine_reason or "")
+
+
+@pytest.mark.parametrize("timestamp", ["not-a-time", str(2**70), "1.5"])
+def test_a_timestamp_that_is_not_epoch_milliseconds_is_400(
+    client: FlaskClient, database: Database, timestamp: str
+) -> None:
+    form = signed_form(ONE, SECRET, "SMS_REPORT", [report("m1")], timestamp=timestamp)
+    response = post(client, form)
+    assert response.status_code == 400
+    assert error_code(response) == "invalid_timestamp"
     assert row_count(database, RawEvent) == 0
 
 
-def test_expiry_follows_the_raw_event_retention(app: Flask, database: Database) -> None:
+def test_the_window_follows_the_raw_event_retention(app: Flask, database: Database) -> None:
     app.config["SETTINGS"] = app.config["SETTINGS"].model_copy(
         update={"raw_event_retention_days": 2}
     )
     client = app.test_client()
     three_days = signed_form(ONE, SECRET, "SMS_REPORT", [report("m1")],
                              timestamp=str(now_ms() - 72 * HOUR_MS))  # fmt: skip
-    assert error_code(post(client, three_days)) == "signature_expired"
+    assert post(client, three_days).get_json()["quarantined"] == 1
     one_day = signed_form(ONE, SECRET, "SMS_REPORT", [report("m1")],
                           timestamp=str(now_ms() - 24 * HOUR_MS))  # fmt: skip
-    assert post(client, one_day).status_code == 200
+    assert post(client, one_day).get_json()["stored"] == 1
 
 
 NOW = datetime(2026, 11, 28, 12, tzinfo=UTC)
 NOW_MS = int(NOW.timestamp() * 1000)
 
 
-def use(nonce: str = "n", timestamp: int = NOW_MS, memory_days: int = 90) -> callback.SignedUse:
-    return callback.signed_use(ONE, nonce, str(timestamp), "SMS_REPORT", "[]", now=NOW,
-                             memory_days=memory_days)  # fmt: skip
+def use(nonce: str = "n", timestamp: int = NOW_MS) -> callback.SignedUse:
+    return callback.signed_use(ONE, nonce, str(timestamp), "SMS_REPORT", "[]")
+
+
+def suspect(timestamp: int, memory_days: int = 90) -> callback.Suspect | None:
+    return callback.window_suspect(timestamp, now=NOW, memory_days=memory_days)
 
 
 def test_the_accepted_window_is_exact() -> None:
-    """A signature from exactly the memory's oldest moment or exactly an hour ahead is taken;
-    a millisecond further either way is not."""
+    """A signature from exactly the memory's oldest moment or exactly an hour ahead is
+    believed; a millisecond further either way is suspect, with the skew in the reason."""
     oldest = NOW_MS - 90 * 24 * HOUR_MS
-    assert use(timestamp=oldest).timestamp == oldest
-    assert use(timestamp=NOW_MS + HOUR_MS).timestamp == NOW_MS + HOUR_MS
-    for outside in (oldest - 1, NOW_MS + HOUR_MS + 1):
-        with pytest.raises(callback.SignatureExpired) as refused:
-            use(timestamp=outside)
-        assert refused.value.message == (
-            "the signature's timestamp is outside the accepted window (90 days back, 1:00:00 ahead)"
-        )
-    assert use(timestamp=1, memory_days=0).timestamp == 1  # no retention: remembered forever
-    with pytest.raises(callback.SignatureExpired, match="any number of days back"):
-        use(timestamp=NOW_MS + HOUR_MS + 1, memory_days=0)
+    assert suspect(oldest) is None and suspect(NOW_MS + HOUR_MS) is None
+    outside_and_skew = ((oldest - 1, "90 d 0 h 0 min behind"), (NOW_MS + HOUR_MS + 1, "1 h 0 min"))
+    for outside, skew in outside_and_skew:
+        found = suspect(outside)
+        assert found is not None and found.code == "signature_time"
+        assert skew in found.reason
+        assert "(window: 90 days back, 1:00:00 ahead)" in found.reason
+    assert suspect(1, memory_days=0) is None  # no retention: remembered forever
+    found = suspect(NOW_MS + HOUR_MS + 1, memory_days=0)
+    assert found is not None and "any number of days back" in found.reason
+    assert suspect(10**18 - 1) is not None  # far beyond what a datetime holds: no crash
 
 
 def test_a_nonce_of_64_characters_is_taken_and_a_longer_one_refused() -> None:
@@ -167,17 +186,6 @@ def test_a_nonce_of_64_characters_is_taken_and_a_longer_one_refused() -> None:
     assert (refused.value.code, refused.value.message) == (
         "invalid_nonce", "the nonce is longer than 64 characters"
     )  # fmt: skip
-
-
-def test_an_expired_signature_is_counted(client: FlaskClient) -> None:
-    def expired() -> float:
-        return sample(client.get("/metrics").text, "jsms_callback_signatures_refused_total",
-                      reason="expired")  # fmt: skip
-
-    before = expired()
-    form = signed_form(ONE, SECRET, "SMS_REPORT", [report("m1")], timestamp="1")
-    assert error_code(post(client, form)) == "signature_expired"
-    assert expired() == before + 1
 
 
 def test_the_digest_of_a_use_never_changes_between_releases() -> None:
@@ -207,12 +215,13 @@ def test_concurrent_requests_with_one_signature_store_at_most_one(
         thread.start()
     for thread in threads:
         thread.join()
-    assert sorted(statuses) == [200, 401]
-    assert row_count(database, RawEvent) == 1
+    assert statuses == [200, 200]
+    assert row_count(database, RawEvent) == 2
+    assert row_count(database, RawEvent, RawEvent.suspect == "signature_reused") == 1
     assert row_count(database, DeliveryReport) == 1
 
 
-def test_second_writer_of_a_triple_waits_for_the_first_and_is_refused(store: Database) -> None:
+def test_second_writer_of_a_triple_waits_for_the_first_and_is_a_reuse(store: Database) -> None:
     """The unique index, not a read: the second insert sees the first once it commits."""
     now = datetime.now(UTC)
     use = callback.SignedUse(ONE, "42", now_ms(), "a" * 64)
@@ -233,13 +242,21 @@ def test_second_writer_of_a_triple_waits_for_the_first_and_is_refused(store: Dat
 
 
 def test_retention_forgets_signatures_with_the_raw_events(store: Database) -> None:
+    """A triple goes once its timestamp and its receipt are both past the age: an old
+    signature replayed now is remembered (and its payloads bounded) for the whole age again."""
     now = datetime.now(UTC)
+    forty_days_ago = now - timedelta(days=40)
     old = callback.SignedUse(ONE, "1", now_ms() - 40 * 24 * HOUR_MS, "a" * 64)
     recent = callback.SignedUse(ONE, "2", now_ms() - 24 * HOUR_MS, "a" * 64)
+    replayed = callback.SignedUse(ONE, "3", now_ms() - 40 * 24 * HOUR_MS, "a" * 64)
     with store.session() as session, session.begin():
-        replay.first_uses(session, [old, recent], now)
+        replay.first_uses(session, [old], forty_days_ago)
+        replay.first_uses(session, [recent, replayed], now)
+        replay.first_uses(session, [callback.SignedUse(ONE, "3", replayed.timestamp, "b" * 64)],
+                          now)  # fmt: skip
     with store.session() as session:
         deleted = purge(session, RetentionPolicy(raw_event_days=30, record_days=0), now)
-    assert deleted["callback_signatures"] == 1
+    assert (deleted["callback_signatures"], deleted["signature_reuses"]) == (1, 0)
     with store.session() as session:
-        assert session.scalars(select(CallbackSignature.nonce)).all() == ["2"]
+        assert sorted(session.scalars(select(CallbackSignature.nonce))) == ["2", "3"]
+        assert session.scalars(select(SignatureReuse.nonce)).all() == ["3"]

@@ -56,7 +56,7 @@ def test_purge_by_age_in_batches_keeps_quarantined(
     with database.session() as session:
         deleted = purge(session, RetentionPolicy(raw_event_days=90, record_days=0), later)
         # The replay memory goes with them: all three callbacks' signatures are past the age.
-        assert deleted == {"raw_events": 2, "callback_signatures": 3}
+        assert deleted == {"raw_events": 2, "callback_signatures": 3, "signature_reuses": 0}
         [kept] = session.scalars(select(RawEvent)).all()
         assert kept.type == "SMS_UNKNOWN" and kept.quarantined == 1
 

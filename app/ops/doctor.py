@@ -15,6 +15,7 @@ from app.ops.app_check import app_finding
 from app.ops.findings import FAIL, OK, WARN, Finding
 from app.ops.probe import ProbeStoreUnavailable, probe
 from app.ops.risk import receipts_at_risk
+from app.ops.skew import SKEW_SHOWN, clock_skew
 from app.pull import spool
 from app.pull.state import SyncPolicy
 from app.store.business_time import recorded_business_timezone
@@ -42,7 +43,7 @@ def examine(settings: Settings, database: Database, spool_dir: Path) -> list[Fin
     if all(f.status == OK for f in store + upstream):
         findings += _apps(settings, database, spool_dir)
     if all(f.status == OK for f in store):
-        findings += _receipts_at_risk(settings, database)
+        findings += [*_receipts_at_risk(settings, database), _clock_skew(database)]
     return findings
 
 
@@ -107,6 +108,17 @@ def _receipts_at_risk(settings: Settings, database: Database) -> Iterator[Findin
     for risk in found:
         status = FAIL if risk.red else OK
         yield Finding(f"at risk: {risk.app_key} {risk.kind}", status, risk.detail, risk.fix)
+
+
+def _clock_skew(database: Database) -> Finding:
+    """JSMS's clock against the server's, read from the newest callbacks' signed timestamps."""
+    with database.session() as session:
+        skew = clock_skew(session, utcnow())
+    if skew is None:
+        return Finding("clock skew", OK, "no callback in the last day to compare with")
+    if skew.shown:
+        return Finding("clock skew", WARN, skew.detail, skew.fix)
+    return Finding("clock skew", OK, f"within {SKEW_SHOWN} ({skew.detail})")
 
 
 def _business_timezone(settings: Settings, database: Database | None) -> list[Finding]:

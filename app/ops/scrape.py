@@ -130,8 +130,9 @@ def _alarm_metrics(session: Session) -> Iterator[Metric]:
     )
     refused = CounterMetricFamily(
         "jsms_callbacks_refused",
-        "Callbacks refused in a way JSMS retries (bad_signature, database_unavailable), per "
-        "app named by the URL or signature (empty: the shared URL), kind and reason.",
+        "Callbacks refused in a way JSMS retries (bad_signature, database_unavailable, and "
+        "every refusal of a correctly signed callback, e.g. signature_reused), per app named "
+        "by the URL or signature (empty: the shared URL), kind and reason.",
         labels=["app_key", "kind", "reason"],
     )
     beat_at = last_heartbeat(session)

@@ -23,6 +23,7 @@ from app.auth import digest_is_known, token_digest, token_is_valid
 from app.config import Settings, get_settings
 from app.errors import Unauthenticated
 from app.ops.risk import receipts_at_risk
+from app.ops.skew import clock_skew
 from app.ops.watch import watch_context
 from app.query import stats, sync_items
 from app.query.params import StatsQuery
@@ -68,6 +69,7 @@ def status_page() -> Response:
         quarantined = _quarantined(db)
         at_risk = receipts_at_risk(db, settings.jsms_apps, now)
         watch = watch_context(db, settings.jsms_apps, now)
+        skew = clock_skew(db, now)
     page = render_template(
         "status.html",
         now=now.astimezone(zone),
@@ -78,6 +80,7 @@ def status_page() -> Response:
         quarantined=quarantined,
         at_risk=at_risk,
         **watch,
+        skew=skew,
     )
     response = make_response(page)
     response.headers["Cache-Control"] = "no-store"

@@ -110,6 +110,19 @@ def opt_out(phone: str) -> Response:
     return _json(items.opt_out_lookup_item(app_key, phone, state))
 
 
+@bp.get("/quarantine")
+def quarantine() -> Response:
+    """Quarantined raw events matching the filters: a keyset page as JSON, or all as CSV."""
+    quarantine_filter, page = params.parse_quarantine_query(
+        request.args, _cursor_key(), _wants_csv()
+    )
+    walk = lists.quarantine_walk(quarantine_filter)
+    fields, item = items.QUARANTINE_FIELDS, items.quarantine_item
+    if page.format == "csv":
+        return _csv(walk, page, fields, item, "quarantine.csv")
+    return _json_page(walk, page, quarantine_filter.fingerprint(), item)
+
+
 @bp.get("/stats/delivery")
 def delivery_stats() -> Response:
     """Delivery totals, rate and counts by status per local hour or day of `tz` (by default

@@ -32,6 +32,19 @@ REPLY_FIELDS = (
 OPT_OUT_FIELDS = (
     "app_key", "phone", "opted_out", "since", "keyword", "source", "changed_by", "reason"
 )  # fmt: skip
+QUARANTINE_FIELDS = (
+    "id",
+    "app_key",
+    "source",
+    "type",
+    "received_at",
+    "reason",
+    "suspect",
+    "records",
+    "quarantined",
+    "payload_excerpt",
+    "payload_length",
+)
 # A spreadsheet runs a cell that starts with one of these as a formula (CSV injection).
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
@@ -107,6 +120,24 @@ def opt_out_lookup_item(app_key: str, phone: str, state: OptOutState | None) -> 
         "since": None if state is None else state.since,
         "keyword": None if state is None else state.keyword,
         "source": None if state is None else state.source,
+    }
+
+
+def quarantine_item(row: Any) -> dict[str, Any]:
+    """A quarantined raw event as the API's item: why (`reason`, its start; `suspect` names a
+    signature the operator must check before `jsms trust`), and the start of its payload."""
+    return {
+        "id": row.id,
+        "app_key": row.app_key,
+        "source": row.source,
+        "type": row.type,
+        "received_at": row.received_at,
+        "reason": row.reason,
+        "suspect": row.suspect,
+        "records": row.records,
+        "quarantined": row.quarantined,
+        "payload_excerpt": row.payload_excerpt,
+        "payload_length": row.payload_length,
     }
 
 

@@ -1,4 +1,5 @@
-"""Keyset walks over reports and replies, ordered by `id`, never by OFFSET.
+"""Keyset walks over reports, replies and quarantined raw events, ordered by `id`, never by
+OFFSET.
 
 A walk only ever returns ids at or below a *committed horizon*: an id below which no insert is
 still in flight. On PostgreSQL, sequence values can commit out of order (a transaction holding
@@ -30,15 +31,30 @@ from sqlalchemy import (
     select,
 )
 
-from app.query.params import ReplyFilter, ReportFilter
-from app.store.models import AppBalance, DeliveryReport, OptOutChange, Reply, ReviewResult
+from app.query.params import QuarantineFilter, ReplyFilter, ReportFilter
+from app.store.models import (
+    AppBalance,
+    DeliveryReport,
+    OptOutChange,
+    RawEvent,
+    Reply,
+    ReviewResult,
+)
 
 # Rows per query when streaming a whole export.
 STREAM_CHUNK = 1000
 
 ListModel = (
-    type[DeliveryReport] | type[Reply] | type[ReviewResult] | type[AppBalance] | type[OptOutChange]
+    type[DeliveryReport]
+    | type[Reply]
+    | type[ReviewResult]
+    | type[AppBalance]
+    | type[OptOutChange]
+    | type[RawEvent]
 )
+# A quarantined event's payload may be 1 MiB and its reason long: items carry their start.
+PAYLOAD_EXCERPT = 1000
+REASON_EXCERPT = 2000
 
 REPORT_COLUMNS = (
     DeliveryReport.id,
@@ -114,6 +130,32 @@ def walk_of(model: ListModel, values: dict[str, Any]) -> Walk:
     return Walk(model, tuple(name for name in _CONDITIONS[model] if name in given), given)
 
 
+QUARANTINE_COLUMNS = (
+    RawEvent.id,
+    RawEvent.app_key,
+    RawEvent.source,
+    RawEvent.type,
+    RawEvent.received_at,
+    RawEvent.suspect,
+    func.substr(RawEvent.quarantine_reason, 1, REASON_EXCERPT).label("reason"),
+    RawEvent.records,
+    RawEvent.quarantined,
+    func.substr(RawEvent.payload, 1, PAYLOAD_EXCERPT).label("payload_excerpt"),
+    func.length(RawEvent.payload).label("payload_length"),
+)
+# Each filter's condition, on a parameter of its name. A quarantined event's reason is its
+# suspicion (`signature_reused`, `signature_time`), or `records` for records that could not be
+# stored.
+_COLUMNS[RawEvent] = QUARANTINE_COLUMNS
+_CONDITIONS[RawEvent] = {
+    "app_key": lambda: RawEvent.app_key == bindparam("app_key"),
+    "reason": lambda: func.coalesce(RawEvent.suspect, "records") == bindparam("reason"),
+    "since": lambda: RawEvent.received_at >= bindparam("since"),
+    "until": lambda: RawEvent.received_at < bindparam("until"),
+}
+_ALWAYS[RawEvent] = [lambda: RawEvent.quarantined > 0]
+
+
 @dataclass(frozen=True, slots=True)
 class Walk:
     """One keyset walk: which table, narrowed by which filters (names, in their table's order)
@@ -145,6 +187,14 @@ def reply_walk(reply_filter: ReplyFilter) -> Walk:
 
 def _walk(model: ListModel, given: ReportFilter | ReplyFilter) -> Walk:
     return walk_of(model, {name: getattr(given, name) for name in _CONDITIONS[model]})
+
+
+def quarantine_walk(quarantine_filter: QuarantineFilter) -> Walk:
+    """The walk over quarantined raw events matching the filter (`since`/`until` on
+    received_at); `quarantined > 0` reads the partial index over the quarantined few."""
+    f = quarantine_filter
+    values = {"app_key": f.app_key, "reason": f.reason, "since": f.since, "until": f.until}
+    return walk_of(RawEvent, values)
 
 
 @cache

@@ -31,6 +31,7 @@ from app.query.openapi_watch import REVIEW_KIND, REVIEW_STATUS, WATCH_SCHEMAS
 from app.query.params import (
     BUCKETS,
     MAX_STATUSES,
+    QUARANTINE_REASONS,
     SOURCES,
     STATUS_LIST,
 )
@@ -98,12 +99,14 @@ def _receipts(app_param: list[dict[str, Any]], not_found: dict[str, Any]) -> dic
             "200": json_body("Stored (after commit).", "#/components/schemas/IngestResult"),
             "400": error(
                 "The body is not form-encoded (`form_encoded_body_expected`), a field is "
-                "missing, or `data` is not JSON."
+                "missing, `data` is not JSON, or the nonce or timestamp cannot be remembered "
+                "(`invalid_nonce`, `invalid_timestamp`)."
             ),
             "401": error(
-                "Signature missing or wrong (`missing_signature`, `bad_signature`), already "
-                "used with other data (`signature_reused`), or its timestamp outside the "
-                "replay memory (`signature_expired`)."
+                "Signature missing or wrong (`missing_signature`, `bad_signature`), or it "
+                "already carried 16 different callbacks (`signature_reused`). A signature "
+                "reused with other data, or a timestamp outside the window, is kept and "
+                "quarantined (`signature_reused`, `signature_time`) with a 200."
             ),
             "403": error("The caller is outside CALLBACK_ALLOWED_NETWORKS."),
             **not_found,
@@ -301,6 +304,25 @@ PATHS: dict[str, Any] = {
                 **API_ERRORS,
             },
         }
+    },
+    "/api/v1/quarantine": {
+        "get": _list_operation(
+            "Quarantined raw events (`since`/`until` on received_at), keyset-paginated by id: "
+            "callbacks whose signature the service cannot vouch for (`signature_reused`, "
+            "`signature_time`: check them, then `jsms trust ID`) and payloads holding records "
+            "that could not be stored (`records`: `jsms reprocess`).",
+            [
+                APP_KEY,
+                param(
+                    "reason",
+                    "Only this reason.",
+                    {"type": "string", "enum": list(QUARANTINE_REASONS)},
+                ),
+                SINCE,
+                UNTIL,
+            ],
+            "#/components/schemas/QuarantinedEvent",
+        )
     },
     "/api/v1/stats/delivery": {
         "get": {

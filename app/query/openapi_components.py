@@ -175,6 +175,33 @@ SCHEMAS: dict[str, Any] = {
             "reason": {"type": ["string", "null"], "description": "why, by hand"},
         },
     },
+    "QuarantinedEvent": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "integer", "description": "The raw event's id (`jsms trust ID`)."},
+            "app_key": {"type": "string"},
+            "source": {"type": "string", "enum": list(SOURCES)},
+            "type": {"type": "string"},
+            "received_at": UTC_TIME,
+            "reason": {
+                "type": ["string", "null"],
+                "description": "Why it is quarantined (its first 2,000 characters); a suspect "
+                "signature's reason starts with its code and says the skew or the reuse.",
+            },
+            "suspect": {
+                "type": ["string", "null"],
+                "enum": ["signature_reused", "signature_time", None],
+                "description": "Set when the records wait for `jsms trust`.",
+            },
+            "records": {"type": "integer", "description": "Items the payload held."},
+            "quarantined": {"type": "integer"},
+            "payload_excerpt": {
+                "type": "string",
+                "description": "The payload's first 1,000 characters, as received.",
+            },
+            "payload_length": {"type": "integer"},
+        },
+    },
     "DeliveryBucket": {
         "type": "object",
         "properties": {

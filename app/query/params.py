@@ -24,6 +24,9 @@ MAX_LIMIT = 1000
 MAX_STATUSES = 50
 SOURCES = tuple(s.value for s in Source)
 FORMATS = ("json", "csv")
+# Why a raw event is quarantined: a suspect signature (its records wait for `jsms trust`), or
+# records the parser or the store could not take (`jsms reprocess` reads them again).
+QUARANTINE_REASONS = ("signature_reused", "signature_time", "records")
 BUCKETS = ("hour", "day")
 # The longest since..until a stats request may span, per bucket (an open end: no limit here;
 # PostgreSQL's statement timeout bounds it).
@@ -85,6 +88,20 @@ class OptOutFilter:
 
 
 @dataclass(frozen=True, slots=True)
+class QuarantineFilter:
+    """What `/quarantine` narrows to; None means "any"."""
+
+    app_key: str | None = None
+    reason: str | None = None  # one of QUARANTINE_REASONS
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def fingerprint(self) -> str:
+        """A short digest binding a cursor to these filters."""
+        return _fingerprint("quarantine", _values(self))
+
+
+@dataclass(frozen=True, slots=True)
 class PageRequest:
     """Where a page starts (after which id), how long it is, and the answer's format."""
 
@@ -109,6 +126,7 @@ _REPORT_PARAMS = frozenset(
     {"app_key", "msg_id", "phone", "status", "delivered", "source", "since", "until"}
 )
 _REPLY_PARAMS = frozenset({"app_key", "phone", "since", "until"})
+_QUARANTINE_PARAMS = frozenset({"app_key", "reason", "since", "until"})
 _OPT_OUT_PARAMS = frozenset({"app_key", "since", "until"})
 _STATS_PARAMS = frozenset({"app_key", "since", "until", "bucket", "tz"})
 
@@ -166,6 +184,21 @@ def parse_opt_out_lookup(phone: str, args: Args) -> tuple[str, str]:
     if not phone or len(phone) > 32 or not TEXT_VALUE.fullmatch(phone):
         raise InvalidParameter("phone", "expected 1 to 32 characters, no control ones")
     return app_key, phone
+
+
+def parse_quarantine_query(
+    args: Args, cursor_key: str, wants_csv: bool = False
+) -> tuple[QuarantineFilter, PageRequest]:
+    """The filters and page of a `/quarantine` request (`since`/`until` on received_at)."""
+    _reject_unknown(args, _QUARANTINE_PARAMS | _PAGE_PARAMS)
+    since, until = _time_range(args)
+    quarantine_filter = QuarantineFilter(
+        app_key=_text(args, "app_key", 64),
+        reason=_choice(args, "reason", QUARANTINE_REASONS),
+        since=since,
+        until=until,
+    )
+    return quarantine_filter, _page(args, quarantine_filter.fingerprint(), cursor_key, wants_csv)
 
 
 def parse_stats_query(args: Args, default_zone: ZoneInfo) -> StatsQuery:
@@ -293,7 +326,9 @@ def _time_range(args: Args, zone: tzinfo = UTC) -> tuple[datetime | None, dateti
     return since, until
 
 
-def _values(filters: ReportFilter | ReplyFilter | OptOutFilter) -> tuple[object, ...]:
+def _values(
+    filters: ReportFilter | ReplyFilter | OptOutFilter | QuarantineFilter,
+) -> tuple[object, ...]:
     """The filter's values, shallowly (dataclasses.astuple deep-copies: slow per request)."""
     return tuple(getattr(filters, field.name) for field in fields(filters))
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +34,58 @@ class DatabaseUnavailable(Exception):
             self.code = code
 
 
+@dataclass(frozen=True, slots=True)
+class ConnectionLimits:
+    """How long one statement may run, and wait for a lock, on a PostgreSQL connection; and
+    after how long unacknowledged data declares the connection dead (TCP_USER_TIMEOUT), with
+    keepalive probes finding a half-open one while it idles. All in milliseconds."""
+
+    statement_timeout_ms: int
+    lock_timeout_ms: int
+    tcp_user_timeout_ms: int
+
+    @classmethod
+    def below(cls, wait_seconds: float) -> ConnectionLimits:
+        """Limits that fail a stuck statement before a request waiting `wait_seconds` for it
+        gives up (the group writer's wait): the worker answers 503 and moves on."""
+        wait_ms = int(wait_seconds * 1000)
+        return cls(wait_ms * 3 // 4, wait_ms // 2, wait_ms * 3 // 4)
+
+
+def postgres_connect_args(
+    limits: ConnectionLimits | None, session_settings: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """libpq parameters of every service connection: sessions in UTC; commits durable whatever
+    the server's or database's default (`synchronous_commit = on`: a callback answered 200 is
+    on disk, not in a WAL buffer); with `limits`, the statement and lock timeouts, TCP
+    keepalives and TCP_USER_TIMEOUT; then `session_settings`, which win over the limits (the
+    readers' own statement timeout)."""
+    # Sessions in UTC: timestamptz values arrive as UTC, and date_trunc means UTC days.
+    settings = {"timezone": "UTC", "synchronous_commit": "on"}
+    args: dict[str, Any] = {"connect_timeout": 5}
+    if limits is not None:
+        settings |= {
+            "statement_timeout": str(limits.statement_timeout_ms),
+            "lock_timeout": str(limits.lock_timeout_ms),
+        }
+        args |= {
+            "keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2,
+            "keepalives_count": 3, "tcp_user_timeout": limits.tcp_user_timeout_ms,
+        }  # fmt: skip
+    settings |= session_settings or {}
+    return args | {"options": " ".join(f"-c {name}={value}" for name, value in settings.items())}
+
+
 def make_engine(
-    url: str, pool_timeout: float = 5.0, session_settings: Mapping[str, str] | None = None
+    url: str,
+    pool_timeout: float = 5.0,
+    limits: ConnectionLimits | None = None,
+    session_settings: Mapping[str, str] | None = None,
 ) -> Engine:
     """An engine tuned for the backend: WAL + immediate transactions on SQLite, pre-ping on PG.
-    `pool_timeout`: how long to wait for a free pooled connection (PostgreSQL).
-    `session_settings` (PostgreSQL): settings every connection of this engine starts with
-    (libpq startup options), so no unit of work needs a SET for them."""
+    `pool_timeout`: how long to wait for a free pooled connection (PostgreSQL); `limits` and
+    `session_settings`: what every PostgreSQL connection starts with (`postgres_connect_args`;
+    libpq startup options, so no unit of work needs a SET for them)."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
@@ -50,16 +96,13 @@ def make_engine(
         engine = create_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
         _make_sqlite_transactional(engine)
         return engine
-    # Sessions in UTC: timestamptz values arrive as UTC, and date_trunc means UTC days.
-    settings = {"timezone": "UTC", **(session_settings or {})}
-    options = " ".join(f"-c {name}={value}" for name, value in settings.items())
     engine = create_engine(
         url,
         hide_parameters=True,
         pool_size=5,
         max_overflow=5,
         pool_timeout=pool_timeout,
-        connect_args={"connect_timeout": 5, "options": options},
+        connect_args=postgres_connect_args(limits, session_settings),
     )
     _ping_when_idle(engine)
     return engine
@@ -138,18 +181,24 @@ def _make_sqlite_transactional(engine: Engine) -> None:
 class Database:
     """An engine and its session factory, and the readers' engine and session factory."""
 
-    def __init__(self, url: str, pool_timeout: float = 5.0, reader_timeout_ms: int = 0) -> None:
+    def __init__(
+        self,
+        url: str,
+        pool_timeout: float = 5.0,
+        reader_timeout_ms: int = 0,
+        limits: ConnectionLimits | None = None,
+    ) -> None:
         self.url = url
-        self.engine = make_engine(url, pool_timeout)
+        self.engine = make_engine(url, pool_timeout, limits)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         # For units of work that never write (GET requests): no write lock on SQLite, and on
-        # PostgreSQL a statement timeout (0: none), so no reader can hold the database for long.
+        # PostgreSQL a statement timeout (0: the limits' one, if any), so no reader holds it long.
         readers = self.engine
         if self.engine.dialect.name == "postgresql":
             # A pool of its own whose connections start with these settings: a request pays no
             # SET/RESET round trip, a rolled-back read cannot undo them, and a writer's
             # connection never carries them. Disposing the engine disposes both pools.
-            readers = make_engine(url, pool_timeout, reader_settings(reader_timeout_ms))
+            readers = make_engine(url, pool_timeout, limits, reader_settings(reader_timeout_ms))
             event.listen(self.engine, "engine_disposed", lambda _engine: readers.dispose())
         self.reader_engine = readers.execution_options(**{READ_ONLY: True})
         self.readers = sessionmaker(self.reader_engine, expire_on_commit=False)

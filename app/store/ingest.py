@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Table, bindparam, insert, update
 from sqlalchemy.orm import Session
 
+from app.jsms.callback import Suspect
 from app.jsms.pulled import decode_json
 from app.jsms.records import ParsedBatch, parse_payload
 from app.store.db import DATABASE_UNAVAILABLE
@@ -42,6 +43,7 @@ class RawPayload:
     payload: str
     nonce: str | None = None
     callback_timestamp: int | None = None
+    suspect: str | None = None  # signature_reused | signature_time: records wait for trust
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +61,16 @@ class IngestResult:
             "duplicates": self.duplicates,
             "quarantined": self.quarantined,
         }
+
+
+def as_suspect(
+    raw: RawPayload, batch: ParsedBatch, suspect: Suspect
+) -> tuple[RawPayload, ParsedBatch]:
+    """A correctly signed callback that is kept but not believed: its raw event marked
+    `suspect`, every item quarantined unread (at least one, so it is listed with the
+    quarantine) for the suspicion's reason. Its records reach the tables only by `jsms trust`."""
+    whole = ParsedBatch.kept_whole(max(batch.items, 1), suspect.reason)
+    return replace(raw, suspect=suspect.code), whole
 
 
 def ingest_or_quarantine(session: Session, raw: RawPayload, batch: ParsedBatch) -> IngestResult:
@@ -144,6 +156,7 @@ def _event_row(raw: RawPayload, batch: ParsedBatch, now: datetime) -> dict[str, 
         "duplicates": 0,
         "quarantined": batch.quarantined,
         "quarantine_reason": batch.reasons(),
+        "suspect": raw.suspect,
     }
 
 
@@ -166,7 +179,7 @@ def reprocess(session: Session, event: RawEvent) -> IngestResult:
     item is read, however many (the callback bound protects web workers, not this command).
     """
     data, decode_error = decode_json(event.payload)
-    if decode_error is not None:
+    if decode_error is not None or event.suspect:  # a suspect's records wait for `jsms trust`
         return IngestResult(event.id, 0, event.duplicates, event.quarantined)
     batch = parse_payload(event.type, data)
     owner = Owner(event.app_key, event.source, utcnow(), event.id)
@@ -186,6 +199,17 @@ def reprocess(session: Session, event: RawEvent) -> IngestResult:
     event.quarantine_reason = batch.reasons()
     session.flush()
     return IngestResult(event.id, event.stored - before, event.duplicates, event.quarantined)
+
+
+def trust(session: Session, event: RawEvent) -> IngestResult:
+    """Store the records of a suspect callback an operator has checked (`jsms trust`): it is no
+    longer suspect, and its payload is read and stored as `reprocess` reads any quarantined
+    event, by the statements every callback's records go through (`store_records`). The
+    caller commits; raises ValueError for an event that is not suspect."""
+    if event.suspect is None:
+        raise ValueError(f"raw event {event.id} is not a suspect callback")
+    event.suspect = None
+    return reprocess(session, event)
 
 
 def storable_text(text: str) -> str:

@@ -128,6 +128,9 @@ class RawEvent(Base):
     quarantined: Mapped[int] = mapped_column(Integer, default=0)
     # Why records were quarantined: one line per rejected record ("#index: reason").
     quarantine_reason: Mapped[str | None] = mapped_column(Text)
+    # A correctly signed callback whose records wait for `jsms trust` (signature_reused,
+    # signature_time); None for everything else (migration 0014).
+    suspect: Mapped[str | None] = mapped_column(String(32))
 
 
 class CallbackSignature(Base):
@@ -139,6 +142,25 @@ class CallbackSignature(Base):
     __table_args__ = (
         UniqueConstraint("app_key", "nonce", "callback_timestamp"),
         Index("ix_callback_signatures_callback_timestamp", "callback_timestamp"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    app_key: Mapped[str] = mapped_column(String(64))
+    nonce: Mapped[str] = mapped_column(String(64))
+    callback_timestamp: Mapped[int] = mapped_column(BigInteger)  # epoch ms, as signed
+    digest: Mapped[str] = mapped_column(String(64))  # sha256 of type and data
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class SignatureReuse(Base):
+    """Replay memory, continued: each other payload (digest) a remembered triple carried since,
+    kept quarantined as `signature_reused`. At most MAX_PAYLOADS_PER_SIGNATURE - 1 per triple
+    (`app/store/replay.py`); rows go with their triple's (migration 0014)."""
+
+    __tablename__ = "signature_reuses"
+    __table_args__ = (
+        UniqueConstraint("app_key", "nonce", "callback_timestamp", "digest"),
+        Index("ix_signature_reuses_callback_timestamp", "callback_timestamp"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)

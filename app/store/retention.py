@@ -14,7 +14,15 @@ from sqlalchemy import ColumnElement, delete, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from app.config import Settings
-from app.store.models import Base, CallbackSignature, DeliveryReport, RawEvent, Reply, ReviewResult
+from app.store.models import (
+    Base,
+    CallbackSignature,
+    DeliveryReport,
+    RawEvent,
+    Reply,
+    ReviewResult,
+    SignatureReuse,
+)
 
 BATCH = 1000
 
@@ -43,14 +51,15 @@ def purge(
         deleted["raw_events"] = _purge(
             session, RawEvent, RawEvent.received_at, cutoff, max_batches, RawEvent.quarantined == 0
         )
-        # The replay memory covers exactly this age: older signatures are refused as expired.
-        deleted["callback_signatures"] = _purge(
-            session,
-            CallbackSignature,
-            CallbackSignature.callback_timestamp,
-            int(cutoff.timestamp() * 1000),
-            max_batches,
-        )
+        # The replay memory covers this age: older signatures are suspect (`signature_time`),
+        # kept quarantined whether remembered or not. A triple goes once both its timestamp and
+        # its first receipt are past the age, so an old captured signature is not forgotten
+        # (its 16 payloads counted afresh) while it is still being replayed.
+        for memory in (CallbackSignature, SignatureReuse):
+            deleted[memory.__tablename__] = _purge(
+                session, memory, memory.callback_timestamp, int(cutoff.timestamp() * 1000),
+                max_batches, memory.received_at < cutoff,
+            )  # fmt: skip
     if policy.record_days:
         cutoff = now - timedelta(days=policy.record_days)
         for model, column in (

@@ -15,12 +15,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table, TextClause, bindparam
+from sqlalchemy import Connection, Table, TextClause, bindparam, select, tuple_
 from sqlalchemy import text as sql_text
 
 from app.jsms.records import ParsedBatch, ReplyMessage, Report, Review, encode_extra
 from app.store import opt_outs
-from app.store.models import CallbackSignature, DeliveryReport, Reply, ReviewResult
+from app.store.models import (
+    CallbackSignature,
+    DeliveryReport,
+    Reply,
+    ReviewResult,
+    SignatureReuse,
+)
 
 # Rows per INSERT statement: well under SQLite's 32,766 bound parameters.
 CHUNK = 500
@@ -99,6 +105,10 @@ REVIEWS = _conflict_insert(ReviewResult, ("dedup_key",), "DO NOTHING")
 SIGNATURES = _conflict_insert(
     CallbackSignature, ("app_key", "nonce", "callback_timestamp"), "DO NOTHING"
 )
+# ... and each other payload it carried since.
+REUSES = _conflict_insert(
+    SignatureReuse, ("app_key", "nonce", "callback_timestamp", "digest"), "DO NOTHING"
+)
 
 
 def write(
@@ -158,16 +168,19 @@ def store_reports(
     connection: Connection, owners: Sequence[Owner], owned: Sequence[tuple[int, Report]]
 ) -> list[int]:
     """Upsert reports; the greater `Report.precedence` is kept. Counts, per owner, the reports
-    that were not identical repeats: new, replacing the row, or superseded by a row that ranks
-    higher (in the store, or in this very group)."""
+    that were not identical repeats of the row as it stood when each arrived: exactly what the
+    same callbacks would have counted alone, in order (new, replacing the row, or outranked by
+    it)."""
     # One row per key: ON CONFLICT DO UPDATE may not touch a row twice in one statement.
-    latest: dict[tuple[str, str, str], tuple[int, Report]] = {}
-    first: dict[tuple[tuple[str, str, str], tuple[datetime, bool, int]], int] = {}
+    carriers: dict[ReportKey, list[tuple[int, Report]]] = {}
     for i, report in owned:
-        key = (owners[i].app_key, report.msg_id, report.phone)
-        first.setdefault((key, report.precedence), i)
-        if key not in latest or report.precedence > latest[key][1].precedence:
-            latest[key] = (i, report)
+        carriers.setdefault((owners[i].app_key, report.msg_id, report.phone), []).append(
+            (i, report)
+        )
+    latest = {key: max(found, key=lambda c: c[1].precedence) for key, found in carriers.items()}
+    # Only a key several callbacks of the group carry needs the row as it stood before them.
+    shared = [key for key, found in carriers.items() if len({i for i, _ in found}) > 1]
+    before = _stored_precedences(connection, shared) if shared else {}
     rows = [
         owners[i].row(
             msg_id=r.msg_id,
@@ -181,12 +194,54 @@ def store_reports(
     ]
     changed = write(connection, REPORTS, rows)
     stored = [0] * len(owners)
-    for (key, precedence), i in first.items():
-        # The first carrier of each version counts: the kept one if the store took it, one this
-        # group outranked always (it was not a repeat either).
-        if precedence != latest[key][1].precedence or key in changed:
-            stored[i] += 1
+    for key, found in carriers.items():
+        standing = before.get(key) if key in before or key in shared else _NOT_READ
+        _count_alone(found, stored, standing, key in changed)
     return stored
+
+
+# `standing` for a key one callback alone carries: its own write says whether it was new.
+_NOT_READ = (datetime.min, False, -1)
+
+
+def _count_alone(
+    found: Sequence[tuple[int, Report]],
+    stored: list[int],
+    standing: tuple[datetime, bool, int] | None,
+    changed: bool,
+) -> None:
+    """Count one key's reports per callback as each callback alone would have: in a callback,
+    the first carrier of each version is stored, but its highest version only when it is no
+    identical repeat of the row it meets (`standing`, then raised by each callback; for a key
+    of one callback, `changed` says so)."""
+    by_owner: dict[int, list[tuple[datetime, bool, int]]] = {}
+    for i, report in found:
+        versions = by_owner.setdefault(i, [])
+        if report.precedence not in versions:
+            versions.append(report.precedence)
+    for i, versions in by_owner.items():  # owners in arrival order
+        highest = max(versions)
+        for version in versions:
+            new = changed if standing == _NOT_READ else version != standing
+            stored[i] += version != highest or new
+        if standing != _NOT_READ:
+            standing = highest if standing is None else max(standing, highest)
+
+
+ReportKey = tuple[str, str, str]
+
+
+def _stored_precedences(
+    connection: Connection, keys: Sequence[ReportKey]
+) -> dict[ReportKey, tuple[datetime, bool, int]]:
+    """The precedence of each key's stored row (`Report.precedence`), for the keys stored."""
+    table = DeliveryReport.__table__
+    found = connection.execute(
+        select(table.c.app_key, table.c.msg_id, table.c.phone, table.c.received_at,
+               table.c.delivered, table.c.status)
+        .where(tuple_(table.c.app_key, table.c.msg_id, table.c.phone).in_(keys))
+    )  # fmt: skip
+    return {(a, m, p): (at, bool(d), s) for a, m, p, at, d, s in found}
 
 
 def store_replies(
