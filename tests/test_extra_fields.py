@@ -71,10 +71,10 @@ def test_a_report_whose_extras_nest_too_deep_is_quarantined_not_its_neighbour(
         data = f"[{deep}, {json.dumps(report(f'n{depth}'))}]"
         form = signed_form("app-one", APPS["app-one"], "SMS_REPORT", data)
         response = client.post("/callbacks/jsms", data=form)
-        if response.status_code == 400:  # `data` itself too deep to read
-            continue
         assert response.status_code == 200
         body = response.get_json()
+        if body == {"stored": 0, "duplicates": 0, "quarantined": 1}:
+            continue  # `data` itself too deep to read: the callback is kept whole, unread
         assert body["stored"] + body["quarantined"] == 2 and body["stored"] >= 1
         quarantined += body["quarantined"]
     assert quarantined > 0
