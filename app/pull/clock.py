@@ -13,10 +13,11 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from types import FrameType
+from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import select
@@ -143,47 +144,22 @@ def build_scheduler(
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
         timezone=UTC,
     )
-    scheduler.add_job(
-        send_heartbeat,
-        "interval",
-        seconds=HEARTBEAT_SECONDS,
-        args=(puller,),
-        id="heartbeat",
-        next_run_time=datetime.now(UTC),
-    )
-    scheduler.add_job(
-        drain_spool,
-        "interval",
-        seconds=SPOOL_EVERY_SECONDS,
-        args=(puller,),
-        id="spool",
-        next_run_time=datetime.now(UTC),
-    )
-    scheduler.add_job(
-        fold_rollup,
-        "interval",
-        seconds=ROLLUP_EVERY_SECONDS,
-        args=(puller,),
-        id="rollup",
-        next_run_time=datetime.now(UTC),
-    )
+    # (id, job, its arguments, how often)
+    jobs: list[tuple[str, Callable[..., object], tuple[Any, ...], dict[str, float]]] = [
+        ("heartbeat", send_heartbeat, (puller,), {"seconds": float(HEARTBEAT_SECONDS)}),
+        ("spool", drain_spool, (puller,), {"seconds": SPOOL_EVERY_SECONDS}),
+        ("rollup", fold_rollup, (puller,), {"seconds": ROLLUP_EVERY_SECONDS}),
+    ]
     if retention and (retention.raw_event_days or retention.record_days):
-        scheduler.add_job(
-            enforce_retention,
-            "interval",
-            hours=RETENTION_EVERY_HOURS,
-            args=(puller, retention),
-            id="retention",
-            next_run_time=datetime.now(UTC),
-        )
+        hourly = {"hours": float(RETENTION_EVERY_HOURS)}
+        jobs.append(("retention", enforce_retention, (puller, retention), hourly))
     if apps and balance_every > 0:
+        reader = BalanceReader(puller, apps, balance_every)
+        looks = {"seconds": min(BALANCE_EVERY_SECONDS, balance_every)}
+        jobs.append(("balance", read_balances, (reader,), looks))
+    for job_id, job, args, interval in jobs:
         scheduler.add_job(
-            read_balances,
-            "interval",
-            seconds=min(BALANCE_EVERY_SECONDS, balance_every),
-            args=(BalanceReader(puller, apps, balance_every),),
-            id="balance",
-            next_run_time=datetime.now(UTC),
+            job, "interval", args=args, id=job_id, next_run_time=datetime.now(UTC), **interval
         )
     return scheduler
 
