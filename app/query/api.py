@@ -44,31 +44,37 @@ def require_token() -> None:
 @bp.get("/reports")
 def reports() -> Response:
     """Delivery reports matching the filters: a keyset page as JSON, or all of them as CSV."""
-    report_filter, page = params.parse_report_query(request.args, _cursor_key(), _wants_csv())
-    walk = lists.report_walk(report_filter)
-    if page.format == "csv":
-        return _csv(walk, page, items.REPORT_FIELDS, items.report_item, "reports.csv")
-    return _json_page(walk, page, report_filter.fingerprint(), items.report_item)
+    return _list(
+        params.parse_report_query,
+        lists.report_walk,
+        items.REPORT_FIELDS,
+        items.report_item,
+        "reports.csv",
+    )
 
 
 @bp.get("/replies")
 def replies() -> Response:
     """Replies matching the filters: a keyset page as JSON, or all of them as CSV."""
-    reply_filter, page = params.parse_reply_query(request.args, _cursor_key(), _wants_csv())
-    walk = lists.reply_walk(reply_filter)
-    if page.format == "csv":
-        return _csv(walk, page, items.REPLY_FIELDS, items.reply_item, "replies.csv")
-    return _json_page(walk, page, reply_filter.fingerprint(), items.reply_item)
+    return _list(
+        params.parse_reply_query,
+        lists.reply_walk,
+        items.REPLY_FIELDS,
+        items.reply_item,
+        "replies.csv",
+    )
 
 
 @bp.get("/reviews")
 def review_results() -> Response:
     """Template and signature review results: a keyset page as JSON, or all of them as CSV."""
-    review_filter, page = reviews.parse_review_query(request.args, _cursor_key(), _wants_csv())
-    walk = reviews.review_walk(review_filter)
-    if page.format == "csv":
-        return _csv(walk, page, reviews.FIELDS, reviews.review_item, "reviews.csv")
-    return _json_page(walk, page, review_filter.fingerprint(), reviews.review_item)
+    return _list(
+        reviews.parse_review_query,
+        reviews.review_walk,
+        reviews.FIELDS,
+        reviews.review_item,
+        "reviews.csv",
+    )
 
 
 @bp.get("/balances")
@@ -84,22 +90,25 @@ def app_balances() -> Response:
 @bp.get("/balances/history")
 def balance_reads() -> Response:
     """Every balance read kept: a keyset page as JSON, or all of them as CSV."""
-    history, page = balance_history.parse_history_query(request.args, _cursor_key(), _wants_csv())
-    walk = balance_history.history_walk(history)
-    if page.format == "csv":
-        fields = balance_history.FIELDS
-        return _csv(walk, page, fields, balance_history.history_item, "balances.csv")
-    return _json_page(walk, page, history.fingerprint(), balance_history.history_item)
+    return _list(
+        balance_history.parse_history_query,
+        balance_history.history_walk,
+        balance_history.FIELDS,
+        balance_history.history_item,
+        "balances.csv",
+    )
 
 
 @bp.get("/opt-outs")
 def opt_out_list() -> Response:
     """The phones opted out now, matching the filters: a keyset page, or all of them as CSV."""
-    opt_out_filter, page = params.parse_opt_out_query(request.args, _cursor_key(), _wants_csv())
-    walk = opt_outs.opt_out_walk(opt_out_filter)
-    if page.format == "csv":
-        return _csv(walk, page, items.OPT_OUT_FIELDS, items.opt_out_item, "opt-outs.csv")
-    return _json_page(walk, page, opt_out_filter.fingerprint(), items.opt_out_item)
+    return _list(
+        params.parse_opt_out_query,
+        opt_outs.opt_out_walk,
+        items.OPT_OUT_FIELDS,
+        items.opt_out_item,
+        "opt-outs.csv",
+    )
 
 
 @bp.get("/opt-outs/<path:phone>")
@@ -113,14 +122,13 @@ def opt_out(phone: str) -> Response:
 @bp.get("/quarantine")
 def quarantine() -> Response:
     """Quarantined raw events matching the filters: a keyset page as JSON, or all as CSV."""
-    quarantine_filter, page = params.parse_quarantine_query(
-        request.args, _cursor_key(), _wants_csv()
+    return _list(
+        params.parse_quarantine_query,
+        lists.quarantine_walk,
+        items.QUARANTINE_FIELDS,
+        items.quarantine_item,
+        "quarantine.csv",
     )
-    walk = lists.quarantine_walk(quarantine_filter)
-    fields, item = items.QUARANTINE_FIELDS, items.quarantine_item
-    if page.format == "csv":
-        return _csv(walk, page, fields, item, "quarantine.csv")
-    return _json_page(walk, page, quarantine_filter.fingerprint(), item)
 
 
 @bp.get("/stats/delivery")
@@ -154,6 +162,22 @@ def openapi() -> Response:
 
 
 Serializer = Callable[[Any], dict[str, Any]]
+
+
+def _list(
+    parse: Callable[..., tuple[Any, params.PageRequest]],
+    walk_of: Callable[[Any], lists.Walk],
+    fields: tuple[str, ...],
+    item: Serializer,
+    filename: str,
+) -> Response:
+    """A list endpoint: its filters and page from the query string (`parse`), then a keyset
+    page as JSON, or every matching row as CSV."""
+    query_filter, page = parse(request.args, _cursor_key(), _wants_csv())
+    walk = walk_of(query_filter)
+    if page.format == "csv":
+        return _csv(walk, page, fields, item, filename)
+    return _json_page(walk, page, query_filter.fingerprint(), item)
 
 
 def _json_page(
