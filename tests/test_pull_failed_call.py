@@ -4,6 +4,7 @@ stays clear of the window whatever the latency was; on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -36,3 +37,26 @@ def test_a_failed_calls_answer_moves_the_window(
         # Claimed for the send, then moved to the answer (the moment the failure was recorded).
         assert state.last_attempt_at < state.last_error_at
         assert (lease.holder, lease.last_call_at) == (None, state.last_error_at)
+
+
+def test_a_failed_calls_log_lines_say_which_app_kind_and_error(
+    fake_jsms: FakeJsms, store: Database, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The warning names the app, the kind and JSMS's error; the call's `pull_call` line (the
+    README's Logs section) counts nothing stored for a call that brought nothing."""
+    caplog.set_level(logging.INFO, logger="app.pull.puller")
+    fake_jsms.set_mode(APP, "server_error")
+    with JsmsClient(fake_jsms.url) as client:
+        Puller(store, client, SyncPolicy(window=FAKE_WINDOW), spool=tmp_path).sync_app(
+            APP, APPS[APP], ["report"]
+        )
+    [warning] = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert warning.getMessage() == (
+        "pull app=app-one kind=report failed: JSMS error 50019 (HTTP 500): server error"
+    )
+    [call] = [r for r in caplog.records if r.__dict__.get("event") == "pull_call"]
+    fields = ("app_key", "kind", "result", "items", "stored", "duplicates", "quarantined", "mode")
+    assert {name: call.__dict__[name] for name in fields} == {
+        "app_key": APP, "kind": "report", "result": "50019", "items": 0,
+        "stored": 0, "duplicates": 0, "quarantined": 0, "mode": "pull",
+    }  # fmt: skip

@@ -4,6 +4,7 @@ where the last stored batch left them until the spool is stored; on SQLite and P
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -59,7 +60,11 @@ def what_the_state_says(store: Database) -> dict[str, Any]:
 
 
 def test_a_batch_the_store_refuses_is_spooled_and_counts_as_no_success(
-    fake_jsms: FakeJsms, store: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    fake_jsms: FakeJsms,
+    store: Database,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     monkeypatch.setattr(puller_module, "STORE_RETRY_SECONDS", 0.3)
     spooled = tmp_path / "spool"
@@ -75,6 +80,11 @@ def test_a_batch_the_store_refuses_is_spooled_and_counts_as_no_success(
     assert fake_jsms.pending(APP, "report") == 0  # handed out: the spool holds the only copy
     [waiting] = spool.waiting(spooled)
     assert '"lost29"' in waiting.body and '"first0"' not in waiting.body
+    # The one pointer an operator gets to the batch: which app and kind, why, and where it is.
+    [line] = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert line.startswith("pulled batch NOT STORED app=app-one kind=report error=")
+    assert "injected fault" in line
+    assert line.endswith(f": kept in {waiting.path} until `jsms reprocess`")
     assert row_count(store, DeliveryReport) == 5
     assert what_the_state_says(store) == before
 
