@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy.exc import IntegrityError
 
 from app.jsms.client import JsmsClient
 from app.ops.risk import receipts_at_risk
@@ -94,3 +95,33 @@ def test_a_batch_the_store_refuses_is_spooled_and_counts_as_no_success(
     assert (result.stored, result.duplicates, result.quarantined) == (30, 0, 0)
     assert row_count(store, DeliveryReport) == 35 and row_count(store, RawEvent) == 2
     assert spool.waiting(spooled) == []
+
+
+def test_a_store_that_fails_once_is_retried_and_the_batch_stored(
+    fake_jsms: FakeJsms, store: Database, tmp_path: Path
+) -> None:
+    """The database unavailable for a moment: the batch in hand is written again (after a
+    short wait), not spooled."""
+    spooled = tmp_path / "spool"
+    fake_jsms.add(APP, "report", reports("m", 3, NOW - timedelta(hours=1)))
+    with failing_statements(store.engine, "INSERT INTO raw_events", times=1) as fault:
+        pull(fake_jsms, store, spooled)
+    assert fault.hits == 1
+    assert spool.waiting(spooled) == []
+    assert row_count(store, DeliveryReport) == 3
+    assert what_the_state_says(store)["records_pulled"] == 3
+
+
+def test_a_store_that_fails_for_another_reason_is_spooled_at_once(
+    fake_jsms: FakeJsms, store: Database, tmp_path: Path
+) -> None:
+    """Only an unavailable database is worth waiting for; any other failure of the batch's
+    transaction spools the batch after one attempt."""
+    spooled = tmp_path / "spool"
+    fake_jsms.add(APP, "report", reports("m", 3, NOW - timedelta(hours=1)))
+    refused = failing_statements(store.engine, "UPDATE sync_state", IntegrityError, carrying=3)
+    with refused as fault, pytest.raises(BatchNotStored):
+        pull(fake_jsms, store, spooled)
+    assert fault.hits == 1
+    assert len(spool.waiting(spooled)) == 1
+    assert row_count(store, DeliveryReport) == 0
