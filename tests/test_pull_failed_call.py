@@ -15,7 +15,7 @@ from app.pull.state import SyncPolicy
 from app.store.db import Database
 from app.store.models import PullLease, SyncState
 from tests.fake_jsms import FakeJsms
-from tests.support import APPS, FAKE_WINDOW
+from tests.support import APPS, FAKE_WINDOW, failing_statements
 
 APP = "app-one"
 
@@ -60,3 +60,22 @@ def test_a_failed_calls_log_lines_say_which_app_kind_and_error(
         "app_key": APP, "kind": "report", "result": "50019", "items": 0,
         "stored": 0, "duplicates": 0, "quarantined": 0, "mode": "pull",
     }  # fmt: skip
+
+
+def test_a_failure_the_store_cannot_record_is_logged(
+    fake_jsms: FakeJsms, store: Database, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """JSMS refused and the database refuses to record it: the pass still ends as failed, and
+    a warning says which app and kind go unrecorded."""
+    caplog.set_level(logging.WARNING, logger="app.pull.puller")
+    fake_jsms.set_mode(APP, "server_error")
+    message = "server error [HTTP 500]"  # what the state would record as the last error
+    with (
+        failing_statements(store.engine, "UPDATE sync_state", carrying=message) as fault,
+        JsmsClient(fake_jsms.url) as client,
+    ):
+        puller = Puller(store, client, SyncPolicy(window=FAKE_WINDOW), spool=tmp_path)
+        [result] = puller.sync_app(APP, APPS[APP], ["report"])
+    assert fault.hits == 1 and result.outcome == "failed"
+    lines = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert lines[-1] == "could not record the failure for app-one report"
