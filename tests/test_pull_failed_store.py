@@ -76,7 +76,10 @@ def test_a_batch_the_store_refuses_is_spooled_and_counts_as_no_success(
 
     # Newer records than any stored, so a success recorded for them would move the lag too.
     fake_jsms.add(APP, "report", reports("lost", 30, NOW - timedelta(hours=1)))
-    with failing_statements(store.engine, "INSERT INTO raw_events"), pytest.raises(BatchNotStored):
+    with (
+        failing_statements(store.engine, "INSERT INTO raw_events"),
+        pytest.raises(BatchNotStored, match="^app-one report: .*injected fault"),
+    ):
         pull(fake_jsms, store, spooled)
     assert fake_jsms.pending(APP, "report") == 0  # handed out: the spool holds the only copy
     [waiting] = spool.waiting(spooled)
