@@ -5,8 +5,11 @@ PostgreSQL."""
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from pathlib import Path
+
+import pytest
 
 from app.jsms.client import JsmsClient
 from app.pull.puller import Puller
@@ -28,11 +31,18 @@ def probe(fake: FakeJsms, store: Database, spool: Path, policy: SyncPolicy) -> N
 
 
 def test_a_full_batch_makes_the_app_due_again_after_one_window(
-    fake_jsms: FakeJsms, store: Database, tmp_path: Path
+    fake_jsms: FakeJsms, store: Database, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="app.pull.puller")
     policy = SyncPolicy(window=FAKE_WINDOW, idle_poll=60)
     fake_jsms.add_reports(APP, MAX_BATCH + 1)
     probe(fake_jsms, store, tmp_path, policy)
+    [call] = [r for r in caplog.records if r.__dict__.get("event") == "pull_call"]
+    fields = ("app_key", "kind", "result", "items", "stored", "duplicates", "quarantined", "mode")
+    assert {name: call.__dict__[name] for name in fields} == {
+        "app_key": APP, "kind": "report", "result": "ok", "items": MAX_BATCH,
+        "stored": MAX_BATCH, "duplicates": 0, "quarantined": 0, "mode": "pull",
+    }  # fmt: skip
     with store.session() as session:
         state = session.get(SyncState, (APP, "report"))
         lease = session.get(PullLease, APP)
