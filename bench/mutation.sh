@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Mutation testing of the core modules with mutmut (slow: run by hand, not in CI).
 #
-#   bench/mutation.sh                      # every core module listed in pyproject's [tool.mutmut]
+#   bench/mutation.sh                      # every module listed in pyproject's [tool.mutmut]
 #   bench/mutation.sh 'app.pull.lease*'    # only the mutants of one module (mutmut's name globs)
 #
 # Each mutant (one small change to the code) is run against the tests that reach it; a mutant

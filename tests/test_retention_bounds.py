@@ -1,0 +1,199 @@
+"""Retention at its edges: each age is counted in days, rows just inside a cutoff stay, rows just
+outside go, and the replay memory reaches at least as far back as the signatures the callback
+reader accepts; on SQLite and PostgreSQL.
+
+The ages are chosen so that a cutoff counted in hours instead of days fails: with 30 days, a
+row 29 d 23 h old and one 2 days old must stay, one 30 d 1 h old must go.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import select, update
+
+from app import create_app
+from app.jsms.callback import SignatureExpired, digest_of, signed_use
+from app.store.db import Database
+from app.store.models import CallbackSignature, DeliveryReport, RawEvent, Reply, ReviewResult
+from app.store.replay import Verdict, first_uses
+from app.store.retention import RetentionPolicy, purge
+from tests.support import APPS, make_settings
+from tests.wire import report, signed_form
+
+ONE, SECRET = "app-one", APPS["app-one"]
+# Whole milliseconds, so an age lands on a signed timestamp exactly.
+NOW = datetime.now(UTC).replace(microsecond=0)
+DAYS = 30
+# Age → the tag of the rows that age is given; which survive a purge by DAYS at NOW.
+AGES = {
+    "recent": timedelta(days=2),
+    "inside": timedelta(days=DAYS) - timedelta(hours=1),
+    "outside": timedelta(days=DAYS) + timedelta(hours=1),
+}
+KEPT = {"recent", "inside"}
+
+
+def epoch_ms(at: datetime) -> int:
+    return int(at.timestamp() * 1000)
+
+
+def post(client: FlaskClient, record_type: str, data: Any, **signed: str) -> None:
+    form = signed_form(ONE, SECRET, record_type, data, **signed)
+    response = client.post("/callbacks/jsms", data=form)
+    assert response.status_code == 200, response.get_json()
+
+
+def load_records(client: FlaskClient, database: Database) -> None:
+    """One delivery report, reply and review result per age in AGES, tagged with the age's
+    name; each raw event not quarantined is aged too, the last one (unknown type) quarantined."""
+    for i, tag in enumerate(AGES):
+        post(client, "SMS_REPORT", [report(tag)])
+        post(client, "SMS_REPLY", [{"phone": "13800138000", "content": tag,
+                                            "replyTime": 1575015093000}])
+        post(client, "SMS_TEMPLATE", [{"tempId": i, "status": 2, "refuseReason": tag}])
+    with database.session() as session, session.begin():
+        for tag, age in AGES.items():
+            at = NOW - age
+            session.execute(update(DeliveryReport).where(DeliveryReport.msg_id == tag)
+                            .values(received_at=at))  # fmt: skip
+            session.execute(update(Reply).where(Reply.content == tag).values(replied_at=at))
+            session.execute(update(ReviewResult).where(ReviewResult.refuse_reason == tag)
+                            .values(ingested_at=at))  # fmt: skip
+
+
+def kept_tags(database: Database) -> dict[str, set[str]]:
+    with database.session() as session:
+        return {
+            "delivery_reports": set(session.scalars(select(DeliveryReport.msg_id))),
+            "replies": set(session.scalars(select(Reply.content))),
+            "review_results": set(session.scalars(select(ReviewResult.refuse_reason))),
+        }
+
+
+def test_records_are_kept_for_days_not_hours(client: FlaskClient, database: Database) -> None:
+    load_records(client, database)
+    with database.session() as session:
+        deleted = purge(session, RetentionPolicy(raw_event_days=0, record_days=DAYS), NOW)
+    assert deleted == {"delivery_reports": 1, "replies": 1, "review_results": 1}
+    assert kept_tags(database) == {table: KEPT for table in deleted}
+
+
+def test_the_purge_command_counts_the_configured_ages_in_days(database_url: str) -> None:
+    """RECORD_RETENTION_DAYS and RAW_EVENT_RETENTION_DAYS reach the purge as days."""
+    settings = make_settings(
+        database_url, record_retention_days=DAYS, raw_event_retention_days=DAYS
+    )
+    app = create_app(settings)
+    try:
+        database: Database = app.extensions["database"]
+        load_records(app.test_client(), database)
+        result = app.test_cli_runner().invoke(args=["jsms", "purge"])
+        assert result.exit_code == 0, result.output
+        assert kept_tags(database) == dict.fromkeys(kept_tags(database), KEPT)
+    finally:
+        app.extensions["database"].engine.dispose()
+
+
+def test_raw_events_are_kept_for_days_not_hours(client: FlaskClient, database: Database) -> None:
+    for tag in AGES:
+        post(client, "SMS_REPORT", [report(tag)], nonce=tag)
+    post(client, "SMS_UNKNOWN", {"a": 1}, nonce="quarantined")  # kept at any age
+    with database.session() as session, session.begin():
+        for tag, age in AGES.items():
+            session.execute(update(RawEvent).where(RawEvent.nonce == tag)
+                            .values(received_at=NOW - age))  # fmt: skip
+        session.execute(update(RawEvent).where(RawEvent.nonce == "quarantined")
+                        .values(received_at=NOW - timedelta(days=10 * DAYS)))  # fmt: skip
+    with database.session() as session:
+        deleted = purge(session, RetentionPolicy(raw_event_days=DAYS, record_days=0), NOW)
+        assert deleted["raw_events"] == 1
+        assert set(session.scalars(select(RawEvent.nonce))) == KEPT | {"quarantined"}
+    assert kept_tags(database)["delivery_reports"] == set(AGES)  # records have their own age
+
+
+def test_the_replay_memory_is_kept_for_days_not_hours(
+    client: FlaskClient, database: Database
+) -> None:
+    for tag, age in AGES.items():
+        post(client, "SMS_REPORT", [report(tag)], nonce=tag, timestamp=str(epoch_ms(NOW - age)))
+    with database.session() as session:
+        deleted = purge(session, RetentionPolicy(raw_event_days=DAYS, record_days=0), NOW)
+        assert deleted["callback_signatures"] == 1
+        assert set(session.scalars(select(CallbackSignature.nonce))) == KEPT
+
+
+@pytest.mark.parametrize("days", [1, 5, 90])
+def test_the_replay_memory_never_forgets_a_signature_the_reader_accepts(
+    database: Database, days: int
+) -> None:
+    """Every signature the reader takes at NOW (the oldest it takes, to the millisecond, and
+    one a few hours inside) is still remembered after a purge at NOW, so the same signature
+    with other data is refused as reused; the first signature it refuses may be forgotten."""
+    oldest = NOW - timedelta(days=days)
+    uses = [
+        signed_use(ONE, nonce, str(epoch_ms(at)), "SMS_REPORT", "[]", now=NOW, memory_days=days)
+        for nonce, at in (("oldest", oldest), ("hours-inside", oldest + timedelta(hours=5)))
+    ]
+    with pytest.raises(SignatureExpired):
+        signed_use(ONE, "x", str(epoch_ms(oldest) - 1), "SMS_REPORT", "[]", now=NOW,
+                   memory_days=days)  # fmt: skip
+    with database.session() as session:
+        with session.begin():
+            assert first_uses(session, uses, NOW) == [Verdict.FIRST, Verdict.FIRST]
+        purge(session, RetentionPolicy(raw_event_days=days, record_days=0), NOW)
+        forged = [replace(use, digest=digest_of("SMS_REPORT", "[{}]")) for use in uses]
+        with session.begin():
+            assert first_uses(session, forged, NOW) == [Verdict.REUSED, Verdict.REUSED]
+
+
+def test_a_days_old_signature_replayed_with_other_data_after_a_purge_is_refused(
+    app: Flask, client: FlaskClient, database: Database
+) -> None:
+    """The Security section's promise across a retention run: a signature 5 days old, within
+    the 90-day memory, replayed with forged data after the clock's purge is `signature_reused`."""
+    signed_at = str(epoch_ms(datetime.now(UTC) - timedelta(days=5)))
+    genuine = signed_form(ONE, SECRET, "SMS_REPORT", [report("m1", status=4001)],
+                          timestamp=signed_at)  # fmt: skip
+    assert client.post("/callbacks/jsms", data=genuine).status_code == 200
+    result = app.test_cli_runner().invoke(args=["jsms", "purge"])  # the configured 90 days
+    assert result.exit_code == 0, result.output
+    forged = genuine | {"data": '[{"msgId":"m1","phone":"13800138000","status":4002,'
+                                '"receiveTime":1575015093000}]'}  # fmt: skip
+    response = client.post("/callbacks/jsms", data=forged)
+    assert response.status_code == 401
+    assert response.get_json()["error"]["code"] == "signature_reused"
+    with database.session() as session:
+        assert session.scalars(select(DeliveryReport.status)).all() == [4001]
+
+
+def test_the_callback_window_ends_where_the_configured_replay_memory_ends(
+    database_url: str,
+) -> None:
+    """With RAW_EVENT_RETENTION_DAYS=5, a callback signed a minute inside 5 days is taken and
+    still refused as reused after the purge; one signed a minute outside is refused as expired
+    (the window is never longer than the memory)."""
+    app = create_app(make_settings(database_url, raw_event_retention_days=5))
+    client = app.test_client()
+    try:
+        edge = datetime.now(UTC) - timedelta(days=5)
+        inside, outside = (
+            signed_form(ONE, SECRET, "SMS_REPORT", [report(tag)],
+                        timestamp=str(epoch_ms(edge + shift)))  # fmt: skip
+            for tag, shift in (("inside", timedelta(minutes=1)), ("outside", -timedelta(minutes=1)))
+        )
+        assert client.post("/callbacks/jsms", data=inside).status_code == 200
+        refused = client.post("/callbacks/jsms", data=outside)
+        assert refused.status_code == 401
+        assert refused.get_json()["error"]["code"] == "signature_expired"
+        assert app.test_cli_runner().invoke(args=["jsms", "purge"]).exit_code == 0
+        forged = client.post("/callbacks/jsms", data=inside | {"data": json.dumps([report("x")])})
+        assert forged.get_json()["error"]["code"] == "signature_reused"
+    finally:
+        app.extensions["database"].engine.dispose()
