@@ -19,7 +19,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select, update
 
 from app import create_app
-from app.jsms.callback import SignatureExpired, digest_of, signed_use
+from app.jsms.callback import digest_of, signed_use, window_suspect
 from app.store.db import Database
 from app.store.models import CallbackSignature, DeliveryReport, RawEvent, Reply, ReviewResult
 from app.store.replay import Verdict, first_uses
@@ -124,6 +124,11 @@ def test_the_replay_memory_is_kept_for_days_not_hours(
     for tag, age in AGES.items():
         post(client, "SMS_REPORT", [report(tag)], nonce=tag, timestamp=str(epoch_ms(NOW - age)))
     with database.session() as session:
+        # A signature is forgotten once it was both signed and received past the retention.
+        with session.begin():
+            for tag, age in AGES.items():
+                remembered = update(CallbackSignature).where(CallbackSignature.nonce == tag)
+                session.execute(remembered.values(received_at=NOW - age))
         deleted = purge(session, RetentionPolicy(raw_event_days=DAYS, record_days=0), NOW)
         assert deleted["callback_signatures"] == 1
         assert set(session.scalars(select(CallbackSignature.nonce))) == KEPT
@@ -133,17 +138,17 @@ def test_the_replay_memory_is_kept_for_days_not_hours(
 def test_the_replay_memory_never_forgets_a_signature_the_reader_accepts(
     database: Database, days: int
 ) -> None:
-    """Every signature the reader takes at NOW (the oldest it takes, to the millisecond, and
-    one a few hours inside) is still remembered after a purge at NOW, so the same signature
-    with other data is refused as reused; the first signature it refuses may be forgotten."""
+    """Every signature the reader takes at NOW as within its window (the oldest, to the
+    millisecond, and one a few hours inside) is still remembered after a purge at NOW, so the
+    same signature with other data is found reused (and kept quarantined); the first one
+    outside the window is a `signature_time` suspect, which may be forgotten."""
     oldest = NOW - timedelta(days=days)
     uses = [
-        signed_use(ONE, nonce, str(epoch_ms(at)), "SMS_REPORT", "[]", now=NOW, memory_days=days)
+        signed_use(ONE, nonce, str(epoch_ms(at)), "SMS_REPORT", "[]")
         for nonce, at in (("oldest", oldest), ("hours-inside", oldest + timedelta(hours=5)))
     ]
-    with pytest.raises(SignatureExpired):
-        signed_use(ONE, "x", str(epoch_ms(oldest) - 1), "SMS_REPORT", "[]", now=NOW,
-                   memory_days=days)  # fmt: skip
+    assert [window_suspect(use.timestamp, now=NOW, memory_days=days) for use in uses] == [None] * 2
+    assert window_suspect(epoch_ms(oldest) - 1, now=NOW, memory_days=days) is not None
     with database.session() as session:
         with session.begin():
             assert first_uses(session, uses, NOW) == [Verdict.FIRST, Verdict.FIRST]
@@ -153,11 +158,12 @@ def test_the_replay_memory_never_forgets_a_signature_the_reader_accepts(
             assert first_uses(session, forged, NOW) == [Verdict.REUSED, Verdict.REUSED]
 
 
-def test_a_days_old_signature_replayed_with_other_data_after_a_purge_is_refused(
+def test_a_days_old_signature_replayed_with_other_data_after_a_purge_is_quarantined(
     app: Flask, client: FlaskClient, database: Database
 ) -> None:
     """The Security section's promise across a retention run: a signature 5 days old, within
-    the 90-day memory, replayed with forged data after the clock's purge is `signature_reused`."""
+    the 90-day memory, replayed with forged data after the clock's purge is kept quarantined as
+    `signature_reused`, and its record never reaches the table."""
     signed_at = str(epoch_ms(datetime.now(UTC) - timedelta(days=5)))
     genuine = signed_form(ONE, SECRET, "SMS_REPORT", [report("m1", status=4001)],
                           timestamp=signed_at)  # fmt: skip
@@ -167,20 +173,28 @@ def test_a_days_old_signature_replayed_with_other_data_after_a_purge_is_refused(
     forged = genuine | {"data": '[{"msgId":"m1","phone":"13800138000","status":4002,'
                                 '"receiveTime":1575015093000}]'}  # fmt: skip
     response = client.post("/callbacks/jsms", data=forged)
-    assert response.status_code == 401
-    assert response.get_json()["error"]["code"] == "signature_reused"
+    assert response.status_code == 200
+    assert response.get_json() == {"stored": 0, "duplicates": 0, "quarantined": 1}
+    assert latest_suspicion(database) == "signature_reused"
     with database.session() as session:
         assert session.scalars(select(DeliveryReport.status)).all() == [4001]
+
+
+def latest_suspicion(database: Database) -> str | None:
+    """Why the newest raw event is suspect (None: it is not)."""
+    with database.session() as session:
+        return session.scalars(select(RawEvent.suspect).order_by(RawEvent.id.desc())).first()
 
 
 def test_the_callback_window_ends_where_the_configured_replay_memory_ends(
     database_url: str,
 ) -> None:
     """With RAW_EVENT_RETENTION_DAYS=5, a callback signed a minute inside 5 days is taken and
-    still refused as reused after the purge; one signed a minute outside is refused as expired
-    (the window is never longer than the memory)."""
+    still found reused after the purge (kept quarantined); one signed a minute outside is kept
+    as a `signature_time` suspect (the window is never longer than the memory)."""
     app = create_app(make_settings(database_url, raw_event_retention_days=5))
     client = app.test_client()
+    database = app.extensions["database"]
     try:
         edge = datetime.now(UTC) - timedelta(days=5)
         inside, outside = (
@@ -188,12 +202,14 @@ def test_the_callback_window_ends_where_the_configured_replay_memory_ends(
                         timestamp=str(epoch_ms(edge + shift)))  # fmt: skip
             for tag, shift in (("inside", timedelta(minutes=1)), ("outside", -timedelta(minutes=1)))
         )
-        assert client.post("/callbacks/jsms", data=inside).status_code == 200
-        refused = client.post("/callbacks/jsms", data=outside)
-        assert refused.status_code == 401
-        assert refused.get_json()["error"]["code"] == "signature_expired"
+        assert client.post("/callbacks/jsms", data=inside).get_json()["stored"] == 1
+        assert latest_suspicion(database) is None
+        kept = client.post("/callbacks/jsms", data=outside)
+        assert kept.get_json() == {"stored": 0, "duplicates": 0, "quarantined": 1}
+        assert latest_suspicion(database) == "signature_time"
         assert app.test_cli_runner().invoke(args=["jsms", "purge"]).exit_code == 0
         forged = client.post("/callbacks/jsms", data=inside | {"data": json.dumps([report("x")])})
-        assert forged.get_json()["error"]["code"] == "signature_reused"
+        assert forged.get_json() == {"stored": 0, "duplicates": 0, "quarantined": 1}
+        assert latest_suspicion(database) == "signature_reused"
     finally:
         app.extensions["database"].engine.dispose()
