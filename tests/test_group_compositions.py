@@ -26,6 +26,7 @@ from app.store.models import (
     RawEvent,
     Reply,
     ReviewResult,
+    SignatureReuse,
     Source,
 )
 from tests.support import APPS
@@ -76,7 +77,9 @@ def what_is_stored(store: Database) -> dict[str, list[tuple[Any, ...]]]:
 
 def forget_everything(store: Database) -> None:
     with store.session() as session, session.begin():
-        for model in (DeliveryReport, Reply, ReviewResult, RawEvent, CallbackSignature):
+        for model in (
+            DeliveryReport, Reply, ReviewResult, RawEvent, CallbackSignature, SignatureReuse
+        ):
             session.execute(delete(model))
 
 
@@ -163,12 +166,13 @@ def test_callbacks_sharing_a_nonce_are_told_apart_by_app_and_timestamp(
         callback("n", "SMS_REPORT", [report("m1"), report("m4")], ts=TS + 1),
         callback("n", "SMS_REPLY", [reply("hi")], app_key="app-two", ts=TS + 1),
     ]
-    if reused:  # the first triple again with other data: refused, its neighbours stored
+    if reused:  # the first triple again with other data: kept quarantined, neighbours stored
         group.insert(2, callback("n", "SMS_REPORT", [report("forged")]))
     (answers, stored), expected = both_ways(store, [], group)
     assert (answers, stored) == expected
     if reused:
-        assert answers.pop(2) == "SignatureReused"
+        assert answers.pop(2) == {"stored": 0, "duplicates": 0, "quarantined": 1}
+        assert stored["raw_events"].pop(2)[1:] == ("SMS_REPORT", 1, 0, 0, 1)
     assert answers == [
         {"stored": 1, "duplicates": 0, "quarantined": 0},
         {"stored": 2, "duplicates": 0, "quarantined": 0},

@@ -52,7 +52,9 @@ def test_a_failed_calls_log_lines_say_which_app_kind_and_error(
         )
     [warning] = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert warning.getMessage() == (
-        "pull app=app-one kind=report failed: JSMS error 50019 (HTTP 500): server error"
+        "pull app=app-one kind=report failed: JSMS error 50019 (HTTP 500): server error: "
+        "server error on JSMS's side; fix: nothing to change here: pulling backs off and "
+        "retries by itself"
     )
     [call] = [r for r in caplog.records if r.__dict__.get("event") == "pull_call"]
     fields = ("app_key", "kind", "result", "items", "stored", "duplicates", "quarantined", "mode")
