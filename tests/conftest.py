@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from tests.support import (
     APPS,
     FAKE_WINDOW,
     QueryRecorder,
+    holding_the_writer,
     make_settings,
     postgres_unavailable_reason,
     throwaway_postgres,
@@ -127,3 +129,10 @@ def query_recorder(database: Database) -> Iterator[QueryRecorder]:
     `query_recorder.clear()` starts afresh. Another engine: `with QueryRecorder(engine)`."""
     with QueryRecorder(database.engine) as recorder:
         yield recorder
+
+
+@pytest.fixture
+def held_writer(database: Database) -> Iterator[tuple[threading.Event, threading.Event]]:
+    """The app's group writer held at its first statement (`holding_the_writer`)."""
+    with holding_the_writer(database.engine) as held:
+        yield held

@@ -9,6 +9,7 @@ import logging
 import os
 import re
 import tempfile
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -231,3 +232,24 @@ def failing_statements(
         yield fault
     finally:
         event.remove(engine, "before_cursor_execute", refuse)
+
+
+@contextmanager
+def holding_the_writer(
+    engine: Engine, seconds: float = 10.0
+) -> Iterator[tuple[threading.Event, threading.Event]]:
+    """The first group's first statement waits (at most `seconds`) until released: callbacks
+    arriving meanwhile queue up behind it and form the next group. Yields (entered, release)."""
+    entered, release = threading.Event(), threading.Event()
+
+    def hold(conn, cursor, statement, *args):  # type: ignore[no-untyped-def]
+        if statement.startswith("INSERT INTO callback_signatures") and not entered.is_set():
+            entered.set()
+            release.wait(seconds)
+
+    event.listen(engine, "before_cursor_execute", hold)
+    try:
+        yield entered, release
+    finally:
+        release.set()
+        event.remove(engine, "before_cursor_execute", hold)

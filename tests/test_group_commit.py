@@ -167,25 +167,6 @@ def test_the_database_failing_at_commit_fails_the_whole_group_and_writes_nothing
     assert [a["stored"] for a in answers(retried)] == [1, 1, 1]
 
 
-@pytest.fixture
-def held_writer(database: Database) -> Iterator[tuple[threading.Event, threading.Event]]:
-    """The first group's first statement waits until released: callbacks arriving meanwhile
-    queue up behind it. Yields (entered, release)."""
-    entered, release = threading.Event(), threading.Event()
-
-    def hold(conn, cursor, statement, *args):  # type: ignore[no-untyped-def]
-        if statement.startswith("INSERT INTO callback_signatures") and not entered.is_set():
-            entered.set()
-            release.wait(10)
-
-    event.listen(database.engine, "before_cursor_execute", hold)
-    try:
-        yield entered, release
-    finally:
-        release.set()
-        event.remove(database.engine, "before_cursor_execute", hold)
-
-
 def test_callbacks_that_arrive_together_share_one_commit_and_each_is_answered_after_it(
     app: Flask, database: Database, held_writer: tuple[threading.Event, threading.Event]
 ) -> None:

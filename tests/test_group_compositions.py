@@ -8,12 +8,12 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import delete, event, select
+from sqlalchemy import delete, select
 
 from app.jsms.callback import SignedUse, digest_of
 from app.jsms.records import parse_payload
@@ -183,25 +183,6 @@ def test_callbacks_sharing_a_nonce_are_told_apart_by_app_and_timestamp(
 
 
 # --- through the view: callbacks that queue behind a held writer form one group ---------------
-
-
-@pytest.fixture
-def held_writer(database: Database) -> Iterator[tuple[threading.Event, threading.Event]]:
-    """The first group's first statement waits until released: callbacks arriving meanwhile
-    queue up behind it. Yields (entered, release)."""
-    entered, release = threading.Event(), threading.Event()
-
-    def hold(conn, cursor, statement, *args):  # type: ignore[no-untyped-def]
-        if statement.startswith("INSERT INTO callback_signatures") and not entered.is_set():
-            entered.set()
-            release.wait(10)
-
-    event.listen(database.engine, "before_cursor_execute", hold)
-    try:
-        yield entered, release
-    finally:
-        release.set()
-        event.remove(database.engine, "before_cursor_execute", hold)
 
 
 def test_a_mixed_group_through_the_view_answers_each_callback_its_own(

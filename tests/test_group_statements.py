@@ -14,7 +14,7 @@ from flask.testing import FlaskClient
 from app.store.db import Database
 from app.store.group import GroupWriter, write_group
 from tests.support import APPS, QueryRecorder
-from tests.test_group_commit import held_writer, pending  # noqa: F401 (a fixture)
+from tests.test_group_commit import pending
 from tests.wire import report, signed_form
 
 ONE, SECRET = "app-one", APPS["app-one"]

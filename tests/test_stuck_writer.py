@@ -14,7 +14,6 @@ from typing import Any
 import psycopg
 import pytest
 from flask import Flask
-from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
 from app import create_app
@@ -22,8 +21,7 @@ from app.store import group
 from app.store.db import Database
 from app.store.group import GroupWriter
 from app.store.models import RawEvent
-from tests.support import APPS, make_settings, row_count
-from tests.test_group_commit import held_writer  # noqa: F401 (a fixture)
+from tests.support import APPS, holding_the_writer, make_settings, row_count
 from tests.wire import report, signed_form
 
 ONE, SECRET = "app-one", APPS["app-one"]
@@ -73,19 +71,8 @@ def test_a_writer_held_behind_a_table_lock_answers_503_and_readyz_says_so(
 def long_held_writer(database: Database) -> Iterator[tuple[threading.Event, threading.Event]]:
     """`held_writer`, held up to a minute: big callbacks take a while to arrive on a busy
     machine. Yields (entered, release)."""
-    entered, release = threading.Event(), threading.Event()
-
-    def hold(conn, cursor, statement, *args):  # type: ignore[no-untyped-def]
-        if statement.startswith("INSERT INTO callback_signatures") and not entered.is_set():
-            entered.set()
-            release.wait(60)
-
-    event.listen(database.engine, "before_cursor_execute", hold)
-    try:
-        yield entered, release
-    finally:
-        release.set()
-        event.remove(database.engine, "before_cursor_execute", hold)
+    with holding_the_writer(database.engine, seconds=60) as held:
+        yield held
 
 
 def test_the_queue_is_bounded_in_bytes_while_big_callbacks_keep_coming(
