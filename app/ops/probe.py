@@ -21,6 +21,7 @@ from app.errors import DATABASE_UNAVAILABLE
 from app.jsms.client import JsmsApiError, JsmsClient, UpstreamUnavailable
 from app.jsms.pulled import Kind, PulledBatch
 from app.pull import lease, spool
+from app.pull.puller import release_lease
 from app.pull.state import SyncPolicy
 from app.store.db import Database
 from app.store.ingest import IngestResult, RawPayload, ingest_or_quarantine
@@ -73,7 +74,7 @@ def probe(
                 return ProbeResult(app_key, busy=True)
             return _call(session, client, app_key, secret, kind, holder, spool_dir)
         finally:
-            _release(session, app_key, holder)
+            release_lease(session, app_key, holder)
 
 
 def _wait_for_turn(session: Session, app_key: str, holder: str, policy: SyncPolicy) -> bool:
@@ -145,10 +146,3 @@ def _answered(session: Session, app_key: str, holder: str, answered_at: datetime
     except DATABASE_UNAVAILABLE:
         log.warning("could not record the probe's call for %s", app_key)
 
-
-def _release(session: Session, app_key: str, holder: str) -> None:
-    try:
-        with session.begin():
-            lease.release(session, app_key, holder)
-    except DATABASE_UNAVAILABLE:
-        log.warning("could not release the lease for %s; it will expire", app_key)

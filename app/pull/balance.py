@@ -24,9 +24,8 @@ from sqlalchemy.orm import Session
 from app.jsms.client import JsmsApiError, UpstreamUnavailable
 from app.jsms.codes import explain
 from app.pull import lease
-from app.pull.puller import Puller
+from app.pull.puller import Puller, release_lease
 from app.store import balances
-from app.store.db import DATABASE_UNAVAILABLE
 
 log = logging.getLogger(__name__)
 
@@ -76,15 +75,7 @@ class BalanceReader:
                 outcome = self._wait_for_turn(session, app_key)
                 return self._call(session, app_key) if outcome is None else outcome
             finally:
-                self._release(session, app_key)
-
-    def _release(self, session: Session, app_key: str) -> None:
-        """Give the lease back; if the database is gone, it expires by itself."""
-        try:
-            with session.begin():
-                lease.release(session, app_key, self.holder)
-        except DATABASE_UNAVAILABLE:
-            log.warning("could not release the lease for %s; it will expire", app_key)
+                release_lease(session, app_key, self.holder)
 
     def _wait_for_turn(self, session: Session, app_key: str) -> ReadOutcome | None:
         """Claim the next call in the app's window (committed before the call), waiting for

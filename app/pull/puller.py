@@ -128,7 +128,7 @@ class Puller:
             try:
                 return self._take_turns(session, app_key, secret, kinds, on_schedule, max_calls)
             finally:
-                self._release(session, app_key)
+                release_lease(session, app_key, self.holder)
 
     def _take_turns(
         self,
@@ -327,14 +327,17 @@ class Puller:
             log.warning("could not record the failure for %s %s", app_key, kind)
             return None
 
-    def _release(self, session: Session, app_key: str) -> None:
-        """Give the lease back; if the database is gone, it expires by itself."""
-        try:
-            with session.begin():
-                lease.release(session, app_key, self.holder)
-        except DATABASE_UNAVAILABLE:
-            log.warning("could not release the lease for %s; it will expire", app_key)
 
+
+
+def release_lease(session: Session, app_key: str, holder: str) -> None:
+    """Give the app's lease back in a transaction of its own; if the database is gone, the
+    lease expires by itself."""
+    try:
+        with session.begin():
+            lease.release(session, app_key, holder)
+    except DATABASE_UNAVAILABLE:
+        log.warning("could not release the lease for %s; it will expire", app_key)
 
 def _log_call(
     app_key: str,
