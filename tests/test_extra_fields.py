@@ -29,6 +29,9 @@ def test_a_reports_unknown_fields_are_kept_in_extra(client: FlaskClient) -> None
     post(client, "SMS_REPORT", [{**report("m1"), **EXTRA}, report("m2")])
     items = get(client, "/reports").get_json()["items"]
     assert [(i["msg_id"], i["extra"]) for i in items] == [("m1", EXTRA), ("m2", None)]
+    # A walk filtered on `delivered` reads `extra` by primary key, after its LIMIT.
+    items = get(client, "/reports", delivered="true", limit="1").get_json()["items"]
+    assert [(i["msg_id"], i["extra"]) for i in items] == [("m1", EXTRA)]
 
     rows = list(
         csv.DictReader(io.StringIO(get(client, "/reports", format="csv").get_data(as_text=True)))
