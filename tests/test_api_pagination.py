@@ -12,7 +12,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import Select, event, select, text
 
 from app.jsms.records import ParsedBatch
-from app.query import lists
+from app.query import lists, pg_pages
 from app.query.params import ReportFilter
 from app.store.db import Database
 from app.store.ingest import RawPayload, ingest
@@ -94,7 +94,7 @@ def test_a_read_waits_for_a_lower_id_still_in_flight(
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_a_page_query_runs_after_the_horizon_lock_is_released(
-    client: FlaskClient, database: Database
+    client: FlaskClient, database: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The horizon's SHARE lock ends with its own statement (autocommit): ingest waits only for
     that statement, never for the page's query after it."""
@@ -104,17 +104,17 @@ def test_a_page_query_runs_after_the_horizon_lock_is_released(
         "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
         "WHERE c.relname = 'delivery_reports' AND l.mode = 'ShareLock' AND l.granted"
     )
+    bind = pg_pages.DriverStatement.parameters
 
-    def before(conn: object, cursor: object, statement: str, *args: object) -> None:
-        if "ORDER BY delivery_reports.id" in statement:
-            with database.engine.connect() as other:
-                held.append(bool(other.execute(locks).scalar()))
+    def before_the_page(self: pg_pages.DriverStatement, values: dict[str, object]) -> object:
+        # The page's values are bound once the horizon's statement has returned, just before
+        # the page's query is sent.
+        with database.engine.connect() as other:
+            held.append(bool(other.execute(locks).scalar()))
+        return bind(self, values)
 
-    event.listen(database.reader_engine, "before_cursor_execute", before)
-    try:
-        assert get(client, "/reports", app_key="app-one").status_code == 200
-    finally:
-        event.remove(database.reader_engine, "before_cursor_execute", before)
+    monkeypatch.setattr(pg_pages.DriverStatement, "parameters", before_the_page)
+    assert get(client, "/reports", app_key="app-one").status_code == 200
     assert held == [False]
 
 
@@ -144,7 +144,7 @@ def _wait_until_blocked_on_a_lock(database: Database) -> None:
 
 
 def test_a_page_reads_one_row_more_than_it_shows_and_an_export_reads_in_chunks(
-    store: Database,
+    store: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """What the page and export queries ask the database for: `limit + 1` rows (to know whether
     more follow), and the export STREAM_CHUNK rows at a time, never the whole table at once."""
@@ -160,6 +160,13 @@ def test_a_page_reads_one_row_more_than_it_shows_and_an_export_reads_in_chunks(
         if isinstance(statement, Select):
             executed.append((statement, multiparams[0] if multiparams else params))
 
+    read_page = pg_pages.read_page
+
+    def pg_page(connection, horizon, page, values):  # type: ignore[no-untyped-def]
+        executed.append((page, values))  # on PostgreSQL psycopg runs the page's statement
+        return read_page(connection, horizon, page, values)
+
+    monkeypatch.setattr(pg_pages, "read_page", pg_page)
     event.listen(store.engine, "before_execute", seen)
     try:
         walk_ = lists.report_walk(ReportFilter())

@@ -3,6 +3,7 @@ runs under a statement timeout; stats refuse a range longer than the documented 
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import sqlite3
 import tempfile
@@ -17,9 +18,10 @@ from flask.testing import FlaskClient
 from sqlalchemy import event
 
 from app import create_app
+from app.query import pg_pages
 from app.store.db import Database
 from tests.api_data import get, report, store
-from tests.support import QueryRecorder, make_settings
+from tests.support import ADMIN_URL, QueryRecorder, make_settings
 from tests.wire import report as wire_report
 from tests.wire import signed_form
 
@@ -69,18 +71,21 @@ def test_callbacks_still_take_the_write_lock_up_front(sqlite_app: Flask) -> None
 
 @pytest.mark.postgres
 def test_a_slow_api_query_on_postgresql_is_cancelled_with_a_json_503(
-    postgres_database: str,
+    postgres_database: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     app = create_app(make_settings(postgres_database, api_statement_timeout_ms=50))
     database: Database = app.extensions["database"]
     store(database, "app-one", [report("m1")])  # pg_sleep in the select list runs per row
+    compile_for_psycopg = pg_pages.driver_statement
 
-    def slow(conn, cursor, statement, parameters, *args):  # type: ignore[no-untyped-def]
-        if "FROM delivery_reports" in statement:  # the page query, made to take 2 s
-            statement = statement.replace("SELECT ", "SELECT pg_sleep(2), ", 1)
-        return statement, parameters
+    def slow(dialect, statement):  # type: ignore[no-untyped-def]
+        found = compile_for_psycopg(dialect, statement)
+        if "FROM delivery_reports" in found.sql:  # the page query, made to take 2 s
+            sql = found.sql.replace("SELECT ", "SELECT pg_sleep(2), ", 1)
+            return dataclasses.replace(found, sql=sql)
+        return found
 
-    event.listen(database.reader_engine, "before_cursor_execute", slow, retval=True)
+    monkeypatch.setattr(pg_pages, "driver_statement", slow)
     try:
         response = get(app.test_client(), "/reports")
         assert response.status_code == 503
@@ -91,18 +96,54 @@ def test_a_slow_api_query_on_postgresql_is_cancelled_with_a_json_503(
         with database.engine.connect() as connection:
             assert connection.exec_driver_sql("SHOW statement_timeout").scalar() == "15s"
     finally:
-        event.remove(database.reader_engine, "before_cursor_execute", slow)
         database.engine.dispose()
 
 
 @pytest.mark.postgres
-def test_every_api_read_runs_under_the_timeout_and_no_writer_does(postgres_database: str) -> None:
+def test_a_page_on_a_reader_connection_lost_in_use_answers_503_and_the_next_one_200(
+    postgres_database: str,
+) -> None:
+    """psycopg runs a page's statements itself: a lost connection still answers the contract's
+    503, and leaves the pool for a fresh one."""
+    app = create_app(make_settings(postgres_database))
+    database: Database = app.extensions["database"]
+    client = app.test_client()
+    store(database, "app-one", [report("m1")])
+    try:
+        assert get(client, "/reports").status_code == 200
+        with database.reader_engine.connect() as reader:
+            backend = reader.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+        with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (backend,))
+        lost = get(client, "/reports")
+        assert lost.status_code == 503, lost.get_json()
+        assert lost.get_json()["error"]["code"] == "database_unavailable"
+        again = get(client, "/reports")
+        assert again.status_code == 200
+        assert "m1" in [item["msg_id"] for item in again.get_json()["items"]]
+    finally:
+        database.engine.dispose()
+
+
+@pytest.mark.postgres
+def test_every_api_read_runs_under_the_timeout_and_no_writer_does(
+    postgres_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Pages (autocommit), exports (a transaction per chunk), stats and sync all run under
     API_STATEMENT_TIMEOUT_MS; the callbacks' writer never under it, whichever ran before it."""
     app = create_app(make_settings(postgres_database, api_statement_timeout_ms=4321))
     database: Database = app.extensions["database"]
     store(database, "app-one", [report("m1")])
-    seen: dict[str, set[str]] = {"reader": set(), "writer": set()}
+    seen: dict[str, set[str]] = {"reader": set(), "writer": set(), "page": set()}
+    read_page = pg_pages.read_page
+
+    def page(connection, *args):  # type: ignore[no-untyped-def]
+        # psycopg runs a page's statements itself, on the connection SQLAlchemy checked out.
+        show = connection.connection.driver_connection.execute("SHOW statement_timeout")
+        seen["page"].add(show.fetchone()[0])
+        return read_page(connection, *args)
+
+    monkeypatch.setattr(pg_pages, "read_page", page)
 
     def recorder(role: str):  # type: ignore[no-untyped-def]
         def after(conn, cursor, statement, *args):  # type: ignore[no-untyped-def]
@@ -132,7 +173,7 @@ def test_every_api_read_runs_under_the_timeout_and_no_writer_does(postgres_datab
             event.remove(engine, "after_cursor_execute", hook)
         database.engine.dispose()
     # The writer may have a limit of its own, never the readers'.
-    assert seen["reader"] == {"4321ms"}
+    assert seen["reader"] == seen["page"] == {"4321ms"}
     assert seen["writer"] and "4321ms" not in seen["writer"]
 
 
@@ -151,20 +192,19 @@ def test_a_lookup_and_a_first_page_send_the_horizon_and_the_page_only(
     statement timeout (the readers' connections carry it from connect), no BEGIN, no COMMIT."""
     store(database, "app-one", [report("m1", status=4003)])
     assert get(client, "/reports", **params).status_code == 200  # connects: dialect queries
-    with QueryRecorder(database.reader_engine) as recorder, wire_trace(database) as sent:
+    with wire_trace(database) as sent:
         body = get(client, "/reports", **params).get_json()
     assert [item["msg_id"] for item in body["items"]] == ["m1"]
-    assert len(recorder.statements) == 2, recorder.statements
-    horizon, page = recorder.statements
-    assert horizon.startswith("SELECT committed_horizon('delivery_reports')")
-    assert page.startswith("SELECT delivery_reports.id,") and "LIMIT" in page
     client_said = [line for line in sent if line.startswith("F\t")]
     messages = [line.split("\t")[2] for line in client_said]
     # A round trip each: a simple Query (no parameters), or the extended protocol's Sync.
     assert messages.count("Query") + messages.count("Sync") == 2, client_said
-    # Each is one of the two SELECTs: no SET, RESET, BEGIN or COMMIT went over the wire.
+    # The horizon, then the page: no SET, RESET, BEGIN or COMMIT went over the wire.
     statements = [line for line in client_said if line.split("\t")[2] in ("Query", "Parse")]
-    assert len(statements) == 2 and all('"SELECT ' in line for line in statements), statements
+    assert len(statements) == 2, statements
+    horizon, page = statements
+    assert "\"SELECT committed_horizon('delivery_reports')" in horizon
+    assert '"SELECT delivery_reports.id,' in page  # (the trace cuts it at its first line)
 
 
 @contextmanager

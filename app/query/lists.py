@@ -32,6 +32,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import aliased
 
+from app.query import pg_pages
 from app.query.params import QuarantineFilter, ReplyFilter, ReportFilter
 from app.store.models import (
     AppBalance,
@@ -173,7 +174,7 @@ class Walk:
 class Page:
     """A page of rows, whether more follow, and the horizon the page was cut at."""
 
-    rows: list[Row[Any]]
+    rows: list[Any]  # each a row with the walk's columns by name (a Row, a named tuple)
     has_more: bool
     horizon: int
 
@@ -280,9 +281,14 @@ def fetch_page(connection: Connection, walk: Walk, after: int, limit: int) -> Pa
     after the horizon's lock was granted: the caller reads on PostgreSQL in autocommit (READ
     COMMITTED, a snapshot per statement), on SQLite in one transaction (ids commit in order).
     """
-    horizon = read_horizon(connection, walk.model)
-    # Core execution: plain rows, no ORM loading machinery.
-    rows = _rows(connection, walk, after, horizon, limit + 1)
+    if connection.dialect.name == "postgresql":  # the same statements, run by psycopg itself
+        statement = page_statement(walk.model, walk.filters)
+        values = {**walk.values, "after": after, "limit": limit + 1}
+        horizon_sql = horizon_statement("postgresql", walk.model)
+        horizon, rows = pg_pages.read_page(connection, horizon_sql, statement, values)
+    else:
+        horizon = read_horizon(connection, walk.model)
+        rows = _rows(connection, walk, after, horizon, limit + 1)
     return Page(rows[:limit], len(rows) > limit, horizon)
 
 
