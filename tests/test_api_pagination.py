@@ -197,3 +197,11 @@ def test_an_export_stops_at_the_horizon_it_was_given(store: Database) -> None:
     with store.engine.connect() as connection:
         rows = lists.fetch_chunk(connection, walk_, after=0, horizon=second)
     assert [row.id for row in rows] == [first, second]
+
+
+def test_a_walk_must_select_its_id_first() -> None:
+    """Pages are read positionally (psycopg's tuples on PostgreSQL): the cursor is the first
+    column of the last row."""
+    columns = (DeliveryReport.msg_id, DeliveryReport.id)
+    with pytest.raises(ValueError, match="id first"):
+        lists.register(DeliveryReport, columns, lists.REPORT_CONDITIONS)

@@ -186,7 +186,7 @@ def _json_page(
     """One page; `next_cursor` while more follow, `resume_cursor` always (for later exports)."""
     with _page_reads() as connection:
         result = lists.fetch_page(connection, walk, page.after, page.limit)
-    last = result.rows[-1].id if result.rows else page.after
+    last = page.after if result.last_id is None else result.last_id
     next_cursor = encode_cursor(last, fingerprint, _cursor_key()) if result.has_more else None
     # Everything up to the horizon has been looked at; nothing below it can still appear.
     resume_after = last if result.has_more else max(page.after, result.horizon)

@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from app.jsms.codes import status_text
+from app.jsms.codes import DELIVERY_STATUS_TEXT, status_text
 from app.store.opt_outs import OptOutState
 
 REPORT_FIELDS = (
@@ -45,6 +45,8 @@ QUARANTINE_FIELDS = (
     "payload_excerpt",
     "payload_length",
 )
+# A known status's text in one dict lookup (a page of 1,000 reports makes 1,000 of them).
+_STATUS_TEXT = DELIVERY_STATUS_TEXT.get
 # A spreadsheet runs a cell that starts with one of these as a formula (CSV injection).
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
@@ -69,7 +71,7 @@ def report_item(row: Any) -> dict[str, Any]:
         "msg_id": msg_id,
         "phone": phone,
         "status": status,
-        "status_text": status_text(status),
+        "status_text": _STATUS_TEXT(status) or status_text(status),
         "delivered": bool(delivered),
         "received_at": received_at,  # datetimes: JSON and CSV writers format them (iso_utc)
         "source": source,
@@ -79,16 +81,17 @@ def report_item(row: Any) -> dict[str, Any]:
 
 
 def reply_item(row: Any) -> dict[str, Any]:
-    """A reply row as the API's item."""
+    """A reply row (columns in `lists.REPLY_COLUMNS` order) as the API's item."""
+    id_, app_key, phone, content, replied_at, source, ingested_at, extra = row
     return {
-        "id": row.id,
-        "app_key": row.app_key,
-        "phone": row.phone,
-        "content": row.content,
-        "replied_at": row.replied_at,
-        "source": row.source,
-        "ingested_at": row.ingested_at,
-        "extra": _extra(row.extra),
+        "id": id_,
+        "app_key": app_key,
+        "phone": phone,
+        "content": content,
+        "replied_at": replied_at,
+        "source": source,
+        "ingested_at": ingested_at,
+        "extra": _extra(extra),
     }
 
 
@@ -98,16 +101,18 @@ def _extra(text: str | None) -> Any:
 
 
 def opt_out_item(row: Any) -> dict[str, Any]:
-    """A phone opted out now (a row of `opt_outs.opt_out_walk`) as the list's item."""
+    """A phone opted out now (a row of `opt_outs.opt_out_walk`, columns in its
+    `OPT_OUT_COLUMNS` order) as the list's item."""
+    _id, app_key, phone, changed_at, keyword, source, changed_by, reason = row
     return {
-        "app_key": row.app_key,
-        "phone": row.phone,
+        "app_key": app_key,
+        "phone": phone,
         "opted_out": True,
-        "since": row.changed_at,
-        "keyword": row.keyword,
-        "source": row.source,
-        "changed_by": row.changed_by,
-        "reason": row.reason,
+        "since": changed_at,
+        "keyword": keyword,
+        "source": source,
+        "changed_by": changed_by,
+        "reason": reason,
     }
 
 
@@ -124,20 +129,34 @@ def opt_out_lookup_item(app_key: str, phone: str, state: OptOutState | None) -> 
 
 
 def quarantine_item(row: Any) -> dict[str, Any]:
-    """A quarantined raw event as the API's item: why (`reason`, its start; `suspect` names a
-    signature the operator must check before `jsms trust`), and the start of its payload."""
+    """A quarantined raw event (columns in `lists.QUARANTINE_COLUMNS` order) as the API's item:
+    why (`reason`, its start; `suspect` names a signature the operator must check before `jsms
+    trust`), and the start of its payload."""
+    (
+        id_,
+        app_key,
+        source,
+        type_,
+        received_at,
+        suspect,
+        reason,
+        records,
+        quarantined,
+        excerpt,
+        length,
+    ) = row
     return {
-        "id": row.id,
-        "app_key": row.app_key,
-        "source": row.source,
-        "type": row.type,
-        "received_at": row.received_at,
-        "reason": row.reason,
-        "suspect": row.suspect,
-        "records": row.records,
-        "quarantined": row.quarantined,
-        "payload_excerpt": row.payload_excerpt,
-        "payload_length": row.payload_length,
+        "id": id_,
+        "app_key": app_key,
+        "source": source,
+        "type": type_,
+        "received_at": received_at,
+        "reason": reason,
+        "suspect": suspect,
+        "records": records,
+        "quarantined": quarantined,
+        "payload_excerpt": excerpt,
+        "payload_length": length,
     }
 
 

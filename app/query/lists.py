@@ -124,7 +124,9 @@ def register(
 ) -> None:
     """Make another table walkable (reviews, balance reads, opt-outs): the columns its pages
     read, the condition each filter adds (on a bound parameter of the filter's name), and the
-    conditions every walk of it has."""
+    conditions every walk of it has. `id` comes first: a page's rows are read positionally."""
+    if columns[0] is not model.id:
+        raise ValueError(f"a walk of {model.__tablename__} must select its id first")
     _COLUMNS[model], _CONDITIONS[model], _ALWAYS[model] = columns, conditions, always
 
 
@@ -174,9 +176,14 @@ class Walk:
 class Page:
     """A page of rows, whether more follow, and the horizon the page was cut at."""
 
-    rows: list[Any]  # each a row with the walk's columns by name (a Row, a named tuple)
+    rows: list[Any]  # each a sequence of the walk's columns in their order (a tuple, a Row)
     has_more: bool
     horizon: int
+
+    @property
+    def last_id(self) -> int | None:
+        """The id of the page's last row (every walk selects `id` first), None if empty."""
+        return int(self.rows[-1][0]) if self.rows else None
 
 
 def report_walk(report_filter: ReportFilter) -> Walk:

@@ -4,7 +4,8 @@ The very statements `app/query/lists.py` builds, compiled by SQLAlchemy once per
 of filters, executed on the driver's connection under the caller's unit of work (the readers'
 pooled connection in autocommit: its statement timeout and custom plans come from connect).
 SQLAlchemy's execution costs a page ≈ 0.1 ms of CPU a statement above psycopg's own (building
-the execution context and the result's metadata, a Row per row): bench/README.md, "Query API".
+the execution context and the result's metadata, a Row per row; a page's rows are plain
+tuples, its items built positionally): bench/README.md, "Query API".
 What SQLAlchemy would add is kept: its exceptions (the error handlers answer 503, a timeout as
 `query_timeout`), a lost connection invalidated, no parameter in an error's text.
 """
@@ -19,7 +20,6 @@ from functools import cache
 from typing import Any
 
 import psycopg
-from psycopg.rows import namedtuple_row
 from sqlalchemy import Connection
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
@@ -73,7 +73,7 @@ def read_page(
     connection: Connection, horizon: Any, page: Any, values: dict[str, Any]
 ) -> tuple[int, list[Any]]:
     """The committed horizon (`horizon`, a statement), then the rows of the page (`page`, with
-    `values`, but `horizon`) up to it, as named tuples: two statements in autocommit, so the
+    `values`, but `horizon`) up to it, as tuples: two statements in autocommit, so the
     page's snapshot is taken after the horizon's lock was granted, and released."""
     dialect = connection.dialect
     horizon_statement, page_statement = (driver_statement(dialect, s) for s in (horizon, page))
@@ -81,7 +81,7 @@ def read_page(
     # binary: psycopg decodes a page's times and numbers from their binary form, cheaper.
     with (
         _as_sqlalchemy_errors(connection, page_statement.sql),
-        driver.cursor(row_factory=namedtuple_row, binary=True) as cursor,
+        driver.cursor(binary=True) as cursor,
     ):
         row = cursor.execute(horizon_statement.sql).fetchone()
         cut = int(row[0] or 0) if row else 0
