@@ -51,9 +51,10 @@ class SessionCookie(SecureCookieSessionInterface):
         return came_over_https(request, settings.trusted_proxies, settings.dyno is not None)
 
     def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
-        """No session for JSMS's callbacks: they carry no cookie, and building the signer to
-        read one cost each callback ~4 % of a worker's CPU (`bench/ingest/run.sh --profile`).
-        Flask then hands the view a null session and saves nothing."""
-        if request.path.startswith("/callbacks/"):
+        """No session for JSMS's callbacks, nor for the query API (a bearer token, never a
+        cookie): building the signer to read one cost each callback ~4 % of a worker's CPU
+        (`bench/ingest/run.sh --profile`), each API request 15 us. Flask then hands the view a
+        null session and saves nothing."""
+        if request.path.startswith(("/callbacks/", "/api/")):
             return None
         return super().open_session(app, request)
