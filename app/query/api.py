@@ -177,13 +177,12 @@ def _list(
     walk = walk_of(query_filter)
     if page.format == "csv":
         return _csv(walk, page, fields, item, filename)
-    return _json_page(walk, page, query_filter.fingerprint(), item)
+    return _json_page(walk, page, item)
 
 
-def _json_page(
-    walk: lists.Walk, page: params.PageRequest, fingerprint: str, item: Serializer
-) -> Response:
+def _json_page(walk: lists.Walk, page: params.PageRequest, item: Serializer) -> Response:
     """One page; `next_cursor` while more follow, `resume_cursor` always (for later exports)."""
+    fingerprint = page.fingerprint
     with _page_reads() as connection:
         result = lists.fetch_page(connection, walk, page.after, page.limit)
     last = page.after if result.last_id is None else result.last_id

@@ -9,8 +9,9 @@ in-flight writers and makes every id up to `max(id)` final. On SQLite writers ar
 and ids commit in order, so `max(id)` in the reading transaction is the horizon. Hence a cursor
 never passes a record that could still appear.
 
-This module builds the statements and runs them on the connection it is given; the caller owns
-the unit of work (which connection, which transaction, when it ends): see `app/query/api.py`.
+This module builds the statements and runs them on the connection it is given (a page on
+PostgreSQL through psycopg itself, `app/query/pg_pages.py`); the caller owns the unit of work
+(which connection, which transaction, when it ends): see `app/query/api.py`.
 """
 
 from __future__ import annotations

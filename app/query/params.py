@@ -103,11 +103,13 @@ class QuarantineFilter:
 
 @dataclass(frozen=True, slots=True)
 class PageRequest:
-    """Where a page starts (after which id), how long it is, and the answer's format."""
+    """Where a page starts (after which id), how long it is, the answer's format, and the
+    filters' fingerprint its cursors are bound to (computed once a request)."""
 
     after: int
     limit: int
     format: str
+    fingerprint: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,7 +256,7 @@ def _page(args: Args, fingerprint: str, key: str, wants_csv: bool) -> PageReques
             raise InvalidParameter("limit", f"expected an integer from 1 to {MAX_LIMIT}")
     cursor = _one(args, "cursor")
     after = 0 if cursor is None else decode_cursor(cursor, fingerprint, key)
-    return PageRequest(after=after, limit=limit, format=fmt)
+    return PageRequest(after=after, limit=limit, format=fmt, fingerprint=fingerprint)
 
 
 def _reject_unknown(args: Args, allowed: frozenset[str]) -> None:
