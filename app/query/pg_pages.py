@@ -57,16 +57,21 @@ def driver_statement(dialect: Dialect, statement: Any) -> DriverStatement:
     for column in statement.selected_columns:
         if column.type.dialect_impl(dialect).result_processor(dialect, None) is not None:
             raise TypeError(f"SQLAlchemy would convert the values of {column}")
-    conversions = tuple(
-        (name, list if bind.expanding else processor)  # an array: a list (a tuple is a record)
-        for name, bind in compiled.binds.items()
-        if bind.expanding
-        or (processor := bind.type.dialect_impl(dialect).bind_processor(dialect)) is not None
-    )
     binds = compiled.binds.items()
+    conversions = tuple(
+        (name, convert) for name, bind in binds if (convert := _conversion(dialect, bind))
+    )
     constants = {name: bind.value for name, bind in binds if not bind.required}
     sql = _EXPANDING.sub(r"= ANY(%(\1)s)", compiled.string)
     return DriverStatement(sql, constants, conversions)
+
+
+def _conversion(dialect: Dialect, bind: Any) -> Callable[[Any], Any] | None:
+    """What a parameter's value needs before psycopg sends it, if anything."""
+    if bind.expanding:
+        return list  # psycopg sends a list as an array (a tuple as a record)
+    processor: Callable[[Any], Any] | None = bind.type.dialect_impl(dialect).bind_processor(dialect)
+    return processor
 
 
 def read_page(
