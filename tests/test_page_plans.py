@@ -1,5 +1,6 @@
-"""The plan PostgreSQL makes for an analyst's first page of failures: the partial index on
-undelivered reports, read index-only, whatever the page's other columns."""
+"""How PostgreSQL serves a page: an analyst's first page of failures reads the partial index on
+undelivered reports index-only, whatever the page's other columns; psycopg reads its times as
+naive UTC datetimes, which the JSON writer writes as UTC."""
 
 from __future__ import annotations
 
@@ -9,10 +10,13 @@ from typing import Any
 
 import psycopg
 import pytest
+from flask import Flask
 
-from app.query import lists
+from app.query import api, lists, pg_pages
+from app.query.items import iso_utc
 from app.query.params import ReportFilter
 from app.store.db import Database
+from tests import api_data
 
 DAY = datetime(2024, 5, 13, tzinfo=UTC)
 
@@ -52,3 +56,33 @@ def test_a_first_page_of_failures_reads_the_failures_index_only(store: Database)
     scans = [n for n in _plan_nodes(plan[0]["Plan"]) if "Scan" in n["Node Type"]]
     assert scans[0]["Node Type"] == "Index Only Scan", scans
     assert scans[0]["Index Name"] == "ix_delivery_reports_failures", scans
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_pages_times_are_the_stored_instants_whatever_the_sessions_zone(
+    store: Database,
+) -> None:
+    """psycopg reads a page's `timestamptz` values as naive UTC datetimes (their binary form
+    is UTC): the same instants as aware ones, whatever zone the session is in."""
+    api_data.store(store, "app-one", [api_data.report("m1", when="2024-05-13 08:11")])
+    walk = lists.report_walk(ReportFilter(app_key="app-one"))
+    statement = lists.page_statement(walk.model, walk.filters)
+    horizon = lists.horizon_statement("postgresql", walk.model)
+    with store.reader_engine.connect() as connection:
+        connection = connection.execution_options(isolation_level="AUTOCOMMIT")
+        connection.exec_driver_sql("SET timezone = 'Asia/Shanghai'")
+        values = {**walk.values, "after": 0, "limit": 10}
+        _, rows = pg_pages.read_page(connection, horizon, statement, values)
+        connection.exec_driver_sql("RESET timezone")
+    [row] = rows
+    expected = api_data.at("2024-05-13 08:11")
+    assert row[6] == expected.replace(tzinfo=None)  # received_at
+    assert iso_utc(row[6]) == iso_utc(expected) == "2024-05-13T08:11:00Z"
+
+
+def test_the_json_writer_and_iso_utc_read_a_naive_time_as_utc() -> None:
+    aware = datetime(2024, 5, 13, 8, 11, 33, 500000, tzinfo=UTC)
+    naive = aware.replace(tzinfo=None)
+    assert iso_utc(naive) == iso_utc(aware) == "2024-05-13T08:11:33.500000Z"
+    with Flask(__name__).app_context():
+        assert api._json({"at": naive}).get_data() == api._json({"at": aware}).get_data()

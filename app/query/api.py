@@ -267,5 +267,7 @@ def _wants_csv() -> bool:
 def _json(body: dict[str, Any]) -> Response:
     """JSON in the order the fields were built (the contract's order); orjson, because a
     1,000-item page is serialized several times faster than by the standard library."""
-    # OPT_UTC_Z writes UTC datetimes exactly as iso_utc does (`…T08:11:33.5Z`), in C.
-    return Response(orjson.dumps(body, option=orjson.OPT_UTC_Z), mimetype="application/json")
+    # OPT_UTC_Z writes UTC datetimes exactly as iso_utc does (`…T08:11:33.5Z`), in C; a naive
+    # one is UTC, as everywhere in the store (a page's times on PostgreSQL, app/query/pg_pages.py).
+    options = orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC
+    return Response(orjson.dumps(body, option=options), mimetype="application/json")

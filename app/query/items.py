@@ -52,10 +52,12 @@ _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def iso_utc(value: datetime | None) -> str | None:
-    """ISO 8601 in UTC with a `Z`, or None."""
+    """ISO 8601 in UTC with a `Z`, or None; a naive datetime is UTC, as in the store."""
     if value is None:
         return None
-    if value.tzinfo is not UTC:  # the store's datetimes already are: skip the conversion
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    elif value.tzinfo is not UTC:  # the store's datetimes already are: skip the conversion
         value = value.astimezone(UTC)
     return value.isoformat().replace("+00:00", "Z")
 

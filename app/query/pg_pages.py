@@ -20,6 +20,8 @@ from functools import cache
 from typing import Any
 
 import psycopg
+from psycopg.abc import Loader
+from psycopg.pq import Format
 from sqlalchemy import Connection
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
@@ -27,6 +29,23 @@ from sqlalchemy.exc import DBAPIError
 # An expanding parameter (`status IN (...)`, one placeholder per value, which SQLAlchemy
 # renders at each execution) becomes one array parameter: the SQL stays the same text.
 _EXPANDING = re.compile(r"IN \(__\[POSTCOMPILE_(\w+)\]\)")
+
+
+# A `timestamptz` travels in binary as microseconds since 2000-01-01 UTC, whatever the session's
+# zone: read with psycopg's (C) loader for a `timestamp`, it is the same instant as a naive UTC
+# datetime. A page's times are read so (0.55 instead of 0.83 us a row of two), and orjson writes
+# a naive datetime as UTC (`OPT_NAIVE_UTC`, app/query/api.py) in a third of an aware one's time.
+_TIMESTAMPTZ = psycopg.postgres.types["timestamptz"].oid
+
+
+def _timestamp_loader() -> type[Loader]:
+    loader = psycopg.adapters.get_loader(psycopg.postgres.types["timestamp"].oid, Format.BINARY)
+    if loader is None:
+        raise RuntimeError("psycopg reads no binary timestamp")
+    return loader
+
+
+_AS_NAIVE_UTC = _timestamp_loader()
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,8 +97,9 @@ def read_page(
     connection: Connection, horizon: Any, page: Any, values: dict[str, Any]
 ) -> tuple[int, list[Any]]:
     """The committed horizon (`horizon`, a statement), then the rows of the page (`page`, with
-    `values`, but `horizon`) up to it, as tuples: two statements in autocommit, so the
-    page's snapshot is taken after the horizon's lock was granted, and released."""
+    `values`, but `horizon`) up to it, as tuples, times as naive UTC datetimes: two statements
+    in autocommit, so the page's snapshot is taken after the horizon's lock was granted, and
+    released."""
     dialect = connection.dialect
     horizon_statement, page_statement = (driver_statement(dialect, s) for s in (horizon, page))
     driver: psycopg.Connection[Any] = connection.connection.driver_connection  # type: ignore[assignment]
@@ -88,6 +108,7 @@ def read_page(
         _as_sqlalchemy_errors(connection, page_statement.sql),
         driver.cursor(binary=True) as cursor,
     ):
+        cursor.adapters.register_loader(_TIMESTAMPTZ, _AS_NAIVE_UTC)
         row = cursor.execute(horizon_statement.sql).fetchone()
         cut = int(row[0] or 0) if row else 0
         parameters = page_statement.parameters({**values, "horizon": cut})
