@@ -207,6 +207,20 @@ def test_a_lookup_and_a_first_page_send_the_horizon_and_the_page_only(
     assert '"SELECT delivery_reports.id,' in page  # (the trace cuts it at its first line)
 
 
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_an_opt_out_check_sends_one_select_only(client: FlaskClient, database: Database) -> None:
+    """The check before every send: one primary-key read, one round trip, in autocommit."""
+    assert get(client, "/opt-outs/13800138000", app_key="app-one").status_code == 200
+    with wire_trace(database) as sent:
+        body = get(client, "/opt-outs/13800138000", app_key="app-one").get_json()
+    assert body["opted_out"] is False
+    client_said = [line for line in sent if line.startswith("F\t")]
+    messages = [line.split("\t")[2] for line in client_said]
+    assert messages.count("Query") + messages.count("Sync") == 1, client_said
+    statements = [line for line in client_said if line.split("\t")[2] in ("Query", "Parse")]
+    assert len(statements) == 1 and '"SELECT opt_outs.opted_out' in statements[0], statements
+
+
 @contextmanager
 def wire_trace(database: Database) -> Iterator[list[str]]:
     """The protocol messages (libpq's trace) exchanged on the readers' connections checked out

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from sqlalchemy import ColumnElement, and_, bindparam, exists
 
-from app.query import lists
+from app.query import lists, pg_pages
 from app.query.lists import Walk
 from app.query.params import OptOutFilter
 from app.store.db import Database
 from app.store.models import OptOut, OptOutChange
-from app.store.opt_outs import OptOutState, state_of
+from app.store.opt_outs import STATE, OptOutState, state_from, state_of
 
 # What a page of the list reads: the change that decided each phone's state.
 OPT_OUT_COLUMNS = (
@@ -54,7 +54,11 @@ def lookup(database: Database, app_key: str, phone: str) -> OptOutState | None:
     one primary-key read on the readers' engine (under the API's statement timeout), in
     autocommit on PostgreSQL (no BEGIN, no ROLLBACK), with no write lock on SQLite."""
     engine = database.reader_engine
-    if engine.dialect.name == "postgresql":
-        engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+    if engine.dialect.name != "postgresql":
+        with engine.connect() as connection:
+            return state_of(connection, app_key, phone)
     with engine.connect() as connection:
-        return state_of(connection, app_key, phone)
+        autocommit = connection.execution_options(isolation_level="AUTOCOMMIT")
+        # Run by psycopg itself, as a page is (app/query/pg_pages.py).
+        rows = pg_pages.read_rows(autocommit, STATE, {"app_key": app_key, "phone": phone})
+    return state_from(rows[0] if rows else None)

@@ -1,4 +1,5 @@
-"""A keyset page on PostgreSQL, run by psycopg itself: the committed horizon, then the page.
+"""A keyset page on PostgreSQL, run by psycopg itself: the committed horizon, then the page
+(and the opt-out check's one read, `read_rows`).
 
 The very statements `app/query/lists.py` builds, compiled by SQLAlchemy once per table and set
 of filters, executed on the driver's connection under the caller's unit of work (the readers'
@@ -97,23 +98,34 @@ def read_page(
     connection: Connection, horizon: Any, page: Any, values: dict[str, Any]
 ) -> tuple[int, list[Any]]:
     """The committed horizon (`horizon`, a statement), then the rows of the page (`page`, with
-    `values`, but `horizon`) up to it, as tuples, times as naive UTC datetimes: two statements
-    in autocommit, so the page's snapshot is taken after the horizon's lock was granted, and
-    released."""
+    `values`, but `horizon`) up to it: two statements in autocommit, so the page's snapshot is
+    taken after the horizon's lock was granted, and released."""
     dialect = connection.dialect
     horizon_statement, page_statement = (driver_statement(dialect, s) for s in (horizon, page))
-    driver: psycopg.Connection[Any] = connection.connection.driver_connection  # type: ignore[assignment]
-    # binary: psycopg decodes a page's times and numbers from their binary form, cheaper.
-    with (
-        _as_sqlalchemy_errors(connection, page_statement.sql),
-        driver.cursor(binary=True) as cursor,
-    ):
-        cursor.adapters.register_loader(_TIMESTAMPTZ, _AS_NAIVE_UTC)
+    with _reading(connection, page_statement.sql) as cursor:
         row = cursor.execute(horizon_statement.sql).fetchone()
         cut = int(row[0] or 0) if row else 0
         parameters = page_statement.parameters({**values, "horizon": cut})
         rows = cursor.execute(page_statement.sql, parameters).fetchall()
     return cut, rows
+
+
+def read_rows(connection: Connection, statement: Any, values: dict[str, Any]) -> list[Any]:
+    """The rows of one read (the opt-out check's primary-key read), as a page's are read."""
+    compiled = driver_statement(connection.dialect, statement)
+    with _reading(connection, compiled.sql) as cursor:
+        return cursor.execute(compiled.sql, compiled.parameters(values)).fetchall()
+
+
+@contextmanager
+def _reading(connection: Connection, sql: str) -> Iterator[psycopg.Cursor[Any]]:
+    """A cursor on the driver's connection under `connection`: rows as tuples, times as naive
+    UTC datetimes, psycopg's errors raised as SQLAlchemy's."""
+    driver: psycopg.Connection[Any] = connection.connection.driver_connection  # type: ignore[assignment]
+    # binary: psycopg decodes a page's times and numbers from their binary form, cheaper.
+    with _as_sqlalchemy_errors(connection, sql), driver.cursor(binary=True) as cursor:
+        cursor.adapters.register_loader(_TIMESTAMPTZ, _AS_NAIVE_UTC)
+        yield cursor
 
 
 @contextmanager

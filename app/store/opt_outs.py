@@ -219,7 +219,11 @@ class OptOutState:
 
 def state_of(connection: Connection, app_key: str, phone: str) -> OptOutState | None:
     """The phone's state for the app (None: no change ever): one primary-key read."""
-    row = connection.execute(STATE, {"app_key": app_key, "phone": phone}).first()
+    return state_from(connection.execute(STATE, {"app_key": app_key, "phone": phone}).first())
+
+
+def state_from(row: Sequence[Any] | None) -> OptOutState | None:
+    """The state a row of STATE holds (None: no row, no change ever)."""
     return None if row is None else OptOutState(bool(row[0]), row[1], row[2], row[3])
 
 
