@@ -251,9 +251,10 @@ def write_group(database: Database, group: Sequence[Pending]) -> list[Outcome]:
     in order. A record the store refuses fails the whole group (the caller then writes each
     callback alone)."""
     now = utcnow()
-    with database.session() as session, session.begin():
-        verdicts = replay.first_uses(session, [p.use for p in group], now)
-        stored = ingest_many(session, [
+    # Core statements only: a connection's transaction, without an ORM session around it.
+    with database.engine.begin() as connection:
+        verdicts = replay.first_uses(connection, [p.use for p in group], now)
+        stored = ingest_many(connection, [
             _payload(p, verdict) for p, verdict in zip(group, verdicts, strict=True)
             if verdict in KEPT
         ])  # fmt: skip

@@ -108,8 +108,13 @@ def ingest(session: Session, raw: RawPayload, batch: ParsedBatch) -> IngestResul
     return result
 
 
+def transaction_connection(session: Session | Connection) -> Connection:
+    """The connection a unit of work's Core statements run on: a session's, or the one given."""
+    return session if isinstance(session, Connection) else session.connection()
+
+
 def ingest_many(
-    session: Session, payloads: Sequence[tuple[RawPayload, ParsedBatch]]
+    session: Session | Connection, payloads: Sequence[tuple[RawPayload, ParsedBatch]]
 ) -> list[IngestResult]:
     """Store many payloads at once (a group of callbacks): all raw events in one statement, all
     records in one statement per table, each payload's outcome counted as if it came alone, in
@@ -118,7 +123,7 @@ def ingest_many(
     if not payloads:
         return []
     # Core statements only: run them on the transaction's connection, not through the ORM.
-    connection = session.connection()
+    connection = transaction_connection(session)
     now = utcnow()
     # Written as if every record is new (the common case), corrected below when some were not:
     # one statement fewer, and no one sees the rows before the caller commits.
