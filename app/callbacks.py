@@ -72,8 +72,10 @@ def read_form() -> MultiDict[str, str]:
 def _refuse_cut_body(read: int) -> None:
     """A chunked body (no Content-Length) is read only up to MAX_CONTENT_LENGTH: if more is
     still coming, the body is over the limit (413), not the part that was read."""
+    if request.content_length is not None:  # the whole body was read (werkzeug's limit)
+        return
     limit = current_app.config.get("MAX_CONTENT_LENGTH")
-    if request.content_length is not None or limit is None or read < limit:
+    if limit is None or read < limit:
         return
     if request.environ["wsgi.input"].read(1):
         raise RequestEntityTooLarge()
@@ -116,7 +118,7 @@ def receive(app_key: str | None) -> Response:
         callback.app_key, Source.CALLBACK, callback.record_type, callback.data,
         callback.use.nonce, callback.use.timestamp,
     )  # fmt: skip
-    with INGEST_SECONDS.labels(Source.CALLBACK).time():
+    with _ingest_seconds().time():
         # Stored with whatever else this worker received meanwhile, in one transaction (the
         # raw `data` whatever the store makes of its records); returns once that committed.
         # A retry of a stored callback counts its records as duplicates.
@@ -174,7 +176,12 @@ def _record(response: Response) -> Response:
 
 
 # Labelled children, looked up once per label set: labels() validates and locks every time.
-# Both label sets are bounded (KNOWN_TYPES, "other", "-"; outcomes are the service's codes).
+# Every label set is bounded (a source; KNOWN_TYPES, "other", "-"; the service's codes).
+@functools.cache
+def _ingest_seconds() -> Any:
+    return INGEST_SECONDS.labels(Source.CALLBACK)
+
+
 @functools.cache
 def _callbacks_counter(type_label: str, outcome: str) -> Any:
     return CALLBACKS.labels(type_label, outcome)

@@ -119,6 +119,10 @@ def json_handler() -> logging.Handler:
 def configure_logging(level: str) -> None:
     """Send the service's logs (and gunicorn's, when under it) to stderr as JSON lines; quiet
     the chatty libraries unless the level is DEBUG."""
+    # The JSON lines write neither where a call was made from nor which thread or process made
+    # it: the logging HOWTO's "Optimization" switches save each line (one a callback) ~5 us.
+    logging._srcfile = None  # type: ignore[assignment]
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     root = logging.getLogger()
     if not any(isinstance(h, JsonLineHandler) for h in root.handlers):
         root.addHandler(json_handler())

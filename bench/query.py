@@ -138,7 +138,8 @@ def _measure(url: str, dsn: str, samples: int) -> bool:
     """Each scenario through the served API, the hello-world floor and EXPLAIN ANALYZE; print
     the comparison. Whether every target was met."""
     settings = Settings(_env_file=None, database_url=url, api_tokens=(TOKEN,))  # type: ignore[call-arg]
-    dialect = create_app(settings).extensions["database"].engine.dialect
+    # The readers' dialect: the API's queries run on the readers' engine (named placeholders).
+    dialect = create_app(settings).extensions["database"].reader_engine.dialect
     rng = random.Random(7)
     cursor_key = settings.session_secret()  # what signs the API's cursors
     with (

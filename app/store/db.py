@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from psycopg import RawCursor
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
@@ -81,11 +82,16 @@ def make_engine(
     pool_timeout: float = 5.0,
     limits: ConnectionLimits | None = None,
     session_settings: Mapping[str, str] | None = None,
+    raw_placeholders: bool = False,
 ) -> Engine:
     """An engine tuned for the backend: WAL + immediate transactions on SQLite, pre-ping on PG.
     `pool_timeout`: how long to wait for a free pooled connection (PostgreSQL); `limits` and
     `session_settings`: what every PostgreSQL connection starts with (`postgres_connect_args`;
-    libpq startup options, so no unit of work needs a SET for them)."""
+    libpq startup options, so no unit of work needs a SET for them). `raw_placeholders`
+    (PostgreSQL): SQLAlchemy writes `$1, $2, …` and psycopg sends the statement as it is
+    (`RawCursor`), instead of rewriting `%(name)s` placeholders on every execution, which it
+    caches only for statements under 50 parameters and 4 kB: a group commit's multi-row
+    statements paid it in full (bench/README.md, "Callback ingest")."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
@@ -96,13 +102,19 @@ def make_engine(
         engine = create_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
         _make_sqlite_transactional(engine)
         return engine
+    connect_args = postgres_connect_args(limits, session_settings)
+    placeholders: dict[str, Any] = {}
+    if raw_placeholders:
+        connect_args["cursor_factory"] = RawCursor
+        placeholders["paramstyle"] = "numeric_dollar"
     engine = create_engine(
         url,
         hide_parameters=True,
         pool_size=5,
         max_overflow=5,
         pool_timeout=pool_timeout,
-        connect_args=postgres_connect_args(limits, session_settings),
+        connect_args=connect_args,
+        **placeholders,
     )
     _ping_when_idle(engine)
     return engine
@@ -189,7 +201,8 @@ class Database:
         limits: ConnectionLimits | None = None,
     ) -> None:
         self.url = url
-        self.engine = make_engine(url, pool_timeout, limits)
+        # The writers' engine (callbacks, pulls, commands) sends `$n` placeholders as written.
+        self.engine = make_engine(url, pool_timeout, limits, raw_placeholders=True)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         # For units of work that never write (GET requests): no write lock on SQLite, and on
         # PostgreSQL a statement timeout (0: the limits' one, if any), so no reader holds it long.

@@ -7,28 +7,32 @@ quarantined items of a raw event, never into a lost payload.
 
 `ingest_many` stores a group of payloads at once (the web workers' group commit, `group.py`):
 one multi-row statement for the raw events and one per table for the records, whoever carried
-them, plus one to correct the counts of payloads that held repeats. Every statement is built
-once and cached compiled by SQLAlchemy (`upsert.py`), and the same SQL runs on PostgreSQL and
-SQLite. What a callback costs: bench/README.md, "Callback ingest".
+them, plus one to correct the counts of payloads that held repeats. The raw events' and the
+records' statements are plain SQL made once per row count (`insert_events`, `upsert.py`) and
+sent to the driver as they are, values through each column's bind processor; the same SQL runs
+on PostgreSQL and SQLite but where noted. What a callback costs: bench/README.md, "Callback
+ingest".
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, bindparam, insert, update
+from sqlalchemy import Connection, Dialect, String, Table, bindparam, update
 from sqlalchemy.orm import Session
+from sqlalchemy.types import TypeEngine
 
 from app.jsms.callback import Suspect
 from app.jsms.pulled import decode_json
 from app.jsms.records import ParsedBatch, parse_payload
 from app.store.db import DATABASE_UNAVAILABLE
 from app.store.models import RawEvent, utcnow
-from app.store.upsert import Owner, store_records
+from app.store.upsert import CHUNK, Owner, bound_values, placeholders, store_records
 
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
@@ -104,8 +108,13 @@ def ingest(session: Session, raw: RawPayload, batch: ParsedBatch) -> IngestResul
     return result
 
 
+def transaction_connection(session: Session | Connection) -> Connection:
+    """The connection a unit of work's Core statements run on: a session's, or the one given."""
+    return session if isinstance(session, Connection) else session.connection()
+
+
 def ingest_many(
-    session: Session, payloads: Sequence[tuple[RawPayload, ParsedBatch]]
+    session: Session | Connection, payloads: Sequence[tuple[RawPayload, ParsedBatch]]
 ) -> list[IngestResult]:
     """Store many payloads at once (a group of callbacks): all raw events in one statement, all
     records in one statement per table, each payload's outcome counted as if it came alone, in
@@ -114,15 +123,11 @@ def ingest_many(
     if not payloads:
         return []
     # Core statements only: run them on the transaction's connection, not through the ORM.
-    connection = session.connection()
+    connection = transaction_connection(session)
     now = utcnow()
     # Written as if every record is new (the common case), corrected below when some were not:
     # one statement fewer, and no one sees the rows before the caller commits.
-    event_ids: list[int] = list(
-        connection.execute(_RAW_EVENT, [_event_row(raw, batch, now) for raw, batch in payloads])
-        .scalars()
-        .all()
-    )
+    event_ids = insert_events(connection, [_event_row(raw, batch, now) for raw, batch in payloads])
     owners = [
         Owner(raw.app_key, raw.source, now, event_id)
         for (raw, _), event_id in zip(payloads, event_ids, strict=True)
@@ -161,9 +166,55 @@ def _event_row(raw: RawPayload, batch: ParsedBatch, now: datetime) -> dict[str, 
 
 
 _EVENTS: Table = RawEvent.__table__  # type: ignore[assignment]
-# One multi-row INSERT for a group (SQLAlchemy's "insertmanyvalues"), its ids in the order of
-# the rows given.
-_RAW_EVENT = insert(_EVENTS).returning(_EVENTS.c.id, sort_by_parameter_order=True)
+_EVENT_COLUMNS = tuple(c.name for c in _EVENTS.columns if c.name != "id")
+
+
+def insert_events(connection: Connection, rows: Sequence[dict[str, Any]]) -> list[int]:
+    """Insert raw events; their ids, in the order of `rows`. PostgreSQL: one multi-row
+    statement, its rows numbered and inserted in that order, so their ids (one sequence, handed
+    out as the rows are inserted) sorted are the rows' ids in order; the way SQLAlchemy's
+    `insertmanyvalues` does it, as plain SQL made once per group size (up to CHUNK rows a
+    statement). SQLite, whose RETURNING promises no order, one statement a row."""
+    dialect = connection.dialect
+    if dialect.name != "postgresql":
+        sql = _events_sql(1, dialect)
+        return [
+            connection.exec_driver_sql(sql, bound_values(_EVENTS, _EVENT_COLUMNS, [row], dialect))
+            .scalar_one()
+            for row in rows
+        ]  # fmt: skip
+    ids: list[int] = []
+    for start in range(0, len(rows), CHUNK):
+        chunk = rows[start : start + CHUNK]
+        values = bound_values(_EVENTS, _EVENT_COLUMNS, chunk, dialect)
+        inserted = connection.exec_driver_sql(_events_sql(len(chunk), dialect), values)
+        ids += sorted(inserted.scalars())
+    return ids
+
+
+def _cast_type(type_: TypeEngine[Any]) -> TypeEngine[Any]:
+    return String() if isinstance(type_, String) else type_
+
+
+@functools.lru_cache(maxsize=128)
+def _events_sql(rows: int, dialect: Dialect) -> str:
+    columns = ", ".join(_EVENT_COLUMNS)
+    if dialect.name != "postgresql":
+        row = ", ".join(placeholders(dialect.paramstyle, len(_EVENT_COLUMNS)))
+        return f"INSERT INTO raw_events ({columns}) VALUES ({row}) RETURNING id"
+    # Cast as SQLAlchemy does, strings to VARCHAR without a length: a cast to VARCHAR(n) would
+    # cut a longer value where the INSERT refuses it.
+    casts = [f"::{_cast_type(_EVENTS.c[c].type).compile(dialect)}" for c in _EVENT_COLUMNS]
+    marks = iter(placeholders(dialect.paramstyle, rows * len(casts)))
+    values = ", ".join(
+        "(" + ", ".join(next(marks) + cast for cast in casts) + f", {i})" for i in range(rows)
+    )
+    return (
+        f"INSERT INTO raw_events ({columns}) SELECT {columns} "
+        f"FROM (VALUES {values}) AS v({columns}, row_number) ORDER BY row_number RETURNING id"
+    )
+
+
 _RAW_EVENT_OUTCOME = (
     update(_EVENTS)
     .where(_EVENTS.c.id == bindparam("event_id"))

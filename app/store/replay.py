@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 from app.jsms.callback import SignedUse
 from app.jsms.records import ParsedBatch
 from app.metrics import SIGNATURES_REFUSED
-from app.store.ingest import IngestResult
+from app.store.ingest import IngestResult, transaction_connection
 from app.store.models import CallbackSignature, SignatureReuse
 from app.store.upsert import REUSES, SIGNATURES, write
 
@@ -54,13 +54,15 @@ class Verdict(StrEnum):
 Triple = tuple[str, str, int]
 
 
-def first_uses(session: Session, uses: Sequence[SignedUse], now: datetime) -> list[Verdict]:
+def first_uses(
+    session: Session | Connection, uses: Sequence[SignedUse], now: datetime
+) -> list[Verdict]:
     """Remember `uses` inside the caller's transaction. For each use in order: FIRST the first
     time its triple is seen, RETRY for a payload the triple already carried (stored, or earlier
     in `uses`), REUSED for another payload (remembered too), FLOODED (counted and logged; the
     caller refuses that one alone, its neighbours go on) for another payload once the triple
     carried MAX_PAYLOADS_PER_SIGNATURE."""
-    connection = session.connection()
+    connection = transaction_connection(session)
     firsts: dict[Triple, int] = {}
     for i, use in enumerate(uses):
         firsts.setdefault(use.triple, i)

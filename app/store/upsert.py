@@ -15,8 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table, TextClause, bindparam, select, tuple_
-from sqlalchemy import text as sql_text
+from sqlalchemy import Connection, CursorResult, Dialect, Table, select, tuple_
 
 from app.jsms.records import ParsedBatch, ReplyMessage, Report, Review, encode_extra
 from app.store import opt_outs
@@ -36,11 +35,11 @@ CHUNK = 500
 class ConflictInsert:
     """`INSERT … VALUES (…), (…) ON CONFLICT … RETURNING <key>` for one table, as plain SQL.
 
-    SQLAlchemy 2.0 never caches a compiled ON CONFLICT statement (its dialect Insert is not
-    cacheable), so built with `on_conflict_do_update` it is compiled anew on every callback: a
-    quarter of a worker's CPU. PostgreSQL and SQLite spell this clause the same way, so one
-    textual statement per row count (typed binds, columns taken from the model) serves both,
-    and SQLAlchemy compiles it once.
+    PostgreSQL and SQLite spell this clause the same way, so one statement per row count and
+    placeholder style serves both. It goes to the driver as written (`exec_driver_sql`): no
+    SQLAlchemy compilation or cache key over hundreds of binds, and on PostgreSQL no placeholder
+    conversion by psycopg either (the writer's `$n` placeholders, `db.make_engine`). Values pass
+    through each column type's own bind processor first, as SQLAlchemy would pass them.
     """
 
     table: Table
@@ -48,28 +47,53 @@ class ConflictInsert:
     on_conflict: str
     returning: tuple[str, ...]  # the conflict key: which rows were not identical repeats
 
-    def statement(self, rows: int) -> TextClause:
-        return _conflict_insert_sql(self, rows)
+    def execute(self, connection: Connection, rows: Sequence[dict[str, Any]]) -> CursorResult[Any]:
+        dialect = connection.dialect
+        sql = _conflict_insert_sql(self, len(rows), dialect.paramstyle)
+        values = bound_values(self.table, self.columns, rows, dialect)
+        return connection.exec_driver_sql(sql, values)
 
-    def parameters(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
-        return {f"{c}_{i}": row[c] for i, row in enumerate(rows) for c in self.columns}
+
+def bound_values(
+    table: Table, columns: tuple[str, ...], rows: Sequence[dict[str, Any]], dialect: Dialect
+) -> tuple[Any, ...]:
+    """The rows' values, row after row, as the driver takes them (each column's bind
+    processor applied, as SQLAlchemy would before a compiled statement)."""
+    processors = _bind_processors(table, columns, dialect)
+    return tuple(
+        value if process is None else process(value)
+        for row in rows
+        for value, process in zip(map(row.__getitem__, columns), processors, strict=True)
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _bind_processors(
+    table: Table, columns: tuple[str, ...], dialect: Dialect
+) -> tuple[Callable[[Any], Any] | None, ...]:
+    # The type as the dialect stores it (SQLite: datetimes as SQLAlchemy's own text format).
+    return tuple(table.c[c].type.dialect_impl(dialect).bind_processor(dialect) for c in columns)
+
+
+def placeholders(paramstyle: str, count: int, first: int = 1) -> list[str]:
+    """`count` positional placeholders in the driver's style: `$n` (the PostgreSQL writer),
+    `?` (SQLite), `%s` (psycopg's default)."""
+    if paramstyle == "numeric_dollar":
+        return [f"${n}" for n in range(first, first + count)]
+    return ["?" if paramstyle == "qmark" else "%s"] * count
 
 
 @functools.lru_cache(maxsize=256)
-def _conflict_insert_sql(insert_: ConflictInsert, rows: int) -> TextClause:
+def _conflict_insert_sql(insert_: ConflictInsert, rows: int, paramstyle: str) -> str:
+    width = len(insert_.columns)
+    marks = placeholders(paramstyle, rows * width)
     values = ", ".join(
-        "(" + ", ".join(f":{c}_{i}" for c in insert_.columns) + ")" for i in range(rows)
+        "(" + ", ".join(marks[i * width : (i + 1) * width]) + ")" for i in range(rows)
     )
-    sql = (
+    return (
         f"INSERT INTO {insert_.table.name} ({', '.join(insert_.columns)}) VALUES {values} "
         f"{insert_.on_conflict} RETURNING {', '.join(insert_.returning)}"
     )
-    binds = [
-        bindparam(f"{c}_{i}", type_=insert_.table.c[c].type)
-        for i in range(rows)
-        for c in insert_.columns
-    ]
-    return sql_text(sql).bindparams(*binds)
 
 
 def _conflict_insert(model: type[Any], key: tuple[str, ...], on_conflict: str) -> ConflictInsert:
@@ -121,7 +145,7 @@ def write(
     changed: set[tuple[Any, ...]] = set()
     for start in range(0, len(rows), CHUNK):
         chunk = rows[start : start + CHUNK]
-        result = connection.execute(insert_.statement(len(chunk)), insert_.parameters(chunk))
+        result = insert_.execute(connection, chunk)
         changed.update(tuple(row) for row in result)
     return changed
 
