@@ -120,6 +120,9 @@ def test_one_log_line_and_one_duration_per_pull_call(
     elapsed = time.perf_counter() - started
     [call] = [r for r in caplog.records if r.__dict__.get("event") == "pull_call"]
     assert call.getMessage() == "pull call"
+    # And the pass's own line, for people reading the clock's log.
+    [line] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("pull app=")]
+    assert line == "pull app=app-one kind=report outcome=drained calls=1 items=3 stored=3"
     assert observed("count") - count == 1
     seconds = observed("sum") - total
     assert 0 < seconds <= elapsed
