@@ -303,3 +303,22 @@ def test_a_lease_the_database_cannot_take_back_is_left_to_expire(
     assert [r.getMessage() for r in caplog.records if r.name == "app.pull.puller"] == [
         "could not release the lease for app-one; it will expire"
     ]
+
+
+def test_a_pass_that_finds_the_lease_held_says_so_for_each_kind(
+    store: Database, pullers: Callable[..., Puller]
+) -> None:
+    """Another holder has the app: the pass calls nothing, and its result names the app and
+    each kind (what `jsms sync` prints: `app-one report: busy (another puller holds …)`)."""
+    fake = FakeJsms(APPS, window=FAKE_WINDOW).start()
+    try:
+        with store.session() as session, session.begin():
+            assert lease.acquire(session, APP, "vm:1:other", utcnow(), 60.0)
+        results = pullers(fake).sync_app(APP, SECRET)
+    finally:
+        fake.stop()
+    assert [(r.app_key, r.kind, r.outcome, r.calls) for r in results] == [
+        (APP, "report", "busy", 0),
+        (APP, "reply", "busy", 0),
+    ]
+    assert fake.calls == []

@@ -332,7 +332,7 @@ def test_never_pulls_when_the_store_cannot_take_the_batch(
         guard_postgres(blocker)
         blocker.execute(text("LOCK TABLE pull_leases IN ACCESS EXCLUSIVE MODE"))
     try:
-        with pytest.raises(StoreUnavailable):
+        with pytest.raises(StoreUnavailable, match=f"^cannot take the lease for {APP}: "):
             make_puller(database=cannot_write).sync_app(APP, SECRET)
     finally:
         if blocker is not None:
