@@ -74,6 +74,9 @@ def test_quarantine_lists_suspects_and_unreadable_records_with_filters(
     assert reasons("records") == [None]
     assert listed(client, app_key="app-two")["items"] == []
     assert listed(client, since="2000-01-01T00:00:00Z", until="2001-01-01")["items"] == []
+    # Each bound holds on its own too.
+    assert listed(client, since="2100-01-01T00:00:00Z")["items"] == []
+    assert listed(client, until="2000-01-01")["items"] == []
 
 
 def test_quarantine_pages_follow_the_cursor_and_excerpts_are_bounded(
