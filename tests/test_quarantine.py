@@ -68,6 +68,10 @@ def test_quarantine_lists_suspects_and_unreadable_records_with_filters(
     )  # what the operator acts on
     assert json.loads(first["payload_excerpt"]) == [report("m1")]
     assert "ahead of the server's clock" in everything[3]["reason"]
+    assert everything[3]["reason"].endswith(
+        "; if JSMS's clock and the server's disagree, correct the server's clock (NTP), then "
+        "jsms trust this event"
+    )
 
     def reasons(reason: str) -> list[str | None]:
         return [i["suspect"] for i in listed(client, reason=reason)["items"]]
