@@ -23,8 +23,12 @@ FORM = signed_form("app-one", APPS["app-one"], "SMS_REPORT", [report("m1")])
          "the type field is required"),
         (FORM | {"signature": "0" * 40}, "bad_signature",
          "the signature does not match any configured app"),
+        (signed_form("app-one", APPS["app-one"], "SMS_REPORT", [report("m1")], nonce="n\x00"),
+         "invalid_nonce", "the nonce holds a NUL or an unpaired surrogate"),
+        (signed_form("app-one", APPS["app-one"], "SMS_REPORT", [report("m1")], timestamp="1e3"),
+         "invalid_timestamp", "the timestamp is not epoch milliseconds"),
     ],
-    ids=["no-signature", "blank-nonce", "no-type", "bad-signature"],
+    ids=["no-signature", "blank-nonce", "no-type", "bad-signature", "nul-nonce", "timestamp"],
 )  # fmt: skip
 def test_each_refusal_says_what_is_wrong(
     client: FlaskClient, form: dict[str, str], code: str, message: str

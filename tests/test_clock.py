@@ -14,7 +14,7 @@ from app.pull.puller import Puller
 from app.pull.state import SyncPolicy
 from app.store.db import Database
 from app.store.models import DeliveryReport, PullLease
-from tests.fake_jsms import FakeJsms
+from tests.fake_jsms import MAX_BATCH, FakeJsms
 from tests.servers import running_jsms, service_env
 from tests.support import APPS, FAKE_WINDOW, failing_statements, throwaway_spool
 
@@ -32,6 +32,27 @@ def test_the_clock_only_pulls_kinds_that_are_due(
         fake_jsms.set_mode(APP, "callback")
         puller.sync_app(APP, SECRET, ["reply"], on_schedule=True)
         assert puller.due_kinds(APP) == []
+
+
+def test_a_scheduled_pass_checks_again_under_the_lease_and_drains_past_one_batch(
+    fake_jsms: FakeJsms, store: Database, tmp_path: Path
+) -> None:
+    """The dispatcher picks the due kinds before the pass takes the app's lease, and another
+    clock may pull one meanwhile: under the lease the pass checks again, and a kind no longer
+    due is not called (an idle app is polled on its schedule, not once per clock). Only a
+    kind's first turn waits for the schedule: a full batch is followed by the next call one
+    window later, in the same pass. The pass that does not call says so, with the state."""
+    fake_jsms.add_reports(APP, MAX_BATCH + 1)
+    with JsmsClient(fake_jsms.url) as client:
+        puller = Puller(store, client, SyncPolicy(window=FAKE_WINDOW, idle_poll=60), spool=tmp_path)
+        [drained] = puller.sync_app(APP, SECRET, ["report"], on_schedule=True)
+        [again] = puller.sync_app(APP, SECRET, ["report"], on_schedule=True)
+    assert (drained.outcome, drained.calls, drained.items) == ("drained", 2, MAX_BATCH + 1)
+    # Said as it is for the clock's log and `jsms sync`: which app and kind, and until when.
+    assert (again.app_key, again.kind, again.outcome, again.calls) == (APP, "report", "not_due", 0)
+    assert (again.mode, again.next_attempt_at) == ("pull", drained.next_attempt_at)
+    assert drained.next_attempt_at is not None
+    assert len(fake_jsms.calls) == 2
 
 
 @pytest.mark.slow

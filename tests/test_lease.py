@@ -7,6 +7,7 @@ only respected if the lease makes it so.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import threading
@@ -18,12 +19,12 @@ import pytest
 
 from app.jsms.client import JsmsClient
 from app.pull import lease
-from app.pull.puller import Puller
+from app.pull.puller import Puller, release_lease
 from app.pull.state import PassOutcome, PassResult, SyncPolicy
 from app.store.db import Database
 from app.store.models import DeliveryReport, PullLease, utcnow
 from tests.fake_jsms import FakeJsms
-from tests.support import APPS, FAKE_WINDOW, row_count, throwaway_spool
+from tests.support import APPS, FAKE_WINDOW, failing_statements, row_count, throwaway_spool
 
 APP, SECRET = "app-one", APPS["app-one"]
 # How long a waiting puller keeps asking for the lease before the test gives up.
@@ -270,3 +271,54 @@ def test_a_call_exactly_one_window_after_the_last_is_granted(store: Database) ->
         later = now + timedelta(seconds=5)
         assert lease.claim_call(session, "app-one", "me", later, window=5, ttl=60).granted
     assert lease_row(store, "app-one").last_call_at == later
+
+
+def test_a_holder_back_after_another_keeps_the_others_window(
+    pullers: Callable[..., Puller],
+) -> None:
+    """A pulls, then B (the lease free again), then A once more: A's own last call is a window
+    past by then, but B's is not, and A's call must wait out B's window (the database's
+    record of the last call, not A's memory of its own). A window longer than the handover
+    takes, yet under a second."""
+    fake = FakeJsms(APPS, window=0.9).start()
+    try:
+        first, second = pullers(fake), pullers(fake)
+        for puller in (first, second, first):
+            [result] = puller.sync_app(APP, SECRET, ["report"])
+            assert (result.outcome, result.calls) == ("drained", 1)
+    finally:
+        fake.stop()
+    assert len(fake.calls) == 3 and fake.calls_with(50201) == []
+    assert min(gaps(fake)) >= fake.window
+
+
+def test_a_lease_the_database_cannot_take_back_is_left_to_expire(
+    store: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Giving the lease back is best effort (it expires by itself), and says so, naming the
+    app, when the database refuses."""
+    caplog.set_level(logging.WARNING, logger="app.pull.puller")
+    with store.session() as session, failing_statements(store.engine, "UPDATE pull_leases"):
+        release_lease(session, APP, "vm:1:holder")
+    assert [r.getMessage() for r in caplog.records if r.name == "app.pull.puller"] == [
+        "could not release the lease for app-one; it will expire"
+    ]
+
+
+def test_a_pass_that_finds_the_lease_held_says_so_for_each_kind(
+    store: Database, pullers: Callable[..., Puller]
+) -> None:
+    """Another holder has the app: the pass calls nothing, and its result names the app and
+    each kind (what `jsms sync` prints: `app-one report: busy (another puller holds …)`)."""
+    fake = FakeJsms(APPS, window=FAKE_WINDOW).start()
+    try:
+        with store.session() as session, session.begin():
+            assert lease.acquire(session, APP, "vm:1:other", utcnow(), 60.0)
+        results = pullers(fake).sync_app(APP, SECRET)
+    finally:
+        fake.stop()
+    assert [(r.app_key, r.kind, r.outcome, r.calls) for r in results] == [
+        (APP, "report", "busy", 0),
+        (APP, "reply", "busy", 0),
+    ]
+    assert fake.calls == []

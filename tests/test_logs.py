@@ -5,13 +5,20 @@ from __future__ import annotations
 import json
 import logging
 import time
+from pathlib import Path
 
 import pytest
 from flask.testing import FlaskClient
+from prometheus_client import REGISTRY
 
 from app.callbacks import is_callback_post
+from app.jsms.client import JsmsClient
 from app.logs import mask_phone
-from tests.support import APPS, json_lines
+from app.pull.puller import Puller
+from app.pull.state import SyncPolicy
+from app.store.db import Database
+from tests.fake_jsms import FakeJsms
+from tests.support import APPS, FAKE_WINDOW, json_lines
 from tests.wire import report, signed_form
 
 
@@ -88,3 +95,36 @@ def test_every_post_the_access_log_leaves_out_has_its_callback_line(
     lines = [r for r in caplog.records if r.name == "app.callbacks" and r.msg == "callback"]
     assert len(lines) == (1 if is_callback_post("POST", path) else 0)
     assert not is_callback_post("GET", path)
+
+
+def test_one_log_line_and_one_duration_per_pull_call(
+    fake_jsms: FakeJsms, store: Database, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The README's Logs and Metrics sections: each upstream call writes a `pull call` line with
+    its `duration_ms`, and is counted in `jsms_pull_call_duration_seconds` under its kind and
+    result; the time is the call's own (more than nothing, at most what its caller waited), the
+    same in both."""
+    caplog.set_level(logging.INFO, logger="app.pull.puller")
+    labels = {"kind": "report", "result": "ok"}
+
+    def observed(suffix: str) -> float:
+        name = f"jsms_pull_call_duration_seconds_{suffix}"
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    count, total = observed("count"), observed("sum")
+    fake_jsms.add_reports("app-one", 3)
+    started = time.perf_counter()
+    with JsmsClient(fake_jsms.url) as jsms:
+        puller = Puller(store, jsms, SyncPolicy(window=FAKE_WINDOW), spool=tmp_path)
+        puller.sync_app("app-one", APPS["app-one"], ["report"], max_calls=1)
+    elapsed = time.perf_counter() - started
+    [call] = [r for r in caplog.records if r.__dict__.get("event") == "pull_call"]
+    assert call.getMessage() == "pull call"
+    # And the pass's own line, for people reading the clock's log.
+    [line] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("pull app=")]
+    assert line == "pull app=app-one kind=report outcome=drained calls=1 items=3 stored=3"
+    assert observed("count") - count == 1
+    seconds = observed("sum") - total
+    assert 0 < seconds <= elapsed
+    # The same time in the line, in milliseconds to two places.
+    assert abs(call.__dict__["duration_ms"] - seconds * 1000) <= 0.0051

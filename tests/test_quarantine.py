@@ -62,9 +62,16 @@ def test_quarantine_lists_suspects_and_unreadable_records_with_filters(
     assert set(first) >= {"id", "app_key", "source", "type", "received_at", "reason"}
     assert (first["app_key"], first["source"]) == (ONE, "callback")
     assert first["received_at"].endswith("Z")
-    assert first["reason"].startswith("signature_reused: ")
+    assert first["reason"] == (
+        "signature_reused: this nonce/timestamp/signature was first used for other data "
+        "(JSMS signs neither type nor data); kept raw until an operator runs jsms trust"
+    )  # what the operator acts on
     assert json.loads(first["payload_excerpt"]) == [report("m1")]
     assert "ahead of the server's clock" in everything[3]["reason"]
+    assert everything[3]["reason"].endswith(
+        "; if JSMS's clock and the server's disagree, correct the server's clock (NTP), then "
+        "jsms trust this event"
+    )
 
     def reasons(reason: str) -> list[str | None]:
         return [i["suspect"] for i in listed(client, reason=reason)["items"]]
@@ -74,6 +81,9 @@ def test_quarantine_lists_suspects_and_unreadable_records_with_filters(
     assert reasons("records") == [None]
     assert listed(client, app_key="app-two")["items"] == []
     assert listed(client, since="2000-01-01T00:00:00Z", until="2001-01-01")["items"] == []
+    # Each bound holds on its own too.
+    assert listed(client, since="2100-01-01T00:00:00Z")["items"] == []
+    assert listed(client, until="2000-01-01")["items"] == []
 
 
 def test_quarantine_pages_follow_the_cursor_and_excerpts_are_bounded(

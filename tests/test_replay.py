@@ -8,6 +8,7 @@ import hashlib
 import logging
 import threading
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -260,3 +261,19 @@ def test_retention_forgets_signatures_with_the_raw_events(store: Database) -> No
     with store.session() as session:
         assert sorted(session.scalars(select(CallbackSignature.nonce))) == ["2", "3"]
         assert session.scalars(select(SignatureReuse.nonce)).all() == ["3"]
+
+
+def test_a_triple_is_judged_by_the_payloads_it_carried_itself(store: Database) -> None:
+    """The memory is per triple: a payload that another triple carried (another app, nonce or
+    timestamp; first or reused there) is news to this one, kept quarantined as a reuse, never
+    taken for this triple's retry (which would store nothing of it)."""
+    now, ts = datetime.now(UTC), now_ms()
+    mine = callback.SignedUse(ONE, "n1", ts, "p" * 64)
+    triples = [("app-two", "n1", ts), (ONE, "n2", ts), (ONE, "n1", ts + 1)]
+    with store.session() as session, session.begin():
+        firsts = [callback.SignedUse(*t, "q" * 64) for t in triples]  # q: their first payload
+        assert replay.first_uses(session, [mine, *firsts], now) == [Verdict.FIRST] * 4
+        reuses = [callback.SignedUse(*t, "s" * 64) for t in triples]  # s: a reuse of theirs
+        assert replay.first_uses(session, reuses, now) == [Verdict.REUSED] * 3
+        again = [replace(mine, digest="q" * 64), replace(mine, digest="s" * 64)]
+        assert replay.first_uses(session, again, now) == [Verdict.REUSED] * 2

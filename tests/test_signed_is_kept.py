@@ -7,8 +7,11 @@ HTTP, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import json
+import logging
 import threading
+from collections import Counter
 
+import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
@@ -38,9 +41,7 @@ def post(client: FlaskClient, form: dict[str, str]):  # type: ignore[no-untyped-
 
 def suspects(database: Database) -> list[tuple[str, str | None]]:
     with database.session() as session:
-        rows = session.execute(
-            select(RawEvent.type, RawEvent.suspect).order_by(RawEvent.id)
-        ).all()
+        rows = session.execute(select(RawEvent.type, RawEvent.suspect).order_by(RawEvent.id)).all()
     return [(t, s) for t, s in rows]
 
 
@@ -82,16 +83,15 @@ def test_jsms_shared_triple_sample_is_kept_whole(client: FlaskClient, database: 
 
 
 def test_one_signature_keeps_16_payloads_and_refuses_the_rest_counted(
-    client: FlaskClient, database: Database
+    client: FlaskClient, database: Database, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A flood of 40 payloads under one captured triple: 16 kept (the first stored, 15
-    quarantined), 24 refused 401 signature_reused, every refusal counted."""
+    quarantined), 24 refused 401 signature_reused, every refusal counted and logged."""
+    caplog.set_level(logging.WARNING, logger="app.store.replay")
     first = signed_form(ONE, SECRET, "SMS_REPORT", [report("m0")])
     before = sample(client.get("/metrics").text, "jsms_callback_signatures_refused_total",
                     reason="flooded")  # fmt: skip
-    answers = [
-        post(client, first | {"data": json.dumps([report(f"m{i}")])}) for i in range(40)
-    ]
+    answers = [post(client, first | {"data": json.dumps([report(f"m{i}")])}) for i in range(40)]
     statuses = [a.status_code for a in answers]
     assert statuses == [200] * MAX_PAYLOADS_PER_SIGNATURE + [401] * 24
     assert {a.get_json()["error"]["code"] for a in answers[16:]} == {"signature_reused"}
@@ -103,6 +103,10 @@ def test_one_signature_keeps_16_payloads_and_refuses_the_rest_counted(
     after = sample(client.get("/metrics").text, "jsms_callback_signatures_refused_total",
                    reason="flooded")  # fmt: skip
     assert after == before + 24
+    assert Counter(r.getMessage() for r in caplog.records if r.name == "app.store.replay") == {
+        "callback signature reused with other data: kept, quarantined": 15,
+        "callback signature reused past the bound: refused": 24,
+    }
     # A retry of a kept payload is still a retry, past the bound too.
     assert post(client, first | {"data": json.dumps([report("m7")])}).status_code == 200
     assert row_count(database, RawEvent) == 16
@@ -127,9 +131,7 @@ def test_data_up_to_the_body_limit_is_kept(client: FlaskClient, database: Databa
     assert row_count(database, RawEvent, RawEvent.payload == data) == 1
 
 
-def test_a_nul_in_the_nonce_is_a_clean_400_counted(
-    client: FlaskClient, database: Database
-) -> None:
+def test_a_nul_in_the_nonce_is_a_clean_400_counted(client: FlaskClient, database: Database) -> None:
     """PostgreSQL text cannot hold a NUL (it answered 500). A lone surrogate cannot arrive: a
     percent escape that is not UTF-8 stays as written (`read_form`)."""
     nonce = "nul\x00nonce"

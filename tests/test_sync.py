@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -14,7 +15,7 @@ from sqlalchemy.exc import DataError
 from app.jsms.client import JsmsClient
 from app.pull import state as state_module
 from app.pull.puller import Puller, StoreUnavailable
-from app.pull.state import SyncPolicy
+from app.pull.state import PassResult, SyncPolicy
 from app.store.db import Database
 from app.store.models import DeliveryReport, PullLease, RawEvent, Reply, SyncState, utcnow
 from tests.fake_jsms import FakeJsms, synthetic_replies
@@ -331,7 +332,7 @@ def test_never_pulls_when_the_store_cannot_take_the_batch(
         guard_postgres(blocker)
         blocker.execute(text("LOCK TABLE pull_leases IN ACCESS EXCLUSIVE MODE"))
     try:
-        with pytest.raises(StoreUnavailable):
+        with pytest.raises(StoreUnavailable, match=f"^cannot take the lease for {APP}: "):
             make_puller(database=cannot_write).sync_app(APP, SECRET)
     finally:
         if blocker is not None:
@@ -358,6 +359,65 @@ def test_a_stop_request_ends_the_drain_after_the_batch_in_hand(
     assert result.outcome == "stopped"
     assert 1000 <= handed_out < 5000
     assert row_count(store, DeliveryReport) == handed_out == result.items
+
+
+def test_a_stop_while_waiting_for_the_window_makes_no_more_calls(
+    fake_jsms: FakeJsms, store: Database, tmp_path: Path
+) -> None:
+    """A stop (SIGTERM) that comes while the next call waits for its window ends the pass
+    there: no batch is handed out after the stop, so none can be cut off by the SIGKILL that
+    follows it."""
+    fake_jsms.add_reports(APP, 1000)
+    results: list[PassResult] = []
+    with JsmsClient(fake_jsms.url) as client:
+        # A window the stop comes long before the end of.
+        puller = Puller(store, client, SyncPolicy(window=10.0), spool=tmp_path)
+        drain = threading.Thread(
+            target=lambda: results.extend(puller.sync_app(APP, SECRET, ["report"]))
+        )
+        drain.start()
+        try:
+            # The second call is on record (claimed, committed, before the wait): stop now.
+            assert poll_until(lambda: second_call_claimed(store)), "no second call was claimed"
+        finally:
+            puller.stop.set()
+            drain.join(timeout=30)
+    [result] = results
+    assert (result.outcome, result.calls) == ("stopped", 1)
+    assert len(fake_jsms.calls) == 1
+
+
+def second_call_claimed(database: Database) -> bool:
+    with database.session() as session:
+        state = session.get(SyncState, (APP, "report"))
+    if state is None or state.last_success_at is None or state.last_attempt_at is None:
+        return False
+    return state.last_attempt_at > state.last_success_at
+
+
+def poll_until(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def test_a_call_the_database_cannot_put_on_record_is_not_made(
+    fake_jsms: FakeJsms, make_puller: Callable[..., Puller]
+) -> None:
+    """A call goes on record before it is made: a database that refuses the record ends the
+    pass before the call, saying which app (the clock's log, `jsms sync`)."""
+    fake_jsms.add_reports(APP, 5)
+    puller = make_puller()
+    with (
+        failing_statements(puller.database.engine, "UPDATE pull_leases SET expires_at"),
+        pytest.raises(StoreUnavailable, match=f"^cannot record a call for {APP}: "),
+    ):
+        puller.sync_app(APP, SECRET, ["report"])
+    assert fake_jsms.calls == []
+    assert fake_jsms.pending(APP, "report") == 5
 
 
 def test_a_batch_whose_records_the_store_refuses_is_kept_raw_and_quarantined(
