@@ -88,10 +88,9 @@ def make_engine(
     `pool_timeout`: how long to wait for a free pooled connection (PostgreSQL); `limits` and
     `session_settings`: what every PostgreSQL connection starts with (`postgres_connect_args`;
     libpq startup options, so no unit of work needs a SET for them). `raw_placeholders`
-    (PostgreSQL): SQLAlchemy writes `$1, $2, …` and psycopg sends the statement as it is
-    (`RawCursor`), instead of rewriting `%(name)s` placeholders on every execution, which it
-    caches only for statements under 50 parameters and 4 kB: a group commit's multi-row
-    statements paid it in full (bench/README.md, "Callback ingest")."""
+    (PostgreSQL): SQLAlchemy writes `$1, $2, …` and psycopg sends them as written (`RawCursor`),
+    not rewriting `%(name)s` on every execution, which it caches only under 50 parameters and
+    4 kB: a group commit's statements paid it in full (bench/README.md, "Callback ingest")."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
