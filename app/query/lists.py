@@ -289,7 +289,7 @@ def fetch_page(connection: Connection, walk: Walk, after: int, limit: int) -> Pa
     after the horizon's lock was granted: the caller reads on PostgreSQL in autocommit (READ
     COMMITTED, a snapshot per statement), on SQLite in one transaction (ids commit in order).
     """
-    if connection.dialect.name == "postgresql":  # the same statements, run by psycopg itself
+    if pg_pages.runs_on(connection):  # the same statements, run by psycopg itself
         statement = page_statement(walk.model, walk.filters)
         values = {**walk.values, "after": after, "limit": limit + 1}
         horizon_sql = horizon_statement("postgresql", walk.model)

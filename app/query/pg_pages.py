@@ -94,6 +94,15 @@ def _conversion(dialect: Dialect, bind: Any) -> Callable[[Any], Any] | None:
     return processor
 
 
+def runs_on(connection: Connection) -> bool:
+    """Whether psycopg itself can run a page on `connection`: PostgreSQL with psycopg's own
+    `%(name)s` placeholders (the readers' engine). The writers' engine sends `$n` placeholders
+    as written (`db.make_engine`), so a page read on one of its connections (a command, a test)
+    takes SQLAlchemy's execution instead."""
+    dialect = connection.dialect
+    return dialect.name == "postgresql" and dialect.paramstyle == "pyformat"
+
+
 def read_page(
     connection: Connection, horizon: Any, page: Any, values: dict[str, Any]
 ) -> tuple[int, list[Any]]:
