@@ -167,14 +167,16 @@ def test_a_page_reads_one_row_more_than_it_shows_and_an_export_reads_in_chunks(
         return read_page(connection, horizon, page, values)
 
     monkeypatch.setattr(pg_pages, "read_page", pg_page)
-    event.listen(store.engine, "before_execute", seen)
+    # The readers' engine, as the API's pages and exports use (the writers' sends `$n`).
+    readers = store.reader_engine
+    event.listen(readers, "before_execute", seen)
     try:
         walk_ = lists.report_walk(ReportFilter())
-        with store.engine.connect() as connection:
+        with readers.connect() as connection:
             lists.fetch_page(connection, walk_, after=0, limit=10)
             lists.fetch_chunk(connection, walk_, after=0, horizon=0)
     finally:
-        event.remove(store.engine, "before_execute", seen)
+        event.remove(readers, "before_execute", seen)
     # The page's query (after the horizon's) and the export's one chunk: LIMIT, keyset order.
     (page, page_params), (chunk, chunk_params) = executed[-2:]
     assert (page_params["limit"], chunk_params["limit"]) == (11, lists.STREAM_CHUNK)

@@ -40,6 +40,18 @@ def test_a_reports_unknown_fields_are_kept_in_extra(client: FlaskClient) -> None
     assert rows[1]["extra"] == ""
 
 
+def test_a_walk_on_delivered_reads_each_reports_own_extra(client: FlaskClient) -> None:
+    """The late read of `extra` (by primary key, after the LIMIT) joins each row to itself: a
+    sub-select matching another row, or every row, would show one report's extras on another's."""
+    post(client, "SMS_REPORT", [{**report("m1"), "n": 1}, {**report("m2"), "n": 2}, report("m3")])
+    items = get(client, "/reports", delivered="true").get_json()["items"]
+    assert [(i["msg_id"], i["extra"]) for i in items] == [
+        ("m1", {"n": 1}),
+        ("m2", {"n": 2}),
+        ("m3", None),
+    ]
+
+
 def test_a_report_that_replaces_the_row_brings_its_own_extra(client: FlaskClient) -> None:
     post(client, "SMS_REPORT", [{**report("m1", status=4002, receive_time=1575015093000), **EXTRA}])
     # An identical repeat with other extras leaves the row as it is.
