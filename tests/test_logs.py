@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import select
+import threading
 import time
 from pathlib import Path
 
@@ -13,7 +16,7 @@ from prometheus_client import REGISTRY
 
 from app.callbacks import is_callback_post
 from app.jsms.client import JsmsClient
-from app.logs import mask_phone
+from app.logs import json_handler, mask_phone
 from app.pull.puller import Puller
 from app.pull.state import SyncPolicy
 from app.store.db import Database
@@ -49,6 +52,49 @@ def test_json_lines_mask_phones_in_message_and_fields() -> None:
     assert line["phone"] == "139****1111"
     assert line["level"] == "WARNING" and line["logger"] == "test.json" and line["app_key"] == "k"
     assert "13812345678" not in stream.getvalue() and "13900001111" not in stream.getvalue()
+
+
+def test_lines_from_threads_writing_at_once_stay_whole() -> None:
+    """Each record is written by one write() (no handler lock around the short ones): lines
+    that threads write into one pipe at the same time come out whole and in each thread's
+    order, those longer than the pipe's atomic write (a traceback's) included."""
+    read_end, write_end = os.pipe()
+    received = bytearray()
+    reader = threading.Thread(target=lambda: _drain(read_end, received))
+    reader.start()
+    handler = json_handler()
+    handler.setStream(os.fdopen(write_end, "w"))  # type: ignore[attr-defined]
+    logger = logging.getLogger("test.threads")
+    logger.addHandler(handler)
+    logger.propagate = False
+    long_text = "x" * (3 * select.PIPE_BUF)
+
+    def write(thread: int) -> None:
+        for n in range(200):
+            logger.warning("line", extra={"writer": thread, "n": n, "text": long_text[: n * 97]})
+
+    try:
+        threads = [threading.Thread(target=write, args=(t,)) for t in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = True
+        handler.stream.close()  # type: ignore[attr-defined]
+        reader.join()
+    lines = [json.loads(line) for line in received.decode().splitlines()]
+    assert len(lines) == 6 * 200
+    assert max(len(line["text"]) for line in lines) > select.PIPE_BUF
+    for writer in range(6):
+        assert [line["n"] for line in lines if line["writer"] == writer] == list(range(200))
+
+
+def _drain(fd: int, into: bytearray) -> None:
+    with os.fdopen(fd, "rb") as pipe:
+        while chunk := pipe.read1(65536):
+            into += chunk
 
 
 def test_one_log_line_per_callback(client: FlaskClient, caplog: pytest.LogCaptureFixture) -> None:
