@@ -198,13 +198,19 @@ def gunicorn(
 
 def cpu_seconds(pids: list[int]) -> float:
     """User + system CPU time the given processes have used so far."""
+    return sum(cpu_split(pids))
+
+
+def cpu_split(pids: list[int]) -> tuple[float, float]:
+    """(user, system) CPU time the given processes have used so far: the system part is the
+    kernel's, for their sockets, pipes, futex wake-ups and scheduling."""
     ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
+    user = system = 0
     for pid in pids:
         with suppress(OSError):
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / ticks
+            user, system = user + int(fields[11]), system + int(fields[12])  # utime, stime
+    return user / ticks, system / ticks
 
 
 def backends_of(database: str) -> list[int]:
@@ -259,14 +265,16 @@ class Bench:
         # gunicorn's total: the master (its arbiter loop, signals) and every worker.
         gunicorn_pids = [server.pid, *server.worker_pids()]
         db_name = self.db_url.rsplit("/", 1)[1]
-        cpu0, (busy0, all0) = cpu_seconds(gunicorn_pids), machine_busy()
+        (user0, sys0), (busy0, all0) = cpu_split(gunicorn_pids), machine_busy()
         db0 = {pid: cpu_seconds([pid]) for pid in backends_of(db_name)}
         result = run_wrk(server.port, bodies, per_thread, seconds, self.args)
-        cpu1, (busy1, all1) = cpu_seconds(gunicorn_pids), machine_busy()
+        (user1, sys1), (busy1, all1) = cpu_split(gunicorn_pids), machine_busy()
         db1 = {pid: cpu_seconds([pid]) for pid in backends_of(db_name)}
         db_cpu = sum(db1[pid] - db0.get(pid, 0.0) for pid in db1)
         answered = max(result["answered"] + result["drained"], 1)
-        result["gunicorn_cpu_ms_per_request"] = round(1000 * (cpu1 - cpu0) / answered, 3)
+        cpu = user1 - user0 + sys1 - sys0
+        result["gunicorn_cpu_ms_per_request"] = round(1000 * cpu / answered, 3)
+        result["gunicorn_sys_ms_per_request"] = round(1000 * (sys1 - sys0) / answered, 3)
         result["db_cpu_ms_per_request"] = round(1000 * db_cpu / answered, 3)
         result["machine_busy_pct"] = round(100 * (busy1 - busy0) / max(all1 - all0, 1e-9), 1)
         load = Load(server.name, result)
@@ -296,6 +304,7 @@ class Bench:
                     f"p50 {r['p50_us'] / 1000:6.2f} ms  p99 {r['p99_us'] / 1000:6.2f} ms  "
                     f"2xx {r['ok']:.0f}  non-2xx {load.non_2xx}  rows {load.rows}  "
                     f"CPU ms/req: gunicorn {r['gunicorn_cpu_ms_per_request']:.3f} "
+                    f"(kernel {r['gunicorn_sys_ms_per_request']:.3f}) "
                     f"db {r['db_cpu_ms_per_request']:.2f}  "
                     f"machine busy {r['machine_busy_pct']:.0f}%  "
                     f"{'; '.join(load.check()) or 'ok'}"
