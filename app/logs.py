@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import sys
 import time
@@ -105,30 +104,7 @@ def _as_text(value: object) -> str:
 
 
 class JsonLineHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """The service's own handler: one JSON object per record, phones masked.
-
-    A record is formatted before the handler's lock is taken, and written with `os.write` on
-    the stream's file descriptor under it: the lock is held for one system call, not for the
-    formatting and the text stream's encoding, buffering and flush (under load, request
-    threads queued on it for each other; one callback makes one line). The lock stays: a
-    pipe's writes longer than PIPE_BUF (a traceback's) may be split, and another line must not
-    land inside one. A stream with no file descriptor (a test's) takes `StreamHandler`'s path."""
-
-    def handle(self, record: logging.LogRecord) -> bool:  # type: ignore[override]
-        if not self.filter(record):
-            return False
-        try:
-            fd = self.stream.fileno()
-        except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is an OSError
-            return bool(super().handle(record))
-        try:
-            line = memoryview((self.format(record) + "\n").encode(errors="backslashreplace"))
-            with self.lock:  # type: ignore[union-attr]
-                while line:
-                    line = line[os.write(fd, line) :]
-        except Exception:
-            self.handleError(record)
-        return True
+    """The service's own handler: one JSON object per record, phones masked."""
 
 
 def json_handler() -> logging.Handler:
