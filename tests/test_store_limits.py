@@ -189,22 +189,35 @@ def test_a_lookup_and_a_first_page_send_the_horizon_and_the_page_only(
     client: FlaskClient, database: Database, params: dict[str, str]
 ) -> None:
     """Two statements, two round trips on PostgreSQL (autocommit): no SET or RESET of the
-    statement timeout (the readers' connections carry it from connect), no BEGIN, no COMMIT."""
+    statement timeout (the readers' connections carry it from connect), no BEGIN, no COMMIT.
+    Once a horizon above the page's rows has been read, the page alone: one round trip."""
     store(database, "app-one", [report("m1", status=4003)])
-    assert get(client, "/reports", **params).status_code == 200  # connects: dialect queries
+    # Connects the readers' pool (dialect queries) without reading a horizon.
+    assert get(client, "/opt-outs/13800138000", app_key="app-one").status_code == 200
     with wire_trace(database) as sent:
         body = get(client, "/reports", **params).get_json()
     assert [item["msg_id"] for item in body["items"]] == ["m1"]
-    client_said = [line for line in sent if line.startswith("F\t")]
-    messages = [line.split("\t")[2] for line in client_said]
-    # A round trip each: a simple Query (no parameters), or the extended protocol's Sync.
-    assert messages.count("Query") + messages.count("Sync") == 2, client_said
+    horizon, page = _statements(sent, round_trips=2)
     # The horizon, then the page: no SET, RESET, BEGIN or COMMIT went over the wire.
-    statements = [line for line in client_said if line.split("\t")[2] in ("Query", "Parse")]
-    assert len(statements) == 2, statements
-    horizon, page = statements
     assert "\"SELECT committed_horizon('delivery_reports')" in horizon
     assert '"SELECT delivery_reports.id,' in page  # (the trace cuts it at its first line)
+
+    with wire_trace(database) as sent:
+        again = get(client, "/reports", **params).get_json()
+    assert again == body
+    (page,) = _statements(sent, round_trips=1)
+    assert '"SELECT delivery_reports.id,' in page
+
+
+def _statements(sent: list[str], round_trips: int) -> list[str]:
+    """The statements the client sent, checking how many round trips it took: a simple Query
+    (no parameters) or the extended protocol's Sync each."""
+    client_said = [line for line in sent if line.startswith("F\t")]
+    messages = [line.split("\t")[2] for line in client_said]
+    assert messages.count("Query") + messages.count("Sync") == round_trips, client_said
+    statements = [line for line in client_said if line.split("\t")[2] in ("Query", "Parse")]
+    assert len(statements) == round_trips, statements
+    return statements
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)

@@ -16,6 +16,8 @@ PostgreSQL through psycopg itself, `app/query/pg_pages.py`); the caller owns the
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -290,14 +292,55 @@ def fetch_page(connection: Connection, walk: Walk, after: int, limit: int) -> Pa
     COMMITTED, a snapshot per statement), on SQLite in one transaction (ids commit in order).
     """
     if pg_pages.runs_on(connection):  # the same statements, run by psycopg itself
-        statement = page_statement(walk.model, walk.filters)
-        values = {**walk.values, "after": after, "limit": limit + 1}
-        horizon_sql = horizon_statement("postgresql", walk.model)
-        horizon, rows = pg_pages.read_page(connection, horizon_sql, statement, values)
-    else:
-        horizon = read_horizon(connection, walk.model)
-        rows = _rows(connection, walk, after, horizon, limit + 1)
+        return _pg_page(connection, walk, after, limit)
+    horizon = read_horizon(connection, walk.model)
+    rows = _rows(connection, walk, after, horizon, limit + 1)
     return Page(rows[:limit], len(rows) > limit, horizon)
+
+
+# No upper bound: `id <= :horizon` with the largest id a BIGINT holds.
+_UNBOUNDED = 2**63 - 1
+
+
+def _pg_page(connection: Connection, walk: Walk, after: int, limit: int) -> Page:
+    """A page on PostgreSQL, in one round trip where a horizon already read allows it.
+
+    Every id up to a horizon once read had committed or rolled back by then, so any later
+    snapshot sees all of them: a page read without an upper bound whose rows all lie at or
+    below such a horizon is exactly the page cut there (and its next rows, if any, too), and
+    needs no horizon of its own. A page that reaches above it, or one asked from above it
+    (a walk at the head), reads a new horizon first, then the page, as before.
+    """
+    statement = page_statement(walk.model, walk.filters)
+    values = {**walk.values, "after": after, "limit": limit + 1}
+    known = _known_horizons(connection).get(walk.model.__tablename__, 0)
+    if after < known:
+        rows = pg_pages.read_rows(connection, statement, {**values, "horizon": _UNBOUNDED})
+        if not rows or rows[-1][0] <= known:
+            return Page(rows[:limit], len(rows) > limit, known)
+    horizon_sql = horizon_statement("postgresql", walk.model)
+    horizon, rows = pg_pages.read_page(connection, horizon_sql, statement, values)
+    _remember_horizon(connection, walk.model, horizon)
+    return Page(rows[:limit], len(rows) > limit, horizon)
+
+
+# The highest committed horizon read of each table, per pool of connections (one database).
+# Valid as long as the table's ids only grow: a database restored under a running service
+# (its sequences set back) needs the service restarted (README, "Operations").
+_HORIZONS: weakref.WeakKeyDictionary[Any, dict[str, int]] = weakref.WeakKeyDictionary()
+_HORIZONS_LOCK = threading.Lock()
+
+
+def _known_horizons(connection: Connection) -> dict[str, int]:
+    return _HORIZONS.get(connection.engine.pool) or {}
+
+
+def _remember_horizon(connection: Connection, model: ListModel, horizon: int) -> None:
+    """Keep the highest horizon read of the table (threads read pages side by side)."""
+    with _HORIZONS_LOCK:
+        known = _HORIZONS.setdefault(connection.engine.pool, {})
+        table = model.__tablename__
+        known[table] = max(known.get(table, 0), horizon)
 
 
 def fetch_chunk(connection: Connection, walk: Walk, after: int, horizon: int) -> list[Row[Any]]:

@@ -1,5 +1,6 @@
 """A keyset page on PostgreSQL, run by psycopg itself: the committed horizon, then the page
-(and the opt-out check's one read, `read_rows`).
+(`read_page`), or one read alone (`read_rows`: a page below a horizon already read, the opt-out
+check).
 
 The very statements `app/query/lists.py` builds, compiled by SQLAlchemy once per table and set
 of filters, executed on the driver's connection under the caller's unit of work (the readers'
@@ -120,7 +121,8 @@ def read_page(
 
 
 def read_rows(connection: Connection, statement: Any, values: dict[str, Any]) -> list[Any]:
-    """The rows of one read (the opt-out check's primary-key read), as a page's are read."""
+    """The rows of one read (a page below a known horizon, the opt-out check's primary-key
+    read), as a page's are read."""
     compiled = driver_statement(connection.dialect, statement)
     with _reading(connection, compiled.sql) as cursor:
         return cursor.execute(compiled.sql, compiled.parameters(values)).fetchall()
