@@ -258,8 +258,9 @@ def _overheads(scenarios: list[Scenario], api: Any, explain: Any, servers: Serve
 
 
 def _horizon_extra(conn: psycopg.Connection[Any], samples: int) -> None:
-    """What the committed horizon adds to every page: its round trip from Python (psycopg,
-    autocommit, as the API reads it) and PostgreSQL's own time for it."""
+    """What the committed horizon adds to a page that needs one (the first of a process, or one
+    reaching above the highest horizon the process has read: lists._pg_page): its round trip
+    from Python (psycopg, autocommit, as the API reads it) and PostgreSQL's own time for it."""
     sql = "SELECT committed_horizon('delivery_reports')"
     trips = []
     for _ in range(samples):
@@ -269,7 +270,8 @@ def _horizon_extra(conn: psycopg.Connection[Any], samples: int) -> None:
     db_ms = statistics.median(_explain(conn, sql, {}) for _ in range(samples))
     print(
         f"{'per-page extra: horizon':<26} round trip p50 {statistics.median(trips):5.3f} ms | "
-        f"EXPLAIN ANALYZE p50 {db_ms:5.3f} ms (kept: a cursor must not pass an id in flight)"
+        f"EXPLAIN ANALYZE p50 {db_ms:5.3f} ms (read only by a page reaching above the "
+        "highest horizon already read: a cursor must not pass an id in flight)"
     )
 
 
