@@ -215,3 +215,20 @@ def test_a_walk_must_select_its_id_first() -> None:
     columns = (DeliveryReport.msg_id, DeliveryReport.id)
     with pytest.raises(ValueError, match="id first"):
         lists.register(DeliveryReport, columns, lists.REPORT_CONDITIONS)
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_ids_past_32_bits_are_paged_alike(client: FlaskClient, database: Database) -> None:
+    """A `BIGINT` id past 2**32 (years of receipts, or a sequence set forward) is paged as any
+    other: a page below a horizon already read runs without an upper bound, which must be no
+    bound at all for such ids, not one that would end the walk early."""
+    with database.engine.begin() as connection:
+        connection.execute(text("ALTER SEQUENCE delivery_reports_id_seq RESTART WITH 5000000000"))
+    store(database, "app-one", [report(f"m{n}") for n in range(3)])
+    first = get(client, "/reports", app_key="app-one", limit=2).get_json()
+    again = get(client, "/reports", app_key="app-one", limit=2).get_json()  # the horizon known
+    assert again == first
+    assert [item["msg_id"] for item in first["items"]] == ["m0", "m1"]
+    assert min(item["id"] for item in first["items"]) >= 5_000_000_000
+    rest = get(client, "/reports", app_key="app-one", cursor=first["next_cursor"]).get_json()
+    assert [item["msg_id"] for item in rest["items"]] == ["m2"]
