@@ -8,7 +8,8 @@ import json
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 from flask import Flask
@@ -255,6 +256,31 @@ def test_a_request_whose_commit_never_comes_gets_503_not_a_hang(
         assert stalled.value.message == "the database did not commit the callback in time"
     finally:
         release.set()
+
+
+def test_the_writer_is_stalled_only_with_work_uncommitted_for_more_than_the_wait(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What `/readyz` reads (`writer_stalled`): work uncommitted for more than WAIT_SECONDS, and
+    still waiting or a group failed within WAIT_SECONDS. On a clock the test sets: no waiting."""
+    now, wait = 1000.0, group_module.WAIT_SECONDS
+    monkeypatch.setattr(group_module, "time", SimpleNamespace(monotonic=lambda: now))
+    writer = GroupWriter(cast(Database, None))  # `stalled` reads no database
+    waiting = [pending("a", [report("m1")])]
+
+    def stalled(since: float | None, queued: list[Pending], failed_at: float) -> bool:
+        writer._uncommitted_since, writer._waiting, writer._failed_at = since, queued, failed_at
+        return writer.stalled()
+
+    never = float("-inf")
+    assert not stalled(None, [], never)  # everything committed
+    assert not stalled(None, waiting, now)
+    assert stalled(now - wait - 1, waiting, never)  # waiting for longer than the wait
+    assert not stalled(now - wait, waiting, never)  # "more than" the wait
+    assert not stalled(now - wait + 1, waiting, now)
+    assert not stalled(now - wait - 1, [], never)  # nothing waiting, nothing failed lately
+    assert stalled(now - wait - 1, [], now - 1)  # the last group failed just now
+    assert not stalled(now - wait - 1, [], now - wait)
 
 
 def test_a_bug_in_the_writer_fails_its_group_and_the_writer_goes_on(
