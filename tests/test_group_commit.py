@@ -21,8 +21,8 @@ from app.jsms.records import parse_payload
 from app.store import group as group_module
 from app.store import replay, upsert
 from app.store.db import Database, DatabaseUnavailable
-from app.store.group import GroupWriter, Pending, write_group
-from app.store.ingest import RawPayload, storable_text
+from app.store.group import Done, GroupWriter, Pending, write_group
+from app.store.ingest import IngestResult, RawPayload, storable_text
 from app.store.models import CallbackSignature, DeliveryReport, RawEvent, ReviewResult, Source
 from tests.support import APPS, Fault, failing_statements, row_count
 from tests.test_callbacks import failing_commit
@@ -281,6 +281,43 @@ def test_the_writer_is_stalled_only_with_work_uncommitted_for_more_than_the_wait
     assert not stalled(now - wait - 1, [], never)  # nothing waiting, nothing failed lately
     assert stalled(now - wait - 1, [], now - 1)  # the last group failed just now
     assert not stalled(now - wait - 1, [], now - wait)
+
+
+def test_a_commit_restarts_the_stall_clock_at_the_oldest_callback_still_waiting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """After a commit, the callbacks still queued are what the stall clock times; after a
+    failure it keeps running (and `stalled` counts the failure as work)."""
+    now = 1000.0
+    monkeypatch.setattr(group_module, "time", SimpleNamespace(monotonic=lambda: now))
+    writer = GroupWriter(cast(Database, None))
+    older, newer = pending("a", [report("m1")]), pending("b", [report("m2")])
+    older.queued_at, newer.queued_at = now - 30, now - 10
+    writer._uncommitted_since, writer._waiting = now - 60, [newer, older]
+    writer._committed(True)
+    assert writer._uncommitted_since == now - 30 and writer.stalled()
+    writer._waiting = []
+    writer._committed(True)
+    assert writer._uncommitted_since is None and not writer.stalled()
+    writer._uncommitted_since = now - 30
+    writer._committed(False)
+    assert writer._failed_at == now and writer.stalled()
+
+
+def test_a_callback_already_answered_keeps_its_answer_when_its_group_fails_later() -> None:
+    """`Done` is set once (setting it again is harmless), and the writer's failure paths answer
+    only the callbacks not answered yet."""
+    done = Done()
+    assert not done.is_set() and not done.wait(0)
+    done.set()
+    done.set()
+    assert done.is_set() and done.wait(0) and done.wait(0)  # set for good
+    answered, left = pending("a", [report("m1")]), pending("b", [report("m2")])
+    result = IngestResult(raw_event_id=1, stored=1, duplicates=0, quarantined=0)
+    answered.finish(result=result)
+    group_module._fail([answered, left], RuntimeError("the group writer stopped"))
+    assert (answered.result, answered.error) == (result, None)
+    assert left.done.is_set() and isinstance(left.error, RuntimeError)
 
 
 def test_a_bug_in_the_writer_fails_its_group_and_the_writer_goes_on(
