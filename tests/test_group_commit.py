@@ -158,9 +158,13 @@ def test_the_database_failing_at_commit_fails_the_whole_group_and_writes_nothing
     store: Database,
 ) -> None:
     group = [pending(str(n), [report(f"m{n}")]) for n in range(3)]
+    writer = GroupWriter(store)
+    writer._uncommitted_since = since = time.monotonic()
     with failing_commit(store):
-        GroupWriter(store)._write(group)
+        writer._write(group)
     assert all(isinstance(p.error, DatabaseUnavailable) for p in group), answers(group)
+    # Nothing committed: the stall clock runs on, and the failure counts as work (`stalled`).
+    assert writer._uncommitted_since == since and writer._failed_at > float("-inf")
     assert len({id(p.error) for p in group}) == 3  # each request raises its own
     assert row_count(store, RawEvent) == row_count(store, DeliveryReport) == 0
     assert row_count(store, CallbackSignature) == 0
@@ -381,7 +385,7 @@ def test_the_logs_say_what_happened_to_a_group(
 
 
 def test_a_callback_that_fails_again_alone_gets_its_own_error_and_the_rest_are_stored(
-    store: Database, monkeypatch: pytest.MonkeyPatch
+    store: Database, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Alone, the database unavailable is a 503 for that callback; anything else is its own
     error (a 500); its neighbours are stored either way."""
@@ -414,6 +418,9 @@ def test_a_callback_that_fails_again_alone_gets_its_own_error_and_the_rest_are_s
         {"stored": 1, "duplicates": 0, "quarantined": 0},
     ]
     assert isinstance(group[1].error.__cause__, OperationalError)  # type: ignore[union-attr]
+    (line,) = [r for r in caplog.records if getattr(r, "event", None) == "callback_not_stored"]
+    assert line.getMessage() == "a callback could not be stored alone: OperationalError"
+    assert line.error == "OperationalError"  # type: ignore[attr-defined]
 
 
 def fields(p: Pending) -> tuple[SignedUse, RawPayload, Any]:
