@@ -140,8 +140,12 @@ def test_a_failing_group_is_written_again_callback_by_callback(
         pending("b", [report("poison"), report("m2")]),
         pending("c", [report("m3")]),
     ]
-    GroupWriter(store)._write(group)
+    writer = GroupWriter(store)
+    writer._uncommitted_since = time.monotonic()
+    writer._write(group)
     assert refuse_poison.hits, "the fault never hit the group"
+    # Each stored alone, committed: the stall clock stops, and no failure is counted.
+    assert writer._uncommitted_since is None and writer._failed_at == float("-inf")
     assert answers(group) == [
         {"stored": 1, "duplicates": 0, "quarantined": 0},
         {"stored": 0, "duplicates": 0, "quarantined": 2},  # kept raw: the store refused it
@@ -168,8 +172,9 @@ def test_the_database_failing_at_commit_fails_the_whole_group_and_writes_nothing
     assert len({id(p.error) for p in group}) == 3  # each request raises its own
     assert row_count(store, RawEvent) == row_count(store, DeliveryReport) == 0
     assert row_count(store, CallbackSignature) == 0
-    GroupWriter(store)._write(retried := [pending(str(n), [report(f"m{n}")]) for n in range(3)])
+    writer._write(retried := [pending(str(n), [report(f"m{n}")]) for n in range(3)])
     assert [a["stored"] for a in answers(retried)] == [1, 1, 1]
+    assert writer._uncommitted_since is None  # committed, nothing waiting: the clock stops
 
 
 def test_callbacks_that_arrive_together_share_one_commit_and_each_is_answered_after_it(
@@ -410,7 +415,7 @@ def test_a_callback_that_fails_again_alone_gets_its_own_error_and_the_rest_are_s
         failing_statements(store.engine, reports, IntegrityError, carrying="unreachable", times=1),
         failing_statements(store.engine, reports, OperationalError, carrying="unreachable"),
     ):
-        GroupWriter(store)._write(group)
+        (writer := GroupWriter(store))._write(group)
     assert answers(group) == [
         {"stored": 1, "duplicates": 0, "quarantined": 0},
         "DatabaseUnavailable",
@@ -421,6 +426,7 @@ def test_a_callback_that_fails_again_alone_gets_its_own_error_and_the_rest_are_s
     (line,) = [r for r in caplog.records if getattr(r, "event", None) == "callback_not_stored"]
     assert line.getMessage() == "a callback could not be stored alone: OperationalError"
     assert line.error == "OperationalError"  # type: ignore[attr-defined]
+    assert writer._failed_at > float("-inf")  # the refusal alone counts as a failure
 
 
 def fields(p: Pending) -> tuple[SignedUse, RawPayload, Any]:
