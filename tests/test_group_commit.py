@@ -251,6 +251,37 @@ def test_a_writer_inherited_through_fork_starts_afresh(store: Database) -> None:
     writer._pid, writer._running, writer._waiting = -1, True, [stale]
     assert writer.store(*fields(pending("a", [report("m1")]))).stored == 1
     assert not stale.done.is_set() and row_count(store, DeliveryReport) == 1
+    assert writer.queued_bytes == 0  # the stale callback's bytes are not this process's
+
+
+def test_the_queue_is_bounded_in_bytes_and_a_request_that_gave_up_takes_its_callback_out(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What the queue takes, refuses (503 at once) and gives back, with no writer thread taking
+    anything out (`_running` as if one were busy). One callback alone is always taken; the
+    stall clock starts with the first callback queued."""
+    small, big = pending("a", [report("m1")]), pending("b", [report("x" * 500)])
+    monkeypatch.setattr(group_module, "MAX_QUEUED_BYTES", small.size + big.size)
+    writer = GroupWriter(cast(Database, None))
+    writer._running = True
+    huge = pending("h", [report("y" * 2000)])
+    writer._enqueue(huge)  # over the bound, but alone: taken
+    assert writer.queued_bytes == huge.size and writer._uncommitted_since == huge.queued_at
+    writer._drop(huge)
+    assert writer._waiting == [] and writer.queued_bytes == 0
+    writer._enqueue(small)
+    writer._enqueue(big)  # exactly the bound
+    assert writer._waiting == [small, big] and writer.queued_bytes == small.size + big.size
+    with pytest.raises(DatabaseUnavailable) as full:
+        writer._enqueue(pending("c", [report("m3")]))
+    assert full.value.message == "callbacks are queued up behind a slow database; retry"
+    assert writer._waiting == [small, big] and writer.queued_bytes == small.size + big.size
+    monkeypatch.setattr(group_module, "WAIT_SECONDS", 0.01)
+    idle = GroupWriter(cast(Database, None))
+    idle._running = True
+    with pytest.raises(DatabaseUnavailable):
+        idle.store(*fields(pending("d", [report("m4")])))
+    assert idle._waiting == [] and idle.queued_bytes == 0  # the request gave up: taken out
 
 
 def test_a_request_whose_commit_never_comes_gets_503_not_a_hang(
