@@ -241,6 +241,7 @@ def test_work_already_waiting_is_taken_at_once_not_after_the_idle_wait(
     writer = GroupWriter(store)
     for n in range(3):
         assert writer.store(*fields(pending(str(n), [report(f"m{n}")]))).stored == 1
+        assert writer.queued_bytes == 0  # taken by the writer: out of the queue's count
 
 
 def test_a_writer_inherited_through_fork_starts_afresh(store: Database) -> None:
@@ -306,6 +307,7 @@ def test_the_writer_is_stalled_only_with_work_uncommitted_for_more_than_the_wait
     now, wait = 1000.0, group_module.WAIT_SECONDS
     monkeypatch.setattr(group_module, "time", SimpleNamespace(monotonic=lambda: now))
     writer = GroupWriter(cast(Database, None))  # `stalled` reads no database
+    assert not writer.stalled()  # a new writer
     waiting = [pending("a", [report("m1")])]
 
     def stalled(since: float | None, queued: list[Pending], failed_at: float) -> bool:
