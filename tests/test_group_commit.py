@@ -8,7 +8,8 @@ import json
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 from flask import Flask
@@ -20,8 +21,8 @@ from app.jsms.records import parse_payload
 from app.store import group as group_module
 from app.store import replay, upsert
 from app.store.db import Database, DatabaseUnavailable
-from app.store.group import GroupWriter, Pending, write_group
-from app.store.ingest import RawPayload, storable_text
+from app.store.group import Done, GroupWriter, Pending, write_group
+from app.store.ingest import IngestResult, RawPayload, storable_text
 from app.store.models import CallbackSignature, DeliveryReport, RawEvent, ReviewResult, Source
 from tests.support import APPS, Fault, failing_statements, row_count
 from tests.test_callbacks import failing_commit
@@ -139,8 +140,12 @@ def test_a_failing_group_is_written_again_callback_by_callback(
         pending("b", [report("poison"), report("m2")]),
         pending("c", [report("m3")]),
     ]
-    GroupWriter(store)._write(group)
+    writer = GroupWriter(store)
+    writer._uncommitted_since = time.monotonic()
+    writer._write(group)
     assert refuse_poison.hits, "the fault never hit the group"
+    # Each stored alone, committed: the stall clock stops, and no failure is counted.
+    assert writer._uncommitted_since is None and writer._failed_at == float("-inf")
     assert answers(group) == [
         {"stored": 1, "duplicates": 0, "quarantined": 0},
         {"stored": 0, "duplicates": 0, "quarantined": 2},  # kept raw: the store refused it
@@ -157,14 +162,19 @@ def test_the_database_failing_at_commit_fails_the_whole_group_and_writes_nothing
     store: Database,
 ) -> None:
     group = [pending(str(n), [report(f"m{n}")]) for n in range(3)]
+    writer = GroupWriter(store)
+    writer._uncommitted_since = since = time.monotonic()
     with failing_commit(store):
-        GroupWriter(store)._write(group)
+        writer._write(group)
     assert all(isinstance(p.error, DatabaseUnavailable) for p in group), answers(group)
+    # Nothing committed: the stall clock runs on, and the failure counts as work (`stalled`).
+    assert writer._uncommitted_since == since and writer._failed_at > float("-inf")
     assert len({id(p.error) for p in group}) == 3  # each request raises its own
     assert row_count(store, RawEvent) == row_count(store, DeliveryReport) == 0
     assert row_count(store, CallbackSignature) == 0
-    GroupWriter(store)._write(retried := [pending(str(n), [report(f"m{n}")]) for n in range(3)])
+    writer._write(retried := [pending(str(n), [report(f"m{n}")]) for n in range(3)])
     assert [a["stored"] for a in answers(retried)] == [1, 1, 1]
+    assert writer._uncommitted_since is None  # committed, nothing waiting: the clock stops
 
 
 def test_callbacks_that_arrive_together_share_one_commit_and_each_is_answered_after_it(
@@ -231,6 +241,7 @@ def test_work_already_waiting_is_taken_at_once_not_after_the_idle_wait(
     writer = GroupWriter(store)
     for n in range(3):
         assert writer.store(*fields(pending(str(n), [report(f"m{n}")]))).stored == 1
+        assert writer.queued_bytes == 0  # taken by the writer: out of the queue's count
 
 
 def test_a_writer_inherited_through_fork_starts_afresh(store: Database) -> None:
@@ -241,6 +252,37 @@ def test_a_writer_inherited_through_fork_starts_afresh(store: Database) -> None:
     writer._pid, writer._running, writer._waiting = -1, True, [stale]
     assert writer.store(*fields(pending("a", [report("m1")]))).stored == 1
     assert not stale.done.is_set() and row_count(store, DeliveryReport) == 1
+    assert writer.queued_bytes == 0  # the stale callback's bytes are not this process's
+
+
+def test_the_queue_is_bounded_in_bytes_and_a_request_that_gave_up_takes_its_callback_out(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What the queue takes, refuses (503 at once) and gives back, with no writer thread taking
+    anything out (`_running` as if one were busy). One callback alone is always taken; the
+    stall clock starts with the first callback queued."""
+    small, big = pending("a", [report("m1")]), pending("b", [report("x" * 500)])
+    monkeypatch.setattr(group_module, "MAX_QUEUED_BYTES", small.size + big.size)
+    writer = GroupWriter(cast(Database, None))
+    writer._running = True
+    huge = pending("h", [report("y" * 2000)])
+    writer._enqueue(huge)  # over the bound, but alone: taken
+    assert writer.queued_bytes == huge.size and writer._uncommitted_since == huge.queued_at
+    writer._drop(huge)
+    assert writer._waiting == [] and writer.queued_bytes == 0
+    writer._enqueue(small)
+    writer._enqueue(big)  # exactly the bound
+    assert writer._waiting == [small, big] and writer.queued_bytes == small.size + big.size
+    with pytest.raises(DatabaseUnavailable) as full:
+        writer._enqueue(pending("c", [report("m3")]))
+    assert full.value.message == "callbacks are queued up behind a slow database; retry"
+    assert writer._waiting == [small, big] and writer.queued_bytes == small.size + big.size
+    monkeypatch.setattr(group_module, "WAIT_SECONDS", 0.01)
+    idle = GroupWriter(cast(Database, None))
+    idle._running = True
+    with pytest.raises(DatabaseUnavailable):
+        idle.store(*fields(pending("d", [report("m4")])))
+    assert idle._waiting == [] and idle.queued_bytes == 0  # the request gave up: taken out
 
 
 def test_a_request_whose_commit_never_comes_gets_503_not_a_hang(
@@ -255,6 +297,69 @@ def test_a_request_whose_commit_never_comes_gets_503_not_a_hang(
         assert stalled.value.message == "the database did not commit the callback in time"
     finally:
         release.set()
+
+
+def test_the_writer_is_stalled_only_with_work_uncommitted_for_more_than_the_wait(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What `/readyz` reads (`writer_stalled`): work uncommitted for more than WAIT_SECONDS, and
+    still waiting or a group failed within WAIT_SECONDS. On a clock the test sets: no waiting."""
+    now, wait = 1000.0, group_module.WAIT_SECONDS
+    monkeypatch.setattr(group_module, "time", SimpleNamespace(monotonic=lambda: now))
+    writer = GroupWriter(cast(Database, None))  # `stalled` reads no database
+    assert not writer.stalled()  # a new writer
+    waiting = [pending("a", [report("m1")])]
+
+    def stalled(since: float | None, queued: list[Pending], failed_at: float) -> bool:
+        writer._uncommitted_since, writer._waiting, writer._failed_at = since, queued, failed_at
+        return writer.stalled()
+
+    never = float("-inf")
+    assert not stalled(None, [], never)  # everything committed
+    assert not stalled(None, waiting, now)
+    assert stalled(now - wait - 1, waiting, never)  # waiting for longer than the wait
+    assert not stalled(now - wait, waiting, never)  # "more than" the wait
+    assert not stalled(now - wait + 1, waiting, now)
+    assert not stalled(now - wait - 1, [], never)  # nothing waiting, nothing failed lately
+    assert stalled(now - wait - 1, [], now - 1)  # the last group failed just now
+    assert not stalled(now - wait - 1, [], now - wait)
+
+
+def test_a_commit_restarts_the_stall_clock_at_the_oldest_callback_still_waiting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """After a commit, the callbacks still queued are what the stall clock times; after a
+    failure it keeps running (and `stalled` counts the failure as work)."""
+    now = 1000.0
+    monkeypatch.setattr(group_module, "time", SimpleNamespace(monotonic=lambda: now))
+    writer = GroupWriter(cast(Database, None))
+    older, newer = pending("a", [report("m1")]), pending("b", [report("m2")])
+    older.queued_at, newer.queued_at = now - 30, now - 10
+    writer._uncommitted_since, writer._waiting = now - 60, [newer, older]
+    writer._committed(True)
+    assert writer._uncommitted_since == now - 30 and writer.stalled()
+    writer._waiting = []
+    writer._committed(True)
+    assert writer._uncommitted_since is None and not writer.stalled()
+    writer._uncommitted_since = now - 30
+    writer._committed(False)
+    assert writer._failed_at == now and writer.stalled()
+
+
+def test_a_callback_already_answered_keeps_its_answer_when_its_group_fails_later() -> None:
+    """`Done` is set once (setting it again is harmless), and the writer's failure paths answer
+    only the callbacks not answered yet."""
+    done = Done()
+    assert not done.is_set() and not done.wait(0)
+    done.set()
+    done.set()
+    assert done.is_set() and done.wait(0) and done.wait(0)  # set for good
+    answered, left = pending("a", [report("m1")]), pending("b", [report("m2")])
+    result = IngestResult(raw_event_id=1, stored=1, duplicates=0, quarantined=0)
+    answered.finish(result=result)
+    group_module._fail([answered, left], RuntimeError("the group writer stopped"))
+    assert (answered.result, answered.error) == (result, None)
+    assert left.done.is_set() and isinstance(left.error, RuntimeError)
 
 
 def test_a_bug_in_the_writer_fails_its_group_and_the_writer_goes_on(
@@ -318,7 +423,7 @@ def test_the_logs_say_what_happened_to_a_group(
 
 
 def test_a_callback_that_fails_again_alone_gets_its_own_error_and_the_rest_are_stored(
-    store: Database, monkeypatch: pytest.MonkeyPatch
+    store: Database, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Alone, the database unavailable is a 503 for that callback; anything else is its own
     error (a 500); its neighbours are stored either way."""
@@ -343,7 +448,7 @@ def test_a_callback_that_fails_again_alone_gets_its_own_error_and_the_rest_are_s
         failing_statements(store.engine, reports, IntegrityError, carrying="unreachable", times=1),
         failing_statements(store.engine, reports, OperationalError, carrying="unreachable"),
     ):
-        GroupWriter(store)._write(group)
+        (writer := GroupWriter(store))._write(group)
     assert answers(group) == [
         {"stored": 1, "duplicates": 0, "quarantined": 0},
         "DatabaseUnavailable",
@@ -351,6 +456,10 @@ def test_a_callback_that_fails_again_alone_gets_its_own_error_and_the_rest_are_s
         {"stored": 1, "duplicates": 0, "quarantined": 0},
     ]
     assert isinstance(group[1].error.__cause__, OperationalError)  # type: ignore[union-attr]
+    (line,) = [r for r in caplog.records if getattr(r, "event", None) == "callback_not_stored"]
+    assert line.getMessage() == "a callback could not be stored alone: OperationalError"
+    assert line.error == "OperationalError"  # type: ignore[attr-defined]
+    assert writer._failed_at > float("-inf")  # the refusal alone counts as a failure
 
 
 def fields(p: Pending) -> tuple[SignedUse, RawPayload, Any]:

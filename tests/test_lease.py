@@ -258,6 +258,10 @@ def test_holder_ids_name_the_host_and_process_and_differ_per_puller() -> None:
     assert (host, pid) == (socket.gethostname()[:64], str(os.getpid()))
     assert len(suffix) == 8 and int(suffix, 16) >= 0
     assert first != second
+    # Eight lower-case hex digits, the first a letter: never all digits, which the log mask
+    # would take for a phone number (checked on many ids: the letter is drawn at random).
+    suffixes = [lease.new_holder_id().rsplit(":", 1)[1] for _ in range(100)]
+    assert all(s[0] in "abcdef" and set(s) <= set("0123456789abcdef") for s in suffixes)
 
 
 def test_a_call_exactly_one_window_after_the_last_is_granted(store: Database) -> None:

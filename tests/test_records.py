@@ -65,6 +65,12 @@ def test_report_fields_are_normalized() -> None:
     assert batch.records[0].delivered  # type: ignore[union-attr]
 
 
+def test_report_keeps_unknown_fields() -> None:
+    item = {"msgId": "m", "phone": "1", "status": 4001, "receiveTime": 1575015093, "x": [1]}
+    [report] = parse_payload("SMS_REPORT", [item]).records
+    assert isinstance(report, Report) and report.extra == {"x": [1]}
+
+
 def test_reply_keeps_unknown_fields() -> None:
     batch = parse_payload(
         "SMS_REPLY", [{"phone": "1", "content": "", "replyTime": 1575015093, "x": [1]}]

@@ -158,6 +158,24 @@ def test_the_replay_memory_never_forgets_a_signature_the_reader_accepts(
             assert first_uses(session, forged, NOW) == [Verdict.REUSED, Verdict.REUSED]
 
 
+def test_a_signature_received_past_the_age_but_signed_inside_it_is_still_remembered(
+    database: Database,
+) -> None:
+    """A triple goes only once its timestamp too is past the age: one first received a day
+    outside the memory but signed a day inside it (ahead of its receipt, a suspect then) is
+    still found reused after a purge, since the reader now takes its timestamp."""
+    signed_at, received = NOW - timedelta(days=DAYS - 1), NOW - timedelta(days=DAYS + 1)
+    use = signed_use(ONE, "ahead", str(epoch_ms(signed_at)), "SMS_REPORT", "[]")
+    assert window_suspect(use.timestamp, now=NOW, memory_days=DAYS) is None
+    with database.session() as session:
+        with session.begin():
+            assert first_uses(session, [use], received) == [Verdict.FIRST]
+        purge(session, RetentionPolicy(raw_event_days=DAYS, record_days=0), NOW)
+        forged = replace(use, digest=digest_of("SMS_REPORT", "[{}]"))
+        with session.begin():
+            assert first_uses(session, [forged], NOW) == [Verdict.REUSED]
+
+
 def test_a_days_old_signature_replayed_with_other_data_after_a_purge_is_quarantined(
     app: Flask, client: FlaskClient, database: Database
 ) -> None:
