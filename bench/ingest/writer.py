@@ -66,8 +66,11 @@ def main() -> int:
             for size in (int(s) for s in args.sizes.split(",")):
                 groups = max(30, 300 // size)
                 runs = [cpu_per_callback(database, rng, size, groups) for _ in range(args.repeats)]
-                print(f"group of {size:2d}: {statistics.median(runs):7.1f} us of client CPU a "
-                      f"callback (median of {args.repeats} runs of {groups * size})", flush=True)
+                print(
+                    f"group of {size:2d}: {statistics.median(runs):7.1f} us of client CPU a "
+                    f"callback (median of {args.repeats} runs of {groups * size})",
+                    flush=True,
+                )
         finally:
             database.engine.dispose()
             database.reader_engine.dispose()
