@@ -342,7 +342,7 @@ def test_reports_as_csv_stream_every_match(
     assert response.status_code == 200
     assert response.mimetype == "text/csv"
     assert response.is_streamed
-    assert "attachment" in response.headers["Content-Disposition"]
+    assert response.headers["Content-Disposition"] == 'attachment; filename="reports.csv"'
     text = response.get_data(as_text=True)
     assert text.splitlines()[0] == (
         "id,app_key,msg_id,phone,status,status_text,delivered,received_at,source,ingested_at,extra"

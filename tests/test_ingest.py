@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 
 import psycopg
@@ -174,6 +175,27 @@ def test_replies_and_reviews_collapse_repeats(database: Database) -> None:
     assert run(database, "SMS_TEMPLATE", review).stored == 1
     assert run(database, "SMS_TEMPLATE", review).stored == 0
     assert (row_count(database, Reply), row_count(database, ReviewResult)) == (1, 1)
+
+
+def sha256_of(*parts: str) -> str:
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
+
+
+def test_the_dedup_keys_a_release_stores_never_change(database: Database) -> None:
+    """Stored replies and review results are found again by their dedup key: a key made of
+    other parts after an upgrade would store every JSMS retry of an earlier row again."""
+    reply = {"phone": "13800138000", "replyTime": 1575015093000, "content": "TD"}
+    run(database, "SMS_REPLY", [reply])
+    run(database, "SMS_TEMPLATE", {"tempId": "7", "status": 2, "refuseReason": "no"})
+    run(database, "SMS_SIGN", {"signId": "9", "status": 1})  # no refuseReason: ""
+    with database.session() as session:
+        replies = set(session.scalars(select(Reply.dedup_key)))
+        reviews = set(session.scalars(select(ReviewResult.dedup_key)))
+    assert replies == {sha256_of("app-one", "13800138000", "2019-11-29T08:11:33+00:00", "TD")}
+    assert reviews == {
+        sha256_of("app-one", "template", "7", "2", "no"),
+        sha256_of("app-one", "sign", "9", "1", ""),
+    }
 
 
 def test_a_callback_answered_200_is_committed(client: FlaskClient, database: Database) -> None:

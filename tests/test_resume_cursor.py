@@ -4,6 +4,8 @@ SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import base64
+import json
 import threading
 from typing import Any
 
@@ -40,6 +42,18 @@ def pages(client: FlaskClient) -> list[dict[str, Any]]:
 def resumed_ids(client: FlaskClient, cursor: str) -> list[int]:
     rest, _ = walk(client, "/reports", app_key="app-one", limit=5, cursor=cursor)
     return [item["id"] for item in rest]
+
+
+def cursor_after(cursor: str) -> int:
+    """The id a cursor resumes after (its signed body is readable JSON)."""
+    body = cursor.partition(".")[0]
+    after: int = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))["after"]
+    return after
+
+
+def all_ids(database: Database) -> list[int]:
+    with database.session() as session:
+        return list(session.scalars(select(DeliveryReport.id).order_by(DeliveryReport.id)))
 
 
 def seen_up_to(walked: list[dict[str, Any]], page: int) -> set[int]:
@@ -86,3 +100,28 @@ def test_resuming_from_any_page_returns_the_rest_exactly_once(
         assert resumed_ids(client, body["resume_cursor"]) == [
             i for i in everything if i not in seen
         ], f"page {page} of {len(walked)}"
+
+
+def test_the_last_pages_resume_cursor_is_at_the_horizon_not_its_last_row(
+    client: FlaskClient, database: Database
+) -> None:
+    """A page after which no more follow has looked at every id up to the horizon, matching or
+    not: its resume cursor is there, so a resume does not scan the other app's rows again. A
+    page with more to come resumes after its own last row."""
+    store(database, "app-one", [report(f"one{i}") for i in range(3)])
+    store(database, "app-two", [report(f"two{i}") for i in range(2)])
+    ids, horizon = app_one_ids(database), max(all_ids(database))
+    assert horizon > ids[-1]
+
+    first = get(client, "/reports", app_key="app-one", limit=2).get_json()
+    assert cursor_after(first["resume_cursor"]) == ids[1]
+    last = get(client, "/reports", app_key="app-one", limit=2, cursor=first["next_cursor"])
+    assert last.get_json()["next_cursor"] is None
+    assert cursor_after(last.get_json()["resume_cursor"]) == horizon
+    whole = get(client, "/reports", app_key="app-one", limit=10).get_json()
+    assert [item["id"] for item in whole["items"]] == ids
+    assert cursor_after(whole["resume_cursor"]) == horizon
+    # From there, only what comes later; an empty page keeps the cursor where it was.
+    empty = get(client, "/reports", app_key="app-one", cursor=whole["resume_cursor"]).get_json()
+    assert empty["items"] == []
+    assert cursor_after(empty["resume_cursor"]) == horizon
