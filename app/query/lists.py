@@ -326,7 +326,7 @@ def _pg_page(connection: Connection, walk: Walk, after: int, limit: int) -> Page
 
 # The highest committed horizon read of each table, per pool of connections (one database).
 # Valid as long as the table's ids only grow: a database restored under a running service
-# (its sequences set back) needs the service restarted (README, "Operations").
+# (its sequences set back) needs the service restarted (README, "Pagination").
 _HORIZONS: weakref.WeakKeyDictionary[Any, dict[str, int]] = weakref.WeakKeyDictionary()
 _HORIZONS_LOCK = threading.Lock()
 
