@@ -55,9 +55,9 @@ def test_json_lines_mask_phones_in_message_and_fields() -> None:
 
 
 def test_lines_from_threads_writing_at_once_stay_whole() -> None:
-    """Each record is written by one write() (no handler lock around the short ones): lines
-    that threads write into one pipe at the same time come out whole and in each thread's
-    order, those longer than the pipe's atomic write (a traceback's) included."""
+    """Lines that threads write into one pipe at the same time come out whole and in each
+    thread's order, those longer than the pipe's atomic write (a traceback's) included, which
+    the kernel may split: the handler's lock keeps another line out of them."""
     read_end, write_end = os.pipe()
     received = bytearray()
     reader = threading.Thread(target=lambda: _drain(read_end, received))
