@@ -15,8 +15,9 @@ root as `python -m bench.ingest.bench`. Steps, all on loopback:
 Exit status: 0 when every check held (non-2xx, rows vs 2xx) and every target was met (issue 13:
 ratio >= 0.5, p99 < 50 ms, gunicorn CPU <= 2.0 ms and PostgreSQL CPU <= 0.3 ms per callback;
 issue 27: gunicorn's CPU per callback <= 3x a hello-world request's; all medians of the
-rounds), 1 otherwise. `--smoke` (CI): one short round each, and only the
-checks decide the exit status; the figures mean nothing at that length.
+rounds), 1 otherwise. `--smoke` (CI): one short round each, and only the accounting
+checks decide the exit status (not a round running out of bodies); the figures mean nothing
+at that length.
 """
 
 from __future__ import annotations
@@ -122,8 +123,10 @@ class Load:
         r = self.result
         return int(r["not_ok"] + (r["sent"] - r["answered"]))
 
-    def check(self) -> list[str]:
-        """What went wrong with this run's accounting, if anything."""
+    def check(self, window: bool = True) -> list[str]:
+        """What went wrong with this run's accounting, if anything; with `window`, also a
+        round that ran out of bodies before its load window ended (its rate is then a floor,
+        not a measure: what `--smoke`, whose figures mean nothing, does not ask)."""
         r, problems = self.result, []
         if r["sent"] != r["answered"]:
             problems.append(f"{r['sent'] - r['answered']:.0f} callbacks sent got no answer")
@@ -135,7 +138,7 @@ class Load:
             problems.append(f"raw events {self.raws} != 2xx answers {r['ok']:.0f}")
         if self.rows is not None and r["stored_sum"] != r["ok"]:
             problems.append(f"answers said stored {r['stored_sum']:.0f}, expected {r['ok']:.0f}")
-        if r["exhausted"] and not self.counted:
+        if window and r["exhausted"] and not self.counted:
             problems.append("bodies ran out before the load window ended (raise --max-rate)")
         return problems
 
@@ -563,7 +566,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument(
         "--max-rate",
         type=float,
-        default=8000,
+        default=16000,
         help="req/s the bodies file is sized for (unique bodies per round)",
     )
     p.add_argument(
@@ -633,7 +636,7 @@ def main() -> int:
                     runs = bench.rounds(served)
                     outcome["rounds"] = [r.__dict__ for r in runs]
                     outcome["report"] = result = report(runs, args.connections, group_sizes(svc))
-                    problems += [p for r in runs for p in r.check()]
+                    problems += [p for r in runs for p in r.check(window=not args.smoke)]
                     missed = [name for name, met in result["targets"].items() if not met]
                     if not args.smoke:
                         problems += [f"target missed: {name}" for name in missed]
