@@ -183,6 +183,11 @@ class Page:
     has_more: bool
     horizon: int
 
+    @classmethod
+    def cut(cls, rows: list[Any], limit: int, horizon: int) -> Page:
+        """The page of `rows` read as `limit + 1`: the first `limit`, and whether one more came."""
+        return cls(rows[:limit], len(rows) > limit, horizon)
+
     @property
     def last_id(self) -> int | None:
         """The id of the page's last row (every walk selects `id` first), None if empty."""
@@ -295,7 +300,7 @@ def fetch_page(connection: Connection, walk: Walk, after: int, limit: int) -> Pa
         return _pg_page(connection, walk, after, limit)
     horizon = read_horizon(connection, walk.model)
     rows = _rows(connection, walk, after, horizon, limit + 1)
-    return Page(rows[:limit], len(rows) > limit, horizon)
+    return Page.cut(rows, limit, horizon)
 
 
 # No upper bound: `id <= :horizon` with the largest id a BIGINT holds.
@@ -317,11 +322,11 @@ def _pg_page(connection: Connection, walk: Walk, after: int, limit: int) -> Page
     if after < known:
         rows = pg_pages.read_rows(connection, statement, {**values, "horizon": _UNBOUNDED})
         if not rows or rows[-1][0] <= known:
-            return Page(rows[:limit], len(rows) > limit, known)
+            return Page.cut(rows, limit, known)
     horizon_sql = horizon_statement("postgresql", walk.model)
     horizon, rows = pg_pages.read_page(connection, horizon_sql, statement, values)
     _remember_horizon(connection, walk.model, horizon)
-    return Page(rows[:limit], len(rows) > limit, horizon)
+    return Page.cut(rows, limit, horizon)
 
 
 # The highest committed horizon read of each table, per pool of connections (one database).
