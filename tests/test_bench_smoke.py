@@ -81,8 +81,17 @@ def test_ingest_bench_runs(postgres: None) -> None:
         if IN_CI:
             pytest.fail(f"CI=true requires {message}", pytrace=False)
         pytest.skip(f"needs {message}")
-    out = run_bench("bench.ingest.bench", "--smoke").stdout
+    out = run_bench("bench.ingest.bench", "--smoke", "--request-side", "--round-trip").stdout
     assert "checks: all held" in out
+    # Every app served: the parts of a callback, and the service with one more round trip,
+    # which stores its own bodies (rows = 2xx counted for both apps that store).
+    assert "the writer's database work" in out and "one more round trip a group" in out
+    assert "service + round-trip non-2xx: 0" in out
+
+
+def test_process_handoff_bench_runs() -> None:
+    out = run_bench("bench.ingest.process_handoff", "--callbacks", "50", "--repeats", "1").stdout
+    assert "ratio process/thread" in out
 
 
 def test_profile_summary_runs(tmp_path: Path) -> None:

@@ -56,6 +56,10 @@ CALLBACK_PATH = "/callbacks/jsms"
 HELLO_APP = "bench.ingest.hello:app"  # gunicorn imports it from the working directory, the root
 REQUEST_SIDE_APP = "bench.ingest.request_side:app"  # the service, its writer answering at once
 HANDOFF_APP = "bench.ingest.handoff:app"  # the service, its writer's groups answered at once
+ROUND_TRIP_APP = "bench.ingest.round_trip:app"  # the service, one more round trip a group
+# The apps that store what they are sent: each has its rows counted, and each gets bodies of
+# its own (another one sent the same bodies would only count retries).
+STORING = ("service", "round-trip")
 
 
 def log(message: str) -> None:
@@ -218,6 +222,20 @@ def cpu_split(pids: list[int]) -> tuple[float, float]:
     return user / ticks, system / ticks
 
 
+def context_switches(pids: list[int]) -> int:
+    """Context switches (voluntary and not) of every thread of the given processes so far: a
+    thread that blocks (on a lock, the GIL, a socket) and is woken again counts one each time."""
+    total = 0
+    for pid in pids:
+        with suppress(OSError):
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                with suppress(OSError):
+                    for line in (task / "status").read_text().splitlines():
+                        if "ctxt_switches:" in line:  # voluntary_… and nonvoluntary_…
+                            total += int(line.split()[1])
+    return total
+
+
 def backends_of(database: str) -> list[int]:
     """PostgreSQL backend pids serving `database` (their process title names it)."""
     pids = []
@@ -265,21 +283,24 @@ class Bench:
         return int(self.args.max_rate * load_seconds / self.args.threads) + 1
 
     def load(self, server: Server, bodies: Path, per_thread: int, seconds: float) -> Load:
-        """One round against `server`; for the service, with the rows it added."""
-        before = count_rows(self.db_url) if server.name == "service" else None
+        """One round against `server`; for an app that stores, with the rows it added."""
+        before = count_rows(self.db_url) if server.name in STORING else None
         # gunicorn's total: the master (its arbiter loop, signals) and every worker.
         gunicorn_pids = [server.pid, *server.worker_pids()]
         db_name = self.db_url.rsplit("/", 1)[1]
         (user0, sys0), (busy0, all0) = cpu_split(gunicorn_pids), machine_busy()
+        switches0 = context_switches(gunicorn_pids)
         db0 = {pid: cpu_seconds([pid]) for pid in backends_of(db_name)}
         result = run_wrk(server.port, bodies, per_thread, seconds, self.args)
         (user1, sys1), (busy1, all1) = cpu_split(gunicorn_pids), machine_busy()
+        switches = context_switches(gunicorn_pids) - switches0
         db1 = {pid: cpu_seconds([pid]) for pid in backends_of(db_name)}
         db_cpu = sum(db1[pid] - db0.get(pid, 0.0) for pid in db1)
         answered = max(result["answered"] + result["drained"], 1)
         cpu = user1 - user0 + sys1 - sys0
         result["gunicorn_cpu_ms_per_request"] = round(1000 * cpu / answered, 3)
         result["gunicorn_sys_ms_per_request"] = round(1000 * (sys1 - sys0) / answered, 3)
+        result["switches_per_request"] = round(switches / answered, 2)
         result["db_cpu_ms_per_request"] = round(1000 * db_cpu / answered, 3)
         result["machine_busy_pct"] = round(100 * (busy1 - busy0) / max(all1 - all0, 1e-9), 1)
         load = Load(server.name, result)
@@ -289,20 +310,21 @@ class Bench:
         return load
 
     def rounds(self, servers: list[Server]) -> list[Load]:
-        """Warm-up, then `--rounds` rounds, each app in turn (hello first, the service last)."""
+        """Warm-up, then `--rounds` rounds, each app in turn (hello first, then the APPS order)."""
         a = self.args
         runs: list[Load] = []
         per_thread = self.per_thread(a.warmup)
-        bodies = self.bodies(per_thread * a.threads)
+        files = self.round_bodies(servers, per_thread * a.threads)
         for server in servers:
-            warm = self.load(server, bodies, per_thread, a.warmup)
+            warm = self.load(server, files[server.name], per_thread, a.warmup)
             log(f"warm-up {server.name}: {warm.result['rate']:.0f} req/s {warm.check() or ''}")
-        bodies.unlink()
+        for path in set(files.values()):
+            path.unlink()
         per_thread = self.per_thread(a.duration)
         for number in range(1, a.rounds + 1):
-            bodies = self.bodies(per_thread * a.threads)
+            files = self.round_bodies(servers, per_thread * a.threads)
             for server in servers:
-                load = self.load(server, bodies, per_thread, a.duration)
+                load = self.load(server, files[server.name], per_thread, a.duration)
                 runs.append(load)
                 r = load.result
                 log(
@@ -311,12 +333,21 @@ class Bench:
                     f"2xx {r['ok']:.0f}  non-2xx {load.non_2xx}  rows {load.rows}  "
                     f"CPU ms/req: gunicorn {r['gunicorn_cpu_ms_per_request']:.3f} "
                     f"(kernel {r['gunicorn_sys_ms_per_request']:.3f}) "
+                    f"switches/req {r['switches_per_request']:.1f}  "
                     f"db {r['db_cpu_ms_per_request']:.2f}  "
                     f"machine busy {r['machine_busy_pct']:.0f}%  "
                     f"{'; '.join(load.check()) or 'ok'}"
                 )
-            bodies.unlink()
+            for path in set(files.values()):
+                path.unlink()
         return runs
+
+    def round_bodies(self, servers: list[Server], count: int) -> dict[str, Path]:
+        """Each app's bodies for one round: one file for the apps that store nothing and the
+        first that stores, and a file of its own for every other app that stores."""
+        shared = self.bodies(count)
+        others = [server.name for server in servers if server.name in STORING][1:]
+        return {s.name: self.bodies(count) if s.name in others else shared for s in servers}
 
     def profile(self, service: Server) -> dict[str, object]:
         """py-spy on every worker during one more service round (not a measured one).
@@ -455,13 +486,13 @@ def group_sizes(server: Server) -> dict[str, float]:
 
 
 # The apps a run may serve, in the order each round asks them.
-APPS = ("hello", "request-side", "hand-off", "service")
+APPS = ("hello", "request-side", "hand-off", "service", "round-trip")
 
 
 def print_request_side(figures: dict[str, dict[str, Any]]) -> None:
     """Where a callback's CPU goes: the request side alone, the hand-off to the writer's thread
     and back, and the writer's database work (with what it costs the threads around it)."""
-    hello, alone, handoff, service = (figures[app]["gunicorn_cpu_ms"] for app in APPS)
+    hello, alone, handoff, service = (figures[app]["gunicorn_cpu_ms"] for app in APPS[:4])
     parts = (
         ("the request side alone", alone),
         ("the hand-off to the writer and back", handoff - alone),
@@ -478,7 +509,8 @@ def report(
     by_app = {
         app: [r for r in runs if r.app == app] for app in APPS if any(r.app == app for r in runs)
     }
-    service = by_app["service"]
+    stored_by = [app for app in STORING if app in by_app]
+    storing = [r for app in stored_by for r in by_app[app]]
     figures: dict[str, dict[str, Any]] = {
         app: {
             "rate": median(loads, "rate"),
@@ -486,24 +518,26 @@ def report(
             "p99_ms": median(loads, "p99_us") / 1000,
             "gunicorn_cpu_ms": median(loads, "gunicorn_cpu_ms_per_request"),
             "db_cpu_ms": median(loads, "db_cpu_ms_per_request"),
+            "switches": median(loads, "switches_per_request"),
             "rates": [round(r.result["rate"], 1) for r in loads],
         }
         for app, loads in by_app.items()
     }
     ratio = figures["service"]["rate"] / figures["hello"]["rate"]
-    non_2xx = sum(r.non_2xx for r in service)
-    ok = sum(int(r.result["ok"]) for r in service)
-    rows = sum(r.rows or 0 for r in service)
-    raws = sum(r.raws or 0 for r in service)
+    non_2xx = sum(r.non_2xx for r in storing)
+    ok = sum(int(r.result["ok"]) for r in storing)
+    rows = sum(r.rows or 0 for r in storing)
+    raws = sum(r.raws or 0 for r in storing)
     print()
     print(
-        f"{'app':8} {'req/s (median)':>15} {'p50 ms':>8} {'p99 ms':>8} {'CPU ms/req':>11}"
-        f" {'PG ms/req':>10}   rounds req/s"
+        f"{'app':12} {'req/s (median)':>15} {'p50 ms':>8} {'p99 ms':>8} {'CPU ms/req':>11}"
+        f" {'PG ms/req':>10} {'switches/req':>13}   rounds req/s"
     )
     for app, f in figures.items():
         print(
-            f"{app:8} {f['rate']:15.1f} {f['p50_ms']:8.2f} {f['p99_ms']:8.2f}"
-            f" {f['gunicorn_cpu_ms']:11.3f} {f['db_cpu_ms']:10.3f}   {f['rates']}"
+            f"{app:12} {f['rate']:15.1f} {f['p50_ms']:8.2f} {f['p99_ms']:8.2f}"
+            f" {f['gunicorn_cpu_ms']:11.3f} {f['db_cpu_ms']:10.3f} {f['switches']:13.1f}"
+            f"   {f['rates']}"
         )
     cpu_ratio = figures["service"]["gunicorn_cpu_ms"] / max(
         figures["hello"]["gunicorn_cpu_ms"], 1e-9
@@ -511,12 +545,22 @@ def report(
     print(f"ratio service/hello: {ratio:.2f}")
     if "request-side" in figures:
         print_request_side(figures)
+    if "round-trip" in figures:
+        extra = figures["round-trip"]["gunicorn_cpu_ms"] - figures["service"]["gunicorn_cpu_ms"]
+        times = extra / max(figures["hello"]["gunicorn_cpu_ms"], 1e-9)
+        print(
+            f"one more round trip a group costs {extra:+.3f} ms a callback "
+            f"({times:+.2f}x hello-world's request)"
+        )
     print(
         f"CPU per request service/hello (gunicorn master + workers): {cpu_ratio:.2f}x "
         f"({figures['service']['gunicorn_cpu_ms']:.3f} vs {figures['hello']['gunicorn_cpu_ms']:.3f}"
         f" ms); service p99 at {connections} connections: {figures['service']['p99_ms']:.1f} ms"
     )
-    print(f"service non-2xx: {non_2xx}; 2xx {ok}; delivery_reports rows {rows}; raw_events {raws}")
+    print(
+        f"{' + '.join(stored_by)} non-2xx: {non_2xx}; 2xx {ok}; delivery_reports rows {rows}; "
+        f"raw_events {raws}"
+    )
     if groups:
         print(
             f"group commit: {groups['callbacks']:.0f} callbacks in {groups['groups']:.0f} "
@@ -581,6 +625,11 @@ def parse_args() -> argparse.Namespace:
         action="store_true",
         help="also serve the service with its writer answering at once (the request side alone)",
     )
+    p.add_argument(
+        "--round-trip",
+        action="store_true",
+        help="also serve the service with one more round trip a group (what one costs)",
+    )
     p.add_argument("--profile-seconds", type=int, default=15)
     p.add_argument("--memory", type=int, default=0, help="callbacks for the RSS curve (0: skip)")
     p.add_argument("--memory-interval", type=float, default=1.0)
@@ -625,13 +674,15 @@ def main() -> int:
                 apps = [("hello", HELLO_APP), ("service", "wsgi:app")]
                 if args.request_side:
                     apps[1:1] = [("request-side", REQUEST_SIDE_APP), ("hand-off", HANDOFF_APP)]
+                if args.round_trip:
+                    apps.append(("round-trip", ROUND_TRIP_APP))
                 served = [
                     servers.enter_context(
                         gunicorn(name, module, free_port(), env, out_dir / f"{name}.log")
                     )
                     for name, module in apps
                 ]
-                svc = served[-1]
+                svc = next(server for server in served if server.name == "service")
                 if not args.skip_rounds:
                     runs = bench.rounds(served)
                     outcome["rounds"] = [r.__dict__ for r in runs]
