@@ -81,12 +81,16 @@ def test_ingest_bench_runs(postgres: None) -> None:
         if IN_CI:
             pytest.fail(f"CI=true requires {message}", pytrace=False)
         pytest.skip(f"needs {message}")
-    out = run_bench("bench.ingest.bench", "--smoke", "--request-side", "--round-trip").stdout
+    out = run_bench(
+        "bench.ingest.bench", "--smoke", "--request-side", "--round-trip", "--writer-process"
+    ).stdout
     assert "checks: all held" in out
-    # Every app served: the parts of a callback, and the service with one more round trip,
-    # which stores its own bodies (rows = 2xx counted for both apps that store).
+    # Every app served: the parts of a callback, the service with one more round trip and the
+    # one writing from a process of its own, each storing its own bodies (rows = 2xx counted
+    # for every app that stores).
     assert "the writer's database work" in out and "one more round trip a group" in out
-    assert "service + round-trip non-2xx: 0" in out
+    assert "in a process of its own" in out
+    assert "service + round-trip + writer-process non-2xx: 0" in out
 
 
 def test_process_handoff_bench_runs() -> None:

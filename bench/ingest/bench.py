@@ -57,9 +57,10 @@ HELLO_APP = "bench.ingest.hello:app"  # gunicorn imports it from the working dir
 REQUEST_SIDE_APP = "bench.ingest.request_side:app"  # the service, its writer answering at once
 HANDOFF_APP = "bench.ingest.handoff:app"  # the service, its writer's groups answered at once
 ROUND_TRIP_APP = "bench.ingest.round_trip:app"  # the service, one more round trip a group
+WRITER_PROCESS_APP = "bench.ingest.writer_process:app"  # the service, its writer's DB work apart
 # The apps that store what they are sent: each has its rows counted, and each gets bodies of
 # its own (another one sent the same bodies would only count retries).
-STORING = ("service", "round-trip")
+STORING = ("service", "round-trip", "writer-process")
 
 
 def log(message: str) -> None:
@@ -222,6 +223,17 @@ def cpu_split(pids: list[int]) -> tuple[float, float]:
     return user / ticks, system / ticks
 
 
+def children(pids: list[int]) -> list[int]:
+    """The processes the given ones started (any of their threads), still running."""
+    found = []
+    for pid in pids:
+        with suppress(OSError):
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                with suppress(OSError):
+                    found += [int(child) for child in (task / "children").read_text().split()]
+    return found
+
+
 def context_switches(pids: list[int]) -> int:
     """Context switches (voluntary and not) of every thread of the given processes so far: a
     thread that blocks (on a lock, the GIL, a socket) and is woken again counts one each time."""
@@ -285,8 +297,10 @@ class Bench:
     def load(self, server: Server, bodies: Path, per_thread: int, seconds: float) -> Load:
         """One round against `server`; for an app that stores, with the rows it added."""
         before = count_rows(self.db_url) if server.name in STORING else None
-        # gunicorn's total: the master (its arbiter loop, signals) and every worker.
+        # gunicorn's total: the master (its arbiter loop, signals), every worker and whatever a
+        # worker started (writer_process.py's writers).
         gunicorn_pids = [server.pid, *server.worker_pids()]
+        gunicorn_pids += children(server.worker_pids())
         db_name = self.db_url.rsplit("/", 1)[1]
         (user0, sys0), (busy0, all0) = cpu_split(gunicorn_pids), machine_busy()
         switches0 = context_switches(gunicorn_pids)
@@ -486,7 +500,7 @@ def group_sizes(server: Server) -> dict[str, float]:
 
 
 # The apps a run may serve, in the order each round asks them.
-APPS = ("hello", "request-side", "hand-off", "service", "round-trip")
+APPS = ("hello", "request-side", "hand-off", "service", "round-trip", "writer-process")
 
 
 def print_request_side(figures: dict[str, dict[str, Any]]) -> None:
@@ -545,6 +559,14 @@ def report(
     print(f"ratio service/hello: {ratio:.2f}")
     if "request-side" in figures:
         print_request_side(figures)
+    if "writer-process" in figures:
+        apart = figures["writer-process"]
+        extra = apart["gunicorn_cpu_ms"] - figures["service"]["gunicorn_cpu_ms"]
+        print(
+            f"the writer's database work in a process of its own: {extra:+.3f} ms a callback "
+            f"({extra / max(figures['hello']['gunicorn_cpu_ms'], 1e-9):+.2f}x hello-world's "
+            f"request), {apart['rate'] / figures['service']['rate']:.2f}x the throughput"
+        )
     if "round-trip" in figures:
         extra = figures["round-trip"]["gunicorn_cpu_ms"] - figures["service"]["gunicorn_cpu_ms"]
         times = extra / max(figures["hello"]["gunicorn_cpu_ms"], 1e-9)
@@ -630,6 +652,11 @@ def parse_args() -> argparse.Namespace:
         action="store_true",
         help="also serve the service with one more round trip a group (what one costs)",
     )
+    p.add_argument(
+        "--writer-process",
+        action="store_true",
+        help="also serve the service with its writer's database work in a process of its own",
+    )
     p.add_argument("--profile-seconds", type=int, default=15)
     p.add_argument("--memory", type=int, default=0, help="callbacks for the RSS curve (0: skip)")
     p.add_argument("--memory-interval", type=float, default=1.0)
@@ -676,6 +703,8 @@ def main() -> int:
                     apps[1:1] = [("request-side", REQUEST_SIDE_APP), ("hand-off", HANDOFF_APP)]
                 if args.round_trip:
                     apps.append(("round-trip", ROUND_TRIP_APP))
+                if args.writer_process:
+                    apps.append(("writer-process", WRITER_PROCESS_APP))
                 served = [
                     servers.enter_context(
                         gunicorn(name, module, free_port(), env, out_dir / f"{name}.log")
