@@ -15,6 +15,7 @@ import os
 import pickle
 import threading
 from collections.abc import Sequence
+from contextlib import suppress
 from multiprocessing.connection import Connection
 
 import app.store.group as group_commit
@@ -27,9 +28,16 @@ _pipes: dict[int, Connection] = {}  # per worker process: its writer child's end
 _starting = threading.Lock()
 
 
-def _child(pipe: Connection, url: str) -> None:
-    """Write each group that arrives, answer its outcomes (or the error's repr); b"": stop."""
+def _child(pipe: Connection, workers_end: Connection, url: str) -> None:
+    """Write each group that arrives and answer its outcomes (or the error's repr), until its
+    worker is gone (the pipe's end of file)."""
+    workers_end.close()  # forked with it: else the pipe never ends when the worker exits
     database = Database(url)
+    with suppress(EOFError):
+        _serve(pipe, database)
+
+
+def _serve(pipe: Connection, database: Database) -> None:
     while message := pipe.recv_bytes():
         group = [Pending(*fields) for fields in pickle.loads(message)]
         try:
@@ -45,7 +53,8 @@ def _pipe(database: Database) -> Connection:
             ours, theirs = multiprocessing.Pipe()
             url = database.engine.url.render_as_string(hide_password=False)
             fork = multiprocessing.get_context("fork")
-            fork.Process(target=_child, args=(theirs, url), daemon=True).start()
+            fork.Process(target=_child, args=(theirs, ours, url), daemon=True).start()
+            theirs.close()
             _pipes[os.getpid()] = ours
         return _pipes[os.getpid()]
 
