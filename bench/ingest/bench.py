@@ -517,6 +517,26 @@ def print_request_side(figures: dict[str, dict[str, Any]]) -> None:
         print(f"  {name:38} {ms:6.3f} ms = {ms / max(hello, 1e-9):4.2f}x")
 
 
+# The apps that try one lever of the writer's, and what their line says of it.
+LEVERS = {
+    "writer-process": "the writer's database work in a process of its own",
+    "round-trip": "one more round trip a group",
+}
+
+
+def print_levers(figures: dict[str, dict[str, Any]]) -> None:
+    """What each lever served changes against the service: CPU per callback, throughput."""
+    service, hello = figures["service"], figures["hello"]["gunicorn_cpu_ms"]
+    for app, lever in LEVERS.items():
+        if app in figures:
+            extra = figures[app]["gunicorn_cpu_ms"] - service["gunicorn_cpu_ms"]
+            print(
+                f"{lever}: {extra:+.3f} ms a callback ({extra / max(hello, 1e-9):+.2f}x "
+                f"hello-world's request), {figures[app]['rate'] / service['rate']:.2f}x the "
+                "throughput"
+            )
+
+
 def report(
     runs: list[Load], connections: int, groups: dict[str, dict[str, float]] | None = None
 ) -> dict[str, Any]:
@@ -559,21 +579,7 @@ def report(
     print(f"ratio service/hello: {ratio:.2f}")
     if "request-side" in figures:
         print_request_side(figures)
-    if "writer-process" in figures:
-        apart = figures["writer-process"]
-        extra = apart["gunicorn_cpu_ms"] - figures["service"]["gunicorn_cpu_ms"]
-        print(
-            f"the writer's database work in a process of its own: {extra:+.3f} ms a callback "
-            f"({extra / max(figures['hello']['gunicorn_cpu_ms'], 1e-9):+.2f}x hello-world's "
-            f"request), {apart['rate'] / figures['service']['rate']:.2f}x the throughput"
-        )
-    if "round-trip" in figures:
-        extra = figures["round-trip"]["gunicorn_cpu_ms"] - figures["service"]["gunicorn_cpu_ms"]
-        times = extra / max(figures["hello"]["gunicorn_cpu_ms"], 1e-9)
-        print(
-            f"one more round trip a group costs {extra:+.3f} ms a callback "
-            f"({times:+.2f}x hello-world's request)"
-        )
+    print_levers(figures)
     print(
         f"CPU per request service/hello (gunicorn master + workers): {cpu_ratio:.2f}x "
         f"({figures['service']['gunicorn_cpu_ms']:.3f} vs {figures['hello']['gunicorn_cpu_ms']:.3f}"
