@@ -223,29 +223,29 @@ def cpu_split(pids: list[int]) -> tuple[float, float]:
     return user / ticks, system / ticks
 
 
-def children(pids: list[int]) -> list[int]:
-    """The processes the given ones started (any of their threads), still running."""
-    found = []
+def thread_files(pids: list[int], name: str) -> Iterator[str]:
+    """The text of /proc's `name` file of every thread of the given processes still running."""
     for pid in pids:
         with suppress(OSError):
             for task in Path(f"/proc/{pid}/task").iterdir():
                 with suppress(OSError):
-                    found += [int(child) for child in (task / "children").read_text().split()]
-    return found
+                    yield (task / name).read_text()
+
+
+def children(pids: list[int]) -> list[int]:
+    """The processes the given ones started (any of their threads), still running."""
+    return [int(child) for text in thread_files(pids, "children") for child in text.split()]
 
 
 def context_switches(pids: list[int]) -> int:
     """Context switches (voluntary and not) of every thread of the given processes so far: a
     thread that blocks (on a lock, the GIL, a socket) and is woken again counts one each time."""
-    total = 0
-    for pid in pids:
-        with suppress(OSError):
-            for task in Path(f"/proc/{pid}/task").iterdir():
-                with suppress(OSError):
-                    for line in (task / "status").read_text().splitlines():
-                        if "ctxt_switches:" in line:  # voluntary_… and nonvoluntary_…
-                            total += int(line.split()[1])
-    return total
+    return sum(
+        int(line.split()[1])
+        for text in thread_files(pids, "status")
+        for line in text.splitlines()
+        if "ctxt_switches:" in line  # voluntary_… and nonvoluntary_…
+    )
 
 
 def backends_of(database: str) -> list[int]:
@@ -506,7 +506,9 @@ APPS = ("hello", "request-side", "hand-off", "service", "round-trip", "writer-pr
 def print_request_side(figures: dict[str, dict[str, Any]]) -> None:
     """Where a callback's CPU goes: the request side alone, the hand-off to the writer's thread
     and back, and the writer's database work (with what it costs the threads around it)."""
-    hello, alone, handoff, service = (figures[app]["gunicorn_cpu_ms"] for app in APPS[:4])
+    hello, alone, handoff, service = (
+        figures[app]["gunicorn_cpu_ms"] for app in ("hello", "request-side", "hand-off", "service")
+    )
     parts = (
         ("the request side alone", alone),
         ("the hand-off to the writer and back", handoff - alone),

@@ -7,12 +7,11 @@ callback costs before and after the hand-off to the writer: `--request-side` rou
 from app import create_app
 from app.store.group import GroupWriter
 from app.store.ingest import IngestResult
-
-_STORED = IngestResult(raw_event_id=0, stored=1, duplicates=0, quarantined=0)
+from bench.ingest.stubs import STORED
 
 
 def _answer_at_once(self: GroupWriter, *args: object, **kwargs: object) -> IngestResult:
-    return _STORED
+    return STORED
 
 
 GroupWriter.store = _answer_at_once  # type: ignore[method-assign]
